@@ -1,0 +1,96 @@
+"""The configuration: the fixed option names, the config file, validation."""
+
+import os
+
+from twisted.plugin import getPlugins
+from twisted.application.service import IServiceMaker
+from twisted.trial import unittest
+
+from wavebox import config
+
+
+class OptionsTests(unittest.TestCase):
+
+    def parse(self, *argv):
+        o = config.Options()
+        o.parseOptions(list(argv))
+        return o.config()
+
+    def test_fixed_option_names_are_accepted(self):
+        ca = self.mktemp()
+        with open(ca, "w") as f:
+            f.write("x")
+        c = self.parse("--domain", "a.test", "--data-dir", "/tmp/x", "--s2s-interface",
+                       "127.0.0.2", "--s2s-port", "5270", "--trusted-ca", ca,
+                       "--tls-required", "no", "--nameserver", "127.0.0.1:5353",
+                       "--xmpp_server_ping", "b.test", "--xmpp-server-ping", "c.test")
+        self.assertEqual(c.domain, ["a.test"])
+        self.assertEqual(c.s2s_port, 5270)
+        self.assertEqual(c.s2s_interface, "127.0.0.2")
+        self.assertFalse(c.tls_required)
+        self.assertEqual(c.nameserver, ("127.0.0.1", 5353))
+        self.assertEqual(c.xmpp_server_ping, ["b.test", "c.test"])
+        self.assertEqual(c.trusted_ca, ca)
+
+    def test_domain_is_repeatable_and_lower_cased(self):
+        c = self.parse("--domain", "A.Test", "--domain", "b.test")
+        self.assertEqual(c.domain, ["a.test", "b.test"])
+
+    def test_defaults(self):
+        c = self.parse("--domain", "a.test")
+        self.assertEqual(c.s2s_port, 5269)
+        self.assertTrue(c.tls_required)
+        self.assertEqual(c.service_jid("a.test"), "wave.a.test")
+
+    def test_bad_value_names_the_option(self):
+        e = self.assertRaises(config.ConfigError, self.parse, "--domain", "a.test",
+                              "--s2s-port", "many")
+        self.assertIn("--s2s-port", str(e))
+        self.assertEqual(len(str(e).splitlines()), 1)
+
+    def test_missing_domain_is_an_error(self):
+        e = self.assertRaises(config.ConfigError, self.parse)
+        self.assertIn("--domain", str(e))
+
+    def test_config_file_is_overridden_by_command_line(self):
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("[wavebox]\ndomain = a.test, b.test\ns2s_port = 5300\n"
+                    "xmpp_server_ping = c.test\ntls-required = no\n")
+        c = self.parse("--config", path, "--s2s-port", "5400")
+        self.assertEqual(c.domain, ["a.test", "b.test"])
+        self.assertEqual(c.s2s_port, 5400)
+        self.assertEqual(c.xmpp_server_ping, ["c.test"])
+        self.assertFalse(c.tls_required)
+
+    def test_bad_value_in_config_file_names_the_key(self):
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("[wavebox]\ndomain = a.test\ntls_required = maybe\n")
+        e = self.assertRaises(config.ConfigError, self.parse, "--config", path)
+        self.assertIn("tls_required", str(e))
+
+    def test_unknown_key_in_config_file_is_an_error(self):
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("[wavebox]\ndomain = a.test\nfrobnicate = 1\n")
+        e = self.assertRaises(config.ConfigError, self.parse, "--config", path)
+        self.assertIn("frobnicate", str(e))
+
+    def test_example_config_file_is_valid(self):
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        c = self.parse("--config", os.path.join(here, "etc", "wavebox.conf.example"))
+        self.assertTrue(c.domain)
+
+    def test_help_lists_every_option(self):
+        text = str(config.Options())
+        for option in config.OPTIONS:
+            self.assertIn("--" + option.name, text)
+
+
+class PluginTests(unittest.TestCase):
+
+    def test_twistd_finds_the_wavebox_plugin(self):
+        import twisted.plugins
+        names = [p.tapname for p in getPlugins(IServiceMaker, twisted.plugins)]
+        self.assertIn("wavebox", names)

@@ -1,0 +1,37 @@
+"""
+The ``wavebox`` command.  Each sub-command lives in the module that owns its
+subject; this table only names them, so ``wavebox --help`` stays fast.
+"""
+
+import importlib
+import sys
+
+# name: (module, function, one-line help).  function(argv) -> exit status.
+SUBCOMMANDS = {
+}
+
+
+def usage(out):
+    out.write("usage: wavebox COMMAND [ARGS...]\n\ncommands:\n")
+    for name, (_, _, text) in sorted(SUBCOMMANDS.items()):
+        out.write("  %-10s %s\n" % (name, text))
+    out.write("\n'wavebox COMMAND --help' tells more.  The server itself runs as "
+              "'twistd -n wavebox'.\n")
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        usage(sys.stdout)
+        return 0
+    name = argv[0]
+    if name not in SUBCOMMANDS:
+        sys.stderr.write("wavebox: unknown command %r\n" % (name,))
+        usage(sys.stderr)
+        return 2
+    module, function, _ = SUBCOMMANDS[name]
+    return getattr(importlib.import_module(module), function)(argv[1:]) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

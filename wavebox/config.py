@@ -1,0 +1,333 @@
+"""
+wavebox's configuration: ``etc/wavebox.conf`` (an INI file) overridden by the
+command line, validated once at start-up.
+
+Every option has one name.  On the command line it is ``--s2s-port``; in the
+config file it is ``s2s_port`` (in the ``[wavebox]`` section).  Operators'
+scripts rely on these names, so they never change.  A bad value stops start-up
+with one line that names the option (:class:`ConfigError`).
+
+This module knows nothing of Twisted services; :mod:`wavebox.service` turns a
+:class:`Config` into running services.
+"""
+
+import configparser
+import ipaddress
+import os
+from dataclasses import dataclass, field
+
+from twisted.python import usage
+
+
+class ConfigError(Exception):
+    """A configuration value is wrong.  The message names the option."""
+
+
+# --- value parsers ----------------------------------------------------------
+# Each takes the option's textual value and returns the typed value or raises
+# ValueError with a short reason; the caller adds the option name.
+
+def _text(value):
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+def _domain(value):
+    value = value.strip().rstrip(".").lower()
+    if not value or len(value) > 253:
+        raise ValueError("not a domain name: %r" % (value,))
+    for label in value.split("."):
+        if not label or len(label) > 63 or label.startswith("-") or label.endswith("-"):
+            raise ValueError("not a domain name: %r" % (value,))
+        if not all(c.isalnum() or c == "-" for c in label):
+            raise ValueError("not a domain name: %r" % (value,))
+    return value
+
+
+def _domains(value):
+    """A comma- or space-separated list of domains (the config file form)."""
+    parts = [p for p in value.replace(",", " ").split() if p]
+    if not parts:
+        raise ValueError("must name at least one domain")
+    return [_domain(p) for p in parts]
+
+
+def _port(value):
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        raise ValueError("not a port number: %r" % (value,))
+    if not 0 <= port <= 65535:
+        raise ValueError("not a port number: %r" % (value,))
+    return port
+
+
+def _interface(value):
+    value = value.strip()
+    if value in ("", "*"):
+        return ""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError("not an IP address: %r" % (value,))
+    return value
+
+
+def _yes_no(value):
+    v = str(value).strip().lower()
+    if v in ("yes", "true", "on", "1"):
+        return True
+    if v in ("no", "false", "off", "0"):
+        return False
+    raise ValueError("must be yes or no, not %r" % (value,))
+
+
+def _host_port(default_port):
+    def parse(value):
+        value = value.strip()
+        if not value:
+            raise ValueError("must not be empty")
+        host, port = value, default_port
+        if value.startswith("["):
+            host, _, rest = value[1:].partition("]")
+            if rest.startswith(":"):
+                port = _port(rest[1:])
+        elif value.count(":") == 1:
+            host, p = value.split(":")
+            port = _port(p)
+        if not host:
+            raise ValueError("no host in %r" % (value,))
+        return (host, port)
+    return parse
+
+
+def _positive_float(value):
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise ValueError("not a number: %r" % (value,))
+    if f <= 0:
+        raise ValueError("must be positive, not %r" % (value,))
+    return f
+
+
+def _log_level(value):
+    v = value.strip().lower()
+    if v not in ("debug", "info", "warn", "error", "critical"):
+        raise ValueError("must be one of debug, info, warn, error, critical")
+    return v
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str                 # command-line spelling, without the dashes
+    parse: object             # text -> value, raising ValueError
+    default: object
+    help: str
+    short: str = None
+    repeatable: bool = False  # may be given several times; collects a list
+    flag: bool = False        # takes no value on the command line (means "yes")
+
+    @property
+    def key(self):
+        return self.name.replace("-", "_")
+
+
+# The fixed names come first (issue 3); later issues append theirs.
+OPTIONS = [
+    Option("config", _text, None, "INI file to read first (section [wavebox]); "
+           "command-line options override it", short="c"),
+    Option("domain", _domain, [], "a domain this server hosts (repeat for several)",
+           short="d", repeatable=True),
+    Option("data-dir", _text, "wavebox-data", "directory for the store, keys and "
+           "generated certificates"),
+    Option("s2s-interface", _interface, "", "address to listen on for XMPP "
+           "server-to-server streams ('' or * = all)"),
+    Option("s2s-port", _port, 5269, "port for XMPP server-to-server streams"),
+    Option("certificate", _text, None, "PEM certificate chain for the hosted "
+           "domains, leaf first (default: a self-signed one in the data dir)"),
+    Option("private-key", _text, None, "PEM private key of --certificate"),
+    Option("trusted-ca", _text, None, "PEM file of CA certificates to trust for "
+           "peers (default: the system store)"),
+    Option("tls-required", _yes_no, True, "refuse S2S streams without STARTTLS "
+           "and a verified certificate or dialback (yes|no; 'no' is for tests only)"),
+    Option("nameserver", _host_port(53), None, "DNS server HOST[:PORT] to ask "
+           "instead of the system's resolvers"),
+    Option("xmpp-server-ping", _domain, [], "send the FedOne ping to this domain "
+           "at start-up (repeatable; --xmpp_server_ping also works)", repeatable=True),
+    Option("dialback-secret", _text, None, "secret for XEP-0185 dialback keys "
+           "(default: generated and kept in the data dir)"),
+    Option("wave-service-prefix", _text, "wave", "the wave service JID of DOMAIN "
+           "is PREFIX.DOMAIN (advertised in disco)"),
+    Option("dns-timeout", _positive_float, 5.0, "seconds to wait for one DNS answer"),
+    Option("log-level", _log_level, "info", "least severe log level to print"),
+]
+
+
+def options_by_key():
+    return {o.key: o for o in OPTIONS}
+
+
+class Config:
+    """
+    Validated configuration values, as attributes named by config key
+    (``config.s2s_port``).  Built by :func:`load`.
+    """
+
+    def __init__(self, values):
+        self.__dict__.update(values)
+
+    def as_dict(self):
+        return dict(self.__dict__)
+
+    def __repr__(self):
+        return "Config(%r)" % (self.__dict__,)
+
+    @property
+    def domains(self):
+        return list(self.domain)
+
+    def service_jid(self, domain):
+        """The JID of the wave service of a hosted domain (``wave.DOMAIN``)."""
+        return "%s.%s" % (self.wave_service_prefix, domain)
+
+
+def _convert(option, raw, where):
+    """Parse one textual value, naming the option in any error."""
+    try:
+        if option.repeatable and where == "config":
+            parse = option.parse
+            parts = [p for p in str(raw).replace(",", " ").split() if p]
+            return [parse(p) for p in parts]
+        return option.parse(raw)
+    except ValueError as e:
+        name = ("--" + option.name) if where == "command line" else option.key
+        raise ConfigError("%s: %s (%s)" % (name, e, where))
+
+
+def read_config_file(path):
+    """Read the ``[wavebox]`` section of an INI file into {key: text}."""
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#", ";"))
+    try:
+        with open(path, encoding="utf-8") as f:
+            parser.read_file(f)
+    except OSError as e:
+        raise ConfigError("--config: cannot read %s: %s" % (path, e.strerror))
+    except configparser.Error as e:
+        raise ConfigError("--config: %s is not a valid INI file: %s" % (
+            path, str(e).splitlines()[0]))
+    if not parser.has_section("wavebox"):
+        raise ConfigError("--config: %s has no [wavebox] section" % (path,))
+    known = options_by_key()
+    values = {}
+    for key, text in parser.items("wavebox"):
+        key = key.replace("-", "_")
+        if key not in known or key == "config":
+            raise ConfigError("%s: unknown option in %s" % (key, path))
+        values[key] = text
+    return values
+
+
+def load(cli_values, environ=None):
+    """
+    Build a :class:`Config` from command-line values (``{key: raw}``, only those
+    given) on top of the config file (if ``config`` is among them) on top of
+    the defaults.  Raises :class:`ConfigError`.
+    """
+    known = options_by_key()
+    result = {}
+    for key, option in known.items():
+        result[key] = list(option.default) if option.repeatable else option.default
+    path = cli_values.get("config")
+    if path:
+        for key, text in read_config_file(path).items():
+            result[key] = _convert(known[key], text, "config")
+        result["config"] = path
+    for key, raw in cli_values.items():
+        if key == "config":
+            continue
+        option = known[key]
+        if option.repeatable:
+            result[key] = [_convert(option, r, "command line") for r in raw]
+        else:
+            result[key] = _convert(option, raw, "command line")
+    return _check(Config(result))
+
+
+def _check(config):
+    """Cross-option checks, after every value has been parsed."""
+    if not config.domain:
+        raise ConfigError("--domain: no hosted domain; give --domain DOMAIN "
+                          "or 'domain = ...' in the config file")
+    seen = set()
+    for d in config.domain:
+        if d in seen:
+            raise ConfigError("--domain: %s is given twice" % (d,))
+        seen.add(d)
+    if bool(config.certificate) != bool(config.private_key):
+        raise ConfigError("--private-key: --certificate and --private-key go "
+                          "together; give both or neither")
+    for key in ("certificate", "private_key", "trusted_ca"):
+        path = getattr(config, key)
+        if path and not os.path.isfile(path):
+            raise ConfigError("--%s: no such file: %s" % (key.replace("_", "-"), path))
+    return config
+
+
+# --- twistd / command-line glue ----------------------------------------------
+
+class Options(usage.Options):
+    """
+    ``twistd wavebox`` options.  Built from :data:`OPTIONS`, so that the help,
+    the config keys and the validation can never disagree.
+    """
+
+    synopsis = "[options]"
+    longdesc = ("A standalone federated Wave server.  Options may also be set "
+                "in the [wavebox] section of the --config file, with '_' for "
+                "'-'; the command line wins.")
+
+    def __init__(self):
+        self.given = {}
+        usage.Options.__init__(self)
+
+    def _make_handler(option):
+        def handler(self, value=None):
+            if option.flag:
+                value = "yes"
+            if option.repeatable:
+                self.given.setdefault(option.key, []).append(value)
+            else:
+                self.given[option.key] = value
+        default = option.default
+        if isinstance(default, bool):
+            default = "yes" if default else "no"
+        handler.__doc__ = option.help + (
+            " [default: %s]" % (default,) if default not in (None, [], "") else "")
+        return handler
+
+    for _o in OPTIONS:
+        locals()["opt_" + _o.name.replace("-", "_")] = _make_handler(_o)
+        if _o.short:
+            locals()["opt_" + _o.short] = _make_handler(_o)
+    del _o, _make_handler
+
+    def parseOptions(self, options=None):
+        # FedOne's flags were spelt with '_' (--xmpp_server_ping=...), and so
+        # are our config keys: accept that spelling for every long option.
+        if options is None:
+            import sys
+            options = sys.argv[1:]
+        fixed = []
+        for arg in options:
+            if arg.startswith("--") and "_" in arg.partition("=")[0]:
+                name, eq, value = arg.partition("=")
+                arg = name.replace("_", "-") + eq + value
+            fixed.append(arg)
+        return usage.Options.parseOptions(self, fixed)
+
+    def config(self):
+        """The validated :class:`Config`; raises :class:`ConfigError`."""
+        return load(self.given)

@@ -1,0 +1,1 @@
+"""The telnet-style console client protocol and the client program."""

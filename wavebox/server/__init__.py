@@ -1,0 +1,1 @@
+"""The wave server core: one container per wavelet, submit, transform, sign, store, notify."""

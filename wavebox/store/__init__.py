@@ -1,0 +1,1 @@
+"""The durable wavelet store: applied-delta bytes per wavelet, snapshots, the inbox."""
