@@ -13,10 +13,11 @@ from twisted.internet import defer, error, protocol, reactor
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
-from wavebox import config
+from wavebox import cli, config
 from wavebox.store import (
     AccountExists, IWaveletStore, StoreClosed, StoreConflict, StoredDelta, StoreError,
     StoreURLError, UnknownAccount, UnknownVersion, accounts, open_store, parse_store_url)
+from wavebox.store import backup
 from wavebox.store import sqlite as sqlite_engine
 from wavebox.store.memory import MemoryStore
 from wavebox.store.sqlite import SqliteStore
@@ -752,3 +753,53 @@ class AccountHashTests(unittest.TestCase):
         stored = accounts.hash_password("pw", **self.CHEAP)
         self.assertTrue((yield accounts.verify_password_in_thread("pw", stored)))
         self.assertFalse((yield accounts.verify_password_in_thread("PW", stored)))
+
+
+class BackupTests(unittest.TestCase):
+
+    def setUp(self):
+        self.directory = os.path.abspath(self.mktemp())
+        self.store = open_store("sqlite:live.sqlite3", self.directory)
+        self.addCleanup(self.store.close)
+
+    @defer.inlineCallbacks
+    def test_backup_of_a_running_store_has_every_acknowledged_delta(self):
+        for v in range(5):
+            yield self.store.append_delta(W1, delta(v, v + 1, payload=b"\x00%d" % v))
+        destination = os.path.join(self.directory, "copy.sqlite3")
+        # The store is open and its latest commits are still in the WAL.
+        self.assertEqual(backup.backup(self.store.path, destination),
+                         sqlite_engine.SCHEMA_VERSION)
+        self.assertFalse(os.path.exists(destination + "-wal"))
+        conn = sqlite3.connect(destination)
+        self.assertEqual(conn.execute("PRAGMA journal_mode").fetchone()[0], "delete")
+        conn.close()
+        copy = SqliteStore(destination)
+        self.addCleanup(copy.close)
+        self.assertEqual((yield copy.deltas(W1)), (yield self.store.deltas(W1)))
+
+    def test_backup_never_overwrites(self):
+        destination = os.path.join(self.directory, "exists")
+        with open(destination, "wb") as f:
+            f.write(b"keep me")
+        self.assertRaises(OSError, backup.backup, self.store.path, destination)
+        with open(destination, "rb") as f:
+            self.assertEqual(f.read(), b"keep me")
+
+    @defer.inlineCallbacks
+    def test_backup_command_finds_the_store_through_the_config_file(self):
+        yield self.store.append_delta(W1, delta(0, 1))
+        conf = os.path.join(self.directory, "wavebox.conf")
+        with open(conf, "w") as f:
+            f.write("[wavebox]\ndomain = a.test\ndata_dir = %s\nstore = sqlite:live.sqlite3\n"
+                    % (self.directory,))
+        destination = os.path.join(self.directory, "by-command.sqlite3")
+        self.assertEqual(cli.main(["backup", "-c", conf, destination]), 0)
+        conn = sqlite3.connect(destination)
+        self.addCleanup(conn.close)
+        self.assertEqual(conn.execute("SELECT count(*) FROM delta").fetchone()[0], 1)
+
+    def test_backup_command_refuses_a_memory_store(self):
+        destination = os.path.join(self.directory, "never.sqlite3")
+        self.assertEqual(backup.main(["--store", "memory:", destination]), 1)
+        self.assertFalse(os.path.exists(destination))

@@ -8,6 +8,8 @@ import sys
 
 # name: (module, function, one-line help).  function(argv) -> exit status.
 SUBCOMMANDS = {
+    "backup": ("wavebox.store.backup", "main",
+               "copy the SQLite store to a new file, safely while the server runs"),
 }
 
 
