@@ -552,6 +552,36 @@ class SqliteStoreTests(StoreContract, unittest.TestCase):
         self.assertNotIn(b"loser", [d.applied_delta for d in found])
 
     @defer.inlineCallbacks
+    def test_lost_transaction_fails_every_request_of_its_batch(self):
+        # If SQLite rolls the whole transaction back (disk full, I/O error),
+        # requests that had succeeded inside it must not be acknowledged.
+        held, release = self.hold_writer()
+
+        def lose_transaction(conn):
+            conn.execute("ROLLBACK")
+            raise sqlite3.OperationalError("database or disk is full")
+        before = self.store.append_delta(W1, delta(0, 1))
+        lost = self.store._writer.submit(lose_transaction)
+        after = self.store.append_delta(W2, delta(0, 1))
+        release.set()
+        yield held
+        for d in (before, lost, after):
+            e = yield self.assertFailure(d, StoreError)
+            self.assertIn("disk is full", str(e))
+        self.assertEqual((yield self.store.all_wavelets()), [])
+        yield self.store.append_delta(W1, delta(0, 1))
+        self.assertEqual((yield self.store.current_version(W1)), (1, b"hash1"))
+
+    @defer.inlineCallbacks
+    def test_close_finishes_the_requests_already_made(self):
+        appends = [self.store.append_delta(W1, delta(v, v + 1)) for v in range(10)]
+        yield self.store.close()
+        self.assertTrue(all(d.called for d in appends))
+        yield defer.gatherResults(appends)
+        store = self.make_store(self.path)
+        self.assertEqual((yield store.current_version(W1)), (10, b"hash10"))
+
+    @defer.inlineCallbacks
     def test_acknowledged_append_is_seen_by_the_next_read(self):
         for v in range(30):
             yield self.store.append_delta(W1, delta(v, v + 1))
