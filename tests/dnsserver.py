@@ -53,14 +53,18 @@ def SRV(priority, weight, port, target):
 
 def standard_records(ports=None, hosts=TEST_HOSTS):
     """
-    The test hosts' addresses, and for each domain in ``ports``
-    (``{"b.test": 40123}``) the record
-    ``_xmpp-server._tcp.DOMAIN SRV 10 0 PORT wave.DOMAIN.``.
+    The test hosts' addresses and, for each domain in ``ports``
+    (``{"b.test": 40123}``), the records the seed recommends for a wave
+    server without disco, both pointing at ``wave.DOMAIN`` on that port::
+
+        _xmpp-server._tcp.DOMAIN.      SRV 10 0 PORT wave.DOMAIN.
+        _xmpp-server._tcp.wave.DOMAIN. SRV 10 0 PORT wave.DOMAIN.
     """
     records = {name: [A(address)] for name, address in hosts.items()}
     for domain, port in (ports or {}).items():
-        records.setdefault("_xmpp-server._tcp." + domain, []).append(
-            SRV(10, 0, port, "wave." + domain))
+        for owner in (domain, "wave." + domain):
+            records.setdefault("_xmpp-server._tcp." + owner, []).append(
+                SRV(10, 0, port, "wave." + domain))
     return records
 
 

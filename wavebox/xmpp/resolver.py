@@ -211,12 +211,18 @@ class DnspythonResolver:
 
 
 def _ip_address_of(host):
-    """dnspython wants the name server as an address; look a name up once."""
+    """dnspython wants the name server as an address; a name is looked up, IPv4 first."""
     try:
         ipaddress.ip_address(host)
         return host
     except ValueError:
-        return socket.getaddrinfo(host, None)[0][4][0]
+        pass
+    try:
+        infos = socket.getaddrinfo(host, 53, type=socket.SOCK_DGRAM)
+    except OSError as e:
+        raise DNSQueryError(host, "cannot find the name server %s: %s" % (host, e))
+    infos.sort(key=lambda info: info[0] != socket.AF_INET)
+    return infos[0][4][0]
 
 
 # --- in memory, for tests -------------------------------------------------------
