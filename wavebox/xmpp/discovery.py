@@ -371,8 +371,10 @@ def default_disco_for_check(config):
     """
     try:
         from wavebox.xmpp.streams import make_check_disco
-    except ImportError as e:
-        if e.name not in ("wavebox.xmpp.streams", None):
+    except ModuleNotFoundError as e:
+        # Only the absence of the module itself; a streams module that is
+        # there but broken must show.
+        if e.name != "wavebox.xmpp.streams":
             raise
         return _no_disco
     return make_check_disco(config)
