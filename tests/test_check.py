@@ -81,7 +81,7 @@ class CheckAgainstZoneTests(unittest.TestCase):
         status, lines = yield self.check("nowhere.test")
         self.assertEqual(status, 1)
         self.assertEqual(lines[-1], "nowhere.test: NOT FOUND (remote-server-not-found): "
-                         "no address for nowhere.test nor for wave.nowhere.test")
+                         "neither nowhere.test nor wave.nowhere.test resolves")
 
     @defer.inlineCallbacks
     def test_no_service_dot_is_shown(self):
