@@ -10,6 +10,8 @@ import sys
 SUBCOMMANDS = {
     "backup": ("wavebox.store.backup", "main",
                "copy the SQLite store to a new file, safely while the server runs"),
+    "check": ("wavebox.xmpp.check", "main",
+              "find a peer's wave service (DNS, disco, wave. guess) step by step"),
 }
 
 
