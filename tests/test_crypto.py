@@ -16,6 +16,7 @@ from wavebox.crypto import (
     generate_key_and_certificate, key_to_pem, load_private_key, signer_id, validate_chain,
     verify_signature, verify_signed_delta)
 from wavebox.model.delta import HashedVersion, Signature, WaveletDelta
+from wavebox.model.errors import InvalidSignerInfo
 
 # The Apache fixtures are valid 2009-01-26 .. 2019-01-24.
 IN_2010 = datetime.datetime(2010, 6, 1, tzinfo=datetime.timezone.utc)
@@ -52,7 +53,7 @@ class SignerIdVectorTests(SynchronousTestCase):
         self.assertEqual(crypto.pkipath([b"\x01" * 5]), b"\x30\x05" + b"\x01" * 5)
 
     def test_unknown_hash_algorithm_is_refused(self):
-        self.assertRaises(SignatureError, signer_id, APACHE_CHAIN, "MD5")
+        self.assertRaises(InvalidSignerInfo, signer_id, APACHE_CHAIN, "MD5")
 
 
 class SignatureVectorTests(SynchronousTestCase):
