@@ -17,6 +17,8 @@ from wavebox.crypto import (
     verify_signature, verify_signed_delta)
 from wavebox.model.delta import HashedVersion, Signature, WaveletDelta
 from wavebox.model.errors import InvalidSignerInfo
+from wavebox.model.operations import NoOp
+from wavebox.wire import convert
 
 # The Apache fixtures are valid 2009-01-26 .. 2019-01-24.
 IN_2010 = datetime.datetime(2010, 6, 1, tzinfo=datetime.timezone.utc)
@@ -219,6 +221,22 @@ class VerifySignedDeltaTests(SynchronousTestCase):
         sig = self.signed.signatures[0]
         bad = Signature(sig.signature_bytes, sig.signer_id, "MD5_RSA")
         self.assertRaises(InvalidSignatureError, self.verify, signatures=[bad])
+
+    def test_delta_is_parsed_from_the_signed_bytes_when_not_given(self):
+        data = convert.serialize_wavelet_delta(
+            WaveletDelta("bob@a.test", HashedVersion(0, b""), [NoOp()]))
+        signed = self.signer.sign_delta(data)
+        verify_signed_delta(data, signed.signatures, self.infos, [self.pki.root], now=LATER)
+        other = convert.serialize_wavelet_delta(
+            WaveletDelta("bob@b.test", HashedVersion(0, b""), [NoOp()]))
+        signed = self.signer.sign_delta(other)
+        self.assertRaises(AuthorityError, verify_signed_delta, other, signed.signatures,
+                          self.infos, [self.pki.root], now=LATER)
+
+    def test_unparseable_signed_bytes_fail(self):
+        e = self.assertRaises(InvalidSignatureError, verify_signed_delta, b"\xff", [], {}, [],
+                              now=LATER)
+        self.assertIn("does not parse", str(e))
 
     def test_address_path_is_not_signed(self):
         self.assertRaises(SignatureError, self.signer.sign_delta, self.bytes,

@@ -27,6 +27,7 @@ from cryptography.x509.oid import ExtensionOID, NameOID
 from wavebox.model.delta import SHA1_RSA, Signature, SignedDelta
 from wavebox.model.errors import ModelError
 from wavebox.model.signer import SHA256, SHA512, SignerInfo, pkipath, signer_id  # noqa: F401
+from wavebox.wire import convert
 
 #: The "wave" certificate extension; certificates may mark it critical so
 #: that they cannot double as TLS server certificates.
@@ -387,7 +388,6 @@ def verify_signed_delta(signed_delta_bytes, signatures, signer_infos_by_id, trus
     with ``get``).  Raises a SignatureError subclass.
     """
     if delta is None:
-        from wavebox.wire import convert
         try:
             delta = convert.parse_wavelet_delta(signed_delta_bytes)
         except ModelError as e:
