@@ -1,13 +1,15 @@
 """Model <-> federation protocol buffers (wave protocol notes 2, vectors 9)."""
 
 import base64
+import os
 
+from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from wavebox.model.delta import HashedVersion, Signature, SignedDelta, WaveletDelta
 from wavebox.model.docop import DocOpBuilder
 from wavebox.model.errors import (
-    IllFormedOperation, InvalidParticipantId, WireError)
+    IllFormedOperation, InvalidParticipantId, ModelError, WireError)
 from wavebox.model.ids import WaveletName
 from wavebox.model.operations import AddParticipant, MutateDocument, NoOp, RemoveParticipant
 from wavebox.model.signer import SignerInfo
@@ -254,3 +256,49 @@ class Base64Tests(SynchronousTestCase):
 
     def test_non_ascii_is_garbage(self):
         self.assertRaises(WireError, convert.b64decode, "aGVs\u00e9")
+
+
+EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "1000"))
+_PARSERS = (convert.parse_applied_delta, convert.parse_signed_delta,
+            convert.parse_wavelet_delta, convert.parse_signer_info, convert.parse_hashed_version)
+
+
+def _valid_applied_delta():
+    signed = SignedDelta(convert.serialize_wavelet_delta(sample_delta()),
+                         (Signature(b"sig", b"id"),))
+    return convert.build_applied_delta(signed, HashedVersion(7, b"\x01" * 20), 4, 99)
+
+
+class ParserFuzzTests(SynchronousTestCase):
+    """Whatever the bytes, parsing raises a model error or returns a value; nothing else."""
+
+    def parse_all(self, data):
+        for parse in _PARSERS:
+            try:
+                parse(data)
+            except ModelError:
+                pass
+
+    @settings(max_examples=EXAMPLES, deadline=None)
+    @given(st.binary(max_size=200))
+    def test_random_bytes_raise_only_model_errors(self, data):
+        self.parse_all(data)
+
+    @settings(max_examples=EXAMPLES, deadline=None)
+    @given(st.data())
+    def test_mutated_applied_delta_raises_only_model_errors(self, data):
+        raw = bytearray(_valid_applied_delta().applied_delta_bytes)
+        for _ in range(data.draw(st.integers(1, 4))):
+            i = data.draw(st.integers(0, len(raw) - 1))
+            raw[i] = data.draw(st.integers(0, 255))
+        cut = data.draw(st.integers(0, len(raw)))
+        self.parse_all(bytes(raw[:cut]))
+        self.parse_all(bytes(raw))
+
+    @settings(max_examples=EXAMPLES, deadline=None)
+    @given(st.text(max_size=40))
+    def test_random_base64_text_raises_only_wire_errors(self, text):
+        try:
+            convert.b64decode(text)
+        except WireError:
+            pass
