@@ -121,7 +121,7 @@ class ApplyTests(SynchronousTestCase):
         MutateDocument("b+1", DocOpBuilder().retain(2).characters("!").build()).apply(w, X)
         MutateDocument("b+1", DocOpBuilder().retain(3).characters("?").build()).apply(w, A)
         self.assertEqual(w.documents["b+1"].text(), "hi!?")
-        self.assertEqual(w.contributors["b+1"], [A, X])
+        self.assertEqual(w.contributors["b+1"], (A, X))
 
     def test_mutate_that_does_not_fit_names_document(self):
         w = Scratch([A])
