@@ -3,7 +3,7 @@
 from twisted.trial.unittest import SynchronousTestCase
 
 from wavebox.model.delta import HashedVersion, TransformedDelta, WaveletDelta
-from wavebox.model.docop import DocOpBuilder, Document
+from wavebox.model.docop import DocOpBuilder
 from wavebox.model.errors import (
     InvalidDelta, InvalidHashedVersion, InvalidOperation, RemovedAuthorError, TransformError)
 from wavebox.model.ids import ParticipantId
