@@ -3,10 +3,11 @@
 import base64
 import os
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from wavebox.model.delta import HashedVersion, Signature, SignedDelta, WaveletDelta
+from wavebox.model import docop
 from wavebox.model.docop import DocOpBuilder
 from wavebox.model.errors import (
     IllFormedOperation, InvalidParticipantId, ModelError, WireError)
@@ -129,6 +130,13 @@ class RoundTripTests(SynchronousTestCase):
         parsed = convert.parse_wavelet_delta(data)
         self.assertEqual(parsed, delta)
         self.assertEqual(convert.serialize_wavelet_delta(parsed), data)
+
+    def test_empty_document_operation_is_still_written(self):
+        delta = WaveletDelta("a@b", HashedVersion(0, b""),
+                             [MutateDocument("b+1", DocOpBuilder().build())])
+        data = convert.serialize_wavelet_delta(delta)
+        self.assertTrue(data.endswith(b"\x1a\x09\x1a\x07\x0a\x03b+1\x12\x00"))
+        self.assertEqual(convert.parse_wavelet_delta(data), delta)
 
     def test_null_old_and_new_values_round_trip(self):
         op = convert.docop_from_proto(convert.docop_to_proto(every_component_op()))
@@ -302,3 +310,43 @@ class ParserFuzzTests(SynchronousTestCase):
             convert.b64decode(text)
         except WireError:
             pass
+
+
+_names = st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True)
+_texts = st.text(st.characters(max_codepoint=0xFFFC, blacklist_categories=("Cs",)),
+                 min_size=1, max_size=12)
+_participants = st.builds(lambda n, d: f"{n}@{d}.test", _names, _names)
+
+
+@st.composite
+def _insertion_ops(draw):
+    builder = DocOpBuilder()
+    for _ in range(draw(st.integers(0, 4))):
+        if draw(st.booleans()):
+            builder.characters(draw(_texts))
+        else:
+            attrs = draw(st.dictionaries(_names, _texts, max_size=3))
+            builder.element_start(draw(_names), attrs).element_end()
+    op = builder.build()
+    assume(docop.is_well_formed(op))
+    return op
+
+
+_operations = st.one_of(
+    st.builds(AddParticipant, _participants),
+    st.builds(RemoveParticipant, _participants),
+    st.just(NoOp()),
+    st.builds(MutateDocument, st.builds(lambda t: "b+" + t, _names), _insertion_ops()))
+
+
+class WireRoundTripPropertyTests(SynchronousTestCase):
+
+    @settings(max_examples=EXAMPLES, deadline=None)
+    @given(_participants, st.integers(0, 2 ** 63 - 1), st.binary(max_size=24),
+           st.lists(_operations, max_size=5))
+    def test_random_deltas_round_trip_byte_identically(self, author, version, history_hash, ops):
+        delta = WaveletDelta(author, HashedVersion(version, history_hash), ops)
+        data = convert.serialize_wavelet_delta(delta)
+        parsed = convert.parse_wavelet_delta(data)
+        self.assertEqual(parsed, delta)
+        self.assertEqual(convert.serialize_wavelet_delta(parsed), data)
