@@ -8,6 +8,8 @@ import sys
 
 # name: (module, function, one-line help).  function(argv) -> exit status.
 SUBCOMMANDS = {
+    "gencert": ("wavebox.xmpp.certs", "main",
+                "make a key and certificate for DOMAIN (or a test CA)"),
 }
 
 
