@@ -85,6 +85,7 @@ from twisted.words.xish.utility import XmlPipe
 
 from wavebox.xmpp import dialback as db
 from wavebox.xmpp.disco import DiscoResponder, find_wave_service
+from wavebox.xmpp.resolver import ResolutionTimeout
 from wavebox.xmpp.tls import TLSVerdict
 
 NS_STREAMS = xmlstream.NS_STREAMS
@@ -1008,8 +1009,10 @@ class S2SService(service.Service):
                     endpoints = yield self._resolve(remote)
                 except Exception as e:
                     if not reasons:
-                        raise RouteFailed("remote-server-not-found", "cannot resolve %s: %s"
-                                          % (remote, _describe(e)))
+                        timed_out = isinstance(e, (ResolutionTimeout, defer.TimeoutError))
+                        raise RouteFailed(
+                            "remote-server-timeout" if timed_out else "remote-server-not-found",
+                            "cannot resolve %s: %s" % (remote, _describe(e)))
                     break
                 if not endpoints and not reasons:
                     raise RouteFailed("remote-server-not-found", "no address for %s" % (remote,))
@@ -1083,23 +1086,60 @@ class S2SService(service.Service):
         return d.addCallback(ask)
 
 
+def dns_resolve(resolver):
+    """The ``resolve`` callable of :class:`S2SService` over an ``IResolver``: SRV, then A."""
+    from wavebox.xmpp.discovery import Trace
+    from wavebox.xmpp.resolver import resolve_server
+
+    def resolve(domain):
+        return resolve_server(resolver, domain, Trace(domain))
+    return resolve
+
+
+def service_from_config(config, resolver, port=None, reactor=None):
+    """An :class:`S2SService` for our configured domains, certificate and secret."""
+    from wavebox.xmpp import tls as tlsmodule
+    names = local_names(config)
+    return S2SService(
+        names, db.secret_from_config(config), tlsmodule.policy_from_config(config, names),
+        dns_resolve(resolver), interface=config.s2s_interface, port=port, reactor=reactor)
+
+
 def make_check_disco(config, reactor=None):
     """
-    The ``disco`` callable for ``wavebox check``: each call opens a one-shot
-    originating stream with our configured identity (certificate, dialback
-    secret), asks, and closes it again.
+    The ``disco`` callable for ``wavebox check``: each call runs a short-lived
+    S2S service with our configured identity (certificate, dialback secret),
+    asks, and stops it again.
+
+    It must listen on the configured S2S address while it asks: a peer
+    answers on its *own* stream to our domain (RFC 6120 streams are one-way),
+    which DNS sends to that address.  When the port is taken (the server is
+    running), the answers would reach the server, not the check, so disco is
+    reported unavailable and the check goes on without it.
     """
-    from wavebox.xmpp import tls as tlsmodule
-    from wavebox.xmpp.resolver import DnspythonResolver, resolve_server
+    from twisted.internet.error import CannotListenError
+
+    from wavebox.xmpp.discovery import DiscoUnavailable
+    from wavebox.xmpp.resolver import DnspythonResolver
 
     resolver = DnspythonResolver(config.nameserver, config.dns_timeout)
-    names = local_names(config)
 
     def disco(domain, endpoints):
-        s2s = S2SService(
-            names, db.secret_from_config(config), tlsmodule.policy_from_config(config, names),
-            lambda d: resolve_server(resolver, d, []), port=None, reactor=reactor)
-        s2s.startService()
+        if not config.domains:
+            return defer.fail(DiscoUnavailable(
+                "no hosted domain configured (give --config): disco needs our identity"))
+        try:
+            s2s = service_from_config(config, resolver, port=config.s2s_port, reactor=reactor)
+        except Exception as e:
+            return defer.fail(DiscoUnavailable("cannot set up S2S: %s" % (e,)))
+        try:
+            s2s.startService()
+        except CannotListenError as e:
+            s2s.stopService()
+            return defer.fail(DiscoUnavailable(
+                "cannot listen on %s:%d (%s): peers answer disco on their own stream to "
+                "our domain, so only a check without the running server can ask"
+                % (config.s2s_interface or "*", config.s2s_port, e.socketError)))
         d = s2s.find_wave_service(domain, endpoints)
 
         def done(result):
