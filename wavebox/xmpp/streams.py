@@ -120,6 +120,8 @@ def _describe(reason):
     value = reason.value if isinstance(reason, failure.Failure) else reason
     if isinstance(value, defer.TimeoutError):
         return "timed out"
+    if isinstance(value, (RouteFailed, TLSUnavailable, db.DialbackFailed)):
+        return str(value)
     text = str(value)
     return "%s: %s" % (type(value).__name__, text) if text else type(value).__name__
 
@@ -389,6 +391,7 @@ class IncomingStream(_Session):
     def __init__(self, server):
         _Session.__init__(self, server)
         self._timeout_call = None
+        self.answered_verifies = 0
 
     def associateWithStream(self, xs):
         _Session.associateWithStream(self, xs)
@@ -402,8 +405,18 @@ class IncomingStream(_Session):
             self.server.negotiation_timeout, self._timed_out)
 
     def _timed_out(self):
+        """
+        Nothing authenticated in time.  A peer's verify-only stream (it asked
+        us db:verify questions) is closed politely; any other gets
+        ``connection-timeout`` (RFC 6120 4.9.3.4).
+        """
         self._timeout_call = None
-        if not self.authenticated:
+        if self.authenticated:
+            return
+        if self.answered_verifies:
+            log.info("incoming S2S stream {peer}: closing an idle verify stream", peer=self.peer)
+            self.close()
+        else:
             self.fail("connection-timeout", "no domain authenticated in %d seconds"
                       % (self.server.negotiation_timeout,))
 
@@ -432,7 +445,6 @@ class IncomingStream(_Session):
         sender = parse_jid(root.getAttribute("from"))
         xs.otherEntity = jid.internJID(sender.host) if sender else None
         xs.sid = uuid.uuid4().hex
-        self.dialback_declared = root.localPrefixes.get("db") == db.NS_DIALBACK
         xs.sendHeader()
         if xs.version >= (1, 0):
             xs.send(self._features())
@@ -665,7 +677,8 @@ class LocalEntities(XMPPHandlerCollection):
     def deliver(self, stanza):
         """Dispatch to the handlers; True when one of them handled it."""
         self._pipe.sink.send(stanza)
-        return bool(getattr(stanza, "handled", False))
+        # vars(): a child element named <handled/> must not count.
+        return bool(vars(stanza).get("handled", False))
 
 
 # --- the service -------------------------------------------------------------
