@@ -68,6 +68,9 @@ The service: :class:`S2SService`
         The ``disco`` callable of :mod:`wavebox.xmpp.discovery`.
     ``set_endpoints(domain, endpoints)``
         Remember where a domain was found (tried before DNS for an hour).
+
+    :func:`service_from_config` builds one from the configuration;
+    :func:`make_check_disco` gives ``wavebox check`` its ``disco`` callable.
 """
 
 import ipaddress
@@ -535,7 +538,10 @@ class OutgoingStream(_Session):
 
     def close(self):
         if not self.connected and self.connector is not None and not self.closed.done:
-            self.connector.stopConnecting()
+            try:
+                self.connector.stopConnecting()
+            except Exception:       # no longer connecting: connectionMade or failed
+                pass
         return _Session.close(self)
 
     def connectionLost(self, reason):
