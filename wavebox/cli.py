@@ -12,6 +12,8 @@ SUBCOMMANDS = {
                "copy the SQLite store to a new file, safely while the server runs"),
     "check": ("wavebox.xmpp.check", "main",
               "find a peer's wave service (DNS, disco, wave. guess) step by step"),
+    "gencert": ("wavebox.xmpp.certs", "main",
+                "make a key and certificate for DOMAIN (or a test CA)"),
 }
 
 
