@@ -113,6 +113,16 @@ def _positive_float(value):
     return f
 
 
+def _positive_int(value):
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ValueError("not a whole number: %r" % (value,))
+    if n <= 0:
+        raise ValueError("must be positive, not %r" % (value,))
+    return n
+
+
 def _log_level(value):
     v = value.strip().lower()
     if v not in ("debug", "info", "warn", "error", "critical"):
@@ -163,6 +173,16 @@ OPTIONS = [
            "is PREFIX.DOMAIN (advertised in disco)"),
     Option("dns-timeout", _positive_float, 5.0, "seconds to wait for one DNS answer"),
     Option("log-level", _log_level, "info", "least severe log level to print"),
+]
+
+# Issue 4: the wave server core and the console.
+OPTIONS += [
+    Option("console-interface", _interface, "127.0.0.1", "address the console "
+           "listens on ('' or * = all; keep it on localhost unless you mean it)"),
+    Option("console-port", _port, 9876, "port of the telnet-style console "
+           "(0 = any free port, logged at start-up)"),
+    Option("snapshot-interval", _positive_int, 100, "store a wavelet snapshot "
+           "every this many deltas, so a restart replays at most that many"),
 ]
 
 
