@@ -123,6 +123,13 @@ def _positive_int(value):
     return n
 
 
+def _store_url(value):
+    from wavebox.store import parse_store_url
+    value = value.strip()
+    parse_store_url(value)
+    return value
+
+
 def _log_level(value):
     v = value.strip().lower()
     if v not in ("debug", "info", "warn", "error", "critical"):
@@ -173,6 +180,10 @@ OPTIONS = [
            "is PREFIX.DOMAIN (advertised in disco)"),
     Option("dns-timeout", _positive_float, 5.0, "seconds to wait for one DNS answer"),
     Option("log-level", _log_level, "info", "least severe log level to print"),
+    Option("store", _store_url, "sqlite:wavebox.sqlite3", "where wavelets are kept: "
+           "sqlite:PATH (relative to --data-dir) or memory: (lost at exit; tests only)"),
+    Option("snapshot-interval", _positive_int, 100, "keep a wavelet snapshot every "
+           "this many deltas, so opening a long wavelet replays only the rest"),
 ]
 
 # Issue 4: the wave server core and the console.
@@ -181,8 +192,6 @@ OPTIONS += [
            "listens on ('' or * = all; keep it on localhost unless you mean it)"),
     Option("console-port", _port, 9876, "port of the telnet-style console "
            "(0 = any free port, logged at start-up)"),
-    Option("snapshot-interval", _positive_int, 100, "store a wavelet snapshot "
-           "every this many deltas, so a restart replays at most that many"),
 ]
 
 
