@@ -8,6 +8,10 @@ import sys
 
 # name: (module, function, one-line help).  function(argv) -> exit status.
 SUBCOMMANDS = {
+    "adduser": ("wavebox.console.adduser", "main",
+                "create a console account: adduser USER [--config FILE]"),
+    "console": ("wavebox.console.client", "main",
+                "chat on a wavebox console: console USER [--host H --port P]"),
 }
 
 
