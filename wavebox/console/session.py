@@ -326,7 +326,11 @@ class ConsoleSession(LineReceiver):
     @defer.inlineCallbacks
     def do_text(self, line):
         self._need_open_wave()
-        state = yield self.server.wavelet(self.open_name)
+        # What the user saw when they typed: the state as it is now, without
+        # queueing behind submits in flight (the core transforms if needed).
+        state = self.server.current_state(self.open_name)
+        if state is None:
+            state = yield self.server.wavelet(self.open_name)
         generator = self.factory.id_generators[self.user.domain]
         operations = view.append_blip_operations(state, self.user, generator.new_blip_id(), line)
         yield self._submit(operations, state.hashed_version)

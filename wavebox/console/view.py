@@ -64,8 +64,9 @@ def digest(state):
 
 
 def header(name, state):
-    return "--- wave %s, version %d; participants: %s ---" % (
+    return "--- wave %s, version %d (hash %s); participants: %s ---" % (
         wave_label(name), state.hashed_version.version,
+        state.hashed_version.history_hash[:8].hex(),
         ", ".join(str(p) for p in participants(state)) or "none")
 
 
