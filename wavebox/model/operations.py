@@ -102,7 +102,8 @@ class MutateDocument(WaveletOperation):
         try:
             wavelet.documents[self.document_id] = document.apply(self.operation)
         except InvalidOperation as e:
-            raise type(e)(f"document {self.document_id}: {e}") from e
+            e.args = (f"document {self.document_id}: {e}",)
+            raise
         contributors = wavelet.contributors.setdefault(self.document_id, [])
         if author not in contributors:
             contributors.append(author)
