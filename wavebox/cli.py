@@ -12,6 +12,10 @@ SUBCOMMANDS = {
                 "create a console account: adduser USER [--config FILE]"),
     "console": ("wavebox.console.client", "main",
                 "chat on a wavebox console: console USER [--host H --port P]"),
+    "check": ("wavebox.xmpp.check", "main",
+              "find a peer's wave service (DNS, disco, wave. guess) step by step"),
+    "gencert": ("wavebox.xmpp.certs", "main",
+                "make a key and certificate for DOMAIN (or a test CA)"),
 }
 
 
