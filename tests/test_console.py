@@ -370,3 +370,44 @@ def _collect(client, n):
         m = yield client.expect("^(alice|bob)@a.test: ")
         lines.append(m.string)
     return lines
+
+
+class ClientProgramTests(ConsoleTestCase):
+    """``wavebox console USER`` with its stdin piped, against this test's console."""
+
+    @defer.inlineCallbacks
+    def test_client_logs_in_and_relays_lines_both_ways(self):
+        import os
+        import sys
+
+        import wavebox
+        root = os.path.dirname(os.path.dirname(os.path.abspath(wavebox.__file__)))
+        out = _Collect()
+        args = [sys.executable, "-m", "wavebox.cli", "console", "alice",
+                "--host", "127.0.0.1", "--port", str(self.port.getHost().port)]
+        env = dict(os.environ, PYTHONPATH=root)
+        proc = reactor.spawnProcess(out, sys.executable, args, env=env)
+        self.addCleanup(lambda: out.running and proc.signalProcess("KILL") or out.ended)
+        proc.write(b"pw-ali\n/new\nhello from the client\n/quit\n")
+        code = yield out.ended
+        text = out.data.decode("utf-8")
+        self.assertEqual(code, 0, text)
+        for expected in ("logged in as alice@a.test", "created wave a.test/w+",
+                         "alice@a.test: hello from the client", "bye"):
+            self.assertIn(expected, text)
+
+
+class _Collect(protocol.ProcessProtocol):
+    def __init__(self):
+        self.data = b""
+        self.ended = defer.Deferred()
+        self.running = True
+
+    def outReceived(self, data):
+        self.data += data
+
+    errReceived = outReceived
+
+    def processEnded(self, reason):
+        self.running = False
+        self.ended.callback(reason.value.exitCode)
