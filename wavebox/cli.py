@@ -16,6 +16,8 @@ SUBCOMMANDS = {
               "find a peer's wave service (DNS, disco, wave. guess) step by step"),
     "gencert": ("wavebox.xmpp.certs", "main",
                 "make a key and certificate for DOMAIN (or a test CA)"),
+    "backup": ("wavebox.store.backup", "main",
+               "copy the SQLite store to a new file, safely while the server runs"),
 }
 
 
