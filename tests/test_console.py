@@ -293,8 +293,13 @@ class WaveTests(ConsoleTestCase):
         yield alice.expect("^bob@a.test: yes$")
         alice.send("/remove bob@a.test")
         yield bob.expect(r"^\* alice@a.test removed you$")
+        yield bob.expect(r"^\(you are no longer a participant; the wave is closed\)$")
         yield alice.expect(r"^\* alice@a.test removed bob@a.test$")
-        yield self.command(bob, "one more", "^error: .*not a participant")
+        yield self.command(bob, "one more", "^error: no wave is open")
+        mark = len(bob.lines)
+        yield self.command(alice, "secret now", "^alice@a.test: secret now")
+        yield self.command(bob, "/list", "^your inbox is empty")
+        self.assertNotIn("alice@a.test: secret now", bob.since(mark))
 
     @defer.inlineCallbacks
     def test_removed_user_not_looking_at_the_wave_is_told(self):
