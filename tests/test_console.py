@@ -6,7 +6,7 @@ the notice of being added to a wave.
 
 import re
 
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import defer, protocol, reactor, task
 from twisted.protocols.basic import LineReceiver
 from twisted.trial import unittest
 
@@ -91,7 +91,9 @@ class ConsoleTestCase(unittest.TestCase):
         self.store = MemoryStore()
         for user in ("alice@a.test", "bob@a.test", "carol@b.test"):
             self.successResultOf(self.store.add_account(user, quick_hash("pw-" + user[:3])))
-        self.server = WaveServer(self.store, self.domains)
+        # Application timestamps come from this clock (inbox order is by them).
+        self.clock = task.Clock()
+        self.server = WaveServer(self.store, self.domains, clock=self.clock)
         self.factory = ConsoleFactory(self.server, self.domains,
                                       verify_password=lambda p, h: defer.succeed(
                                           verify_password(p, h)))
@@ -241,6 +243,7 @@ class WaveTests(ConsoleTestCase):
         c = yield self.login()
         yield self.command(c, "/new", "^created wave (.*)")
         yield self.command(c, "first wave", "^alice@a.test: first wave")
+        self.clock.advance(1)
         yield self.command(c, "/new", "^created wave (.*)")
         yield self.command(c, "second wave", "^alice@a.test: second wave")
         yield self.command(c, "/add bob@a.test", r"^\* alice@a.test added bob@a.test")
