@@ -25,7 +25,7 @@ CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(wavebox.__file__)))
 
 def config_for(testcase, **values):
     base = {"domain": ["a.test"], "data_dir": testcase.mktemp(), "s2s_interface": "127.0.0.2",
-            "s2s_port": "0", "nameserver": "127.0.0.1:1"}
+            "s2s_port": "0", "nameserver": "127.0.0.1:1", "console_port": "0"}
     base.update(values)
     return load(base)
 
