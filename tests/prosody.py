@@ -99,6 +99,25 @@ def write_self_signed(domain, certificate_path, key_path, days=7):
         f.write(certificate.public_bytes(serialization.Encoding.PEM))
 
 
+@defer.inlineCallbacks
+def poll_until(predicate, timeout=20.0, what="the condition", step=0.05, reactor=None,
+               diagnostics=None):
+    """
+    Fire once ``predicate()`` is true; fail with ``what`` (and the text of
+    ``diagnostics()``, e.g. Prosody's log) after ``timeout`` seconds.  For
+    waiting on real processes; unit tests use task.Clock instead.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    waited = 0.0
+    while not predicate():
+        if waited >= timeout:
+            detail = ("\n" + diagnostics()) if diagnostics else ""
+            raise AssertionError("gave up after %.0f s waiting for %s%s" % (timeout, what, detail))
+        yield task.deferLater(reactor, step, lambda: None)
+        waited += step
+
+
 def _lua_string(value):
     return '"%s"' % (str(value).replace("\\", "\\\\").replace('"', '\\"'),)
 
@@ -423,9 +442,20 @@ class ProsodyPeer:
         return process.text()
 
     def ping(self, to, timeout=20):
-        """Prosody pings ``to`` (XEP-0199) from its host; the shell's answer."""
+        """
+        Prosody pings a remote server ``to`` over S2S (XEP-0199) with the admin
+        shell's own command; the shell's answer ("Result: pong from ...").
+        """
         return self.shell("xmpp:ping(%s, %s, %d)" % (_lua_string(self.domain), _lua_string(to),
                                                      timeout), timeout=timeout + 10)
+
+    def ping_local(self, to, timeout=20):
+        """
+        Prosody pings ``to`` even if it is one of its own hosts, such as a
+        connected component (xmpp:ping refuses those); "Result: pong from JID".
+        """
+        return self.shell(">wavebox_test.ping(%s, %s, %d)" % (
+            _lua_string(self.domain), _lua_string(to), timeout), timeout=timeout + 10)
 
     def disco(self, to, what="info", timeout=20):
         """Prosody asks ``to`` for disco#info or #items; one fact a line."""

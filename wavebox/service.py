@@ -26,4 +26,21 @@ def makeServiceFromOptions(options):
 def makeService(config):
     top = service.MultiService()
     top.setName("wavebox")
+    if config.component:
+        # The XMPP server does S2S for us: no S2S listener of our own.
+        makeComponentService(config).setServiceParent(top)
     return top
+
+
+def makeComponentService(config, handlers=()):
+    """
+    Component mode (XEP-0114): one stream to the XMPP server's component port,
+    carrying the same handlers as an S2S stream.
+    """
+    from wavebox.xmpp.component import ExternalComponent
+
+    host, port = config.component
+    component = ExternalComponent(host, port, config.component_jid, config.component_secret,
+                                  handlers=handlers)
+    component.setName("xmpp-component")
+    return component

@@ -11,12 +11,16 @@
 --    XEP-0368 direct TLS service, once for xmpp-server), so wrapping that
 --    constructor is enough on Prosody 0.12.
 --
--- 2. Disco from Prosody's side.  The admin shell can ping a remote server
---    but has no disco command, so this module adds one that tests run with
+-- 2. Queries from Prosody's side.  The admin shell can ping a remote server
+--    but has no disco command, and its xmpp:ping refuses a target that is
+--    one of Prosody's own hosts, which an external component is.  So this
+--    module adds two commands that tests run with
 --        prosodyctl --config FILE shell ">wavebox_test.disco('prosody.test', 'wave.test', 'info')"
---    It sends an XEP-0030 query from a local host and prints the answer one
---    fact a line ("identity collaboration/google-wave Google Wave",
---    "feature urn:xmpp:ping", "item wave.x.test").
+--        prosodyctl --config FILE shell ">wavebox_test.ping('prosody.test', 'wave.prosody.test')"
+--    disco sends an XEP-0030 query from a local host and prints the answer
+--    one fact a line ("identity collaboration/google-wave Google Wave",
+--    "feature urn:xmpp:ping", "item wave.x.test"); ping sends an XEP-0199
+--    ping and prints "pong from JID".
 
 module:set_global();
 
@@ -83,6 +87,13 @@ rawset(_G, "wavebox_test", {
 			local query = response.stanza:get_child("query", DISCO .. what);
 			if not query then return "(no query element)"; end
 			return describe(query, what);
+		end);
+	end;
+	ping = function (from_host, to, timeout)
+		local iq = st.iq({ type = "get", from = from_host, to = to, id = new_id() })
+			:tag("ping", { xmlns = "urn:xmpp:ping" });
+		return module:context(from_host):send_iq(iq, nil, timeout or 20):next(function (response)
+			return "pong from " .. tostring(response.stanza.attr.from);
 		end);
 	end;
 });
