@@ -10,6 +10,8 @@ import sys
 SUBCOMMANDS = {
     "check": ("wavebox.xmpp.check", "main",
               "find a peer's wave service (DNS, disco, wave. guess) step by step"),
+    "gencert": ("wavebox.xmpp.certs", "main",
+                "make a key and certificate for DOMAIN (or a test CA)"),
 }
 
 

@@ -1,46 +1,175 @@
 """
 Wiring: turn a validated :class:`wavebox.config.Config` into the running
 services of ``twistd wavebox``.  The only module that knows every layer.
+
+Today: the XMPP server-to-server service (listening on ``s2s_interface:
+s2s_port`` for every hosted domain and its wave service JID), told what to
+advertise in disco; the XEP-0199 / FedOne ping responder; peer discovery over
+DNS; and the start-up ping of each ``--xmpp_server_ping`` domain.
+
+In component mode (``--component``, XEP-0114) an XMPP server does S2S for
+us: instead of the S2S service there is one component stream, with the same
+API (send, request, add_handler, disco) and the same handlers.
 """
 
 import sys
 
 from twisted.application import service
-from twisted.logger import Logger
+from twisted.logger import (
+    FilteringLogObserver,
+    ILogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    Logger,
+)
 
 from wavebox.config import ConfigError
 
 log = Logger()
+
+WAVE_IDENTITY_NAME = "wavebox"
+
+
+class WaveboxService(service.MultiService):
+    """
+    The top service.  Under twistd it also filters the log by ``log_level``:
+    twistd looks for an ``ILogObserver`` on the application *after* the
+    plugin made its service, so the service puts a filtering observer there,
+    wrapped around the observer twistd would have used (stdout, ``--logfile``
+    or syslog, from twistd's own options).
+    """
+
+    def __init__(self, log_level="info"):
+        service.MultiService.__init__(self)
+        self.log_level = log_level
+        self.twistd_options = None
+
+    def setServiceParent(self, parent):
+        service.MultiService.setServiceParent(self, parent)
+        if self.twistd_options is None or self.twistd_options.get("logger"):
+            return
+        get = getattr(parent, "getComponent", None)
+        if get is None or get(ILogObserver, None) is not None:
+            return
+        try:
+            from twisted.scripts.twistd import _SomeApplicationRunner
+            base = _SomeApplicationRunner.loggerFactory(self.twistd_options)._getLogObserver()
+        except Exception:
+            return          # twistd changed: keep its own observer, unfiltered
+        level = LogLevel.levelWithName(self.log_level)
+        parent.setComponent(ILogObserver, FilteringLogObserver(
+            base, [LogLevelFilterPredicate(defaultLogLevel=level)]))
 
 
 def makeServiceFromOptions(options):
     """Entry point of the twistd plugin: a bad value stops start-up with one line."""
     try:
         config = options.config()
+        top = makeService(config)
     except ConfigError as e:
         sys.stderr.write("wavebox: %s\n" % (e,))
         raise SystemExit(2)
-    return makeService(config)
-
-
-def makeService(config):
-    top = service.MultiService()
-    top.setName("wavebox")
-    if config.component:
-        # The XMPP server does S2S for us: no S2S listener of our own.
-        makeComponentService(config).setServiceParent(top)
+    top.twistd_options = getattr(options, "parent", None)
     return top
 
 
-def makeComponentService(config, handlers=()):
+def advertise(s2s, config):
+    """Tell the XMPP layer what each hosted domain and its wave service are (XEP-0030)."""
+    from wavebox.xmpp.disco import NS_WAVE_SERVER, WAVE_IDENTITY
+    from wavebox.xmpp.ping import NS_PING, NS_RECEIPTS
+    disco = s2s.disco
+    for domain in config.domains:
+        jid = config.service_jid(domain)
+        disco.add_identity(domain, "server", "im", WAVE_IDENTITY_NAME)
+        disco.add_feature(domain, NS_PING)
+        disco.add_item(domain, jid)
+        disco.add_identity(jid, WAVE_IDENTITY[0], WAVE_IDENTITY[1], WAVE_IDENTITY_NAME)
+        for feature in (NS_PING, NS_RECEIPTS, NS_WAVE_SERVER):
+            disco.add_feature(jid, feature)
+
+
+def makeService(config, reactor=None):
+    from wavebox.xmpp import streams
+    from wavebox.xmpp.discovery import WaveServiceDiscovery
+    from wavebox.xmpp.ping import PingResponder, ServerPinger
+    from wavebox.xmpp.resolver import DnspythonResolver
+
+    if reactor is None:
+        from twisted.internet import reactor
+
+    top = WaveboxService(config.log_level)
+    top.setName("wavebox")
+    if config.component:
+        return _component_mode(top, config, reactor)
+
+    resolver = DnspythonResolver(config.nameserver, config.dns_timeout)
+    try:
+        s2s = streams.service_from_config(config, resolver, port=config.s2s_port,
+                                          reactor=reactor)
+    except Exception as e:
+        # Unreadable certificate or key, mismatched pair: stop with one line.
+        raise ConfigError("--certificate: cannot use the TLS certificate and key: %s" % (e,))
+    s2s.setServiceParent(top)
+    advertise(s2s, config)
+    s2s.add_handler(PingResponder())
+
+    discovery = WaveServiceDiscovery(resolver, s2s.find_wave_service, clock=reactor,
+                                     service_prefix=config.wave_service_prefix)
+    top.discovery = discovery
+
+    def locate(domain):
+        def found(result):
+            s2s.set_endpoints(result.jid, result.endpoints)
+            return result.jid
+        return discovery.discover(domain).addCallback(found)
+
+    pinger = ServerPinger(s2s, config.service_jid(config.domains[0]), config.xmpp_server_ping,
+                          locate=locate, clock=reactor)
+    pinger.setName("ping")
+    pinger.setServiceParent(top)
+    top.s2s = s2s
+    top.xmpp = s2s
+    top.resolver = resolver
+    return top
+
+
+def advertise_component(component, config):
+    """In component mode we answer only for the component JID: the wave service."""
+    from wavebox.xmpp.disco import NS_WAVE_SERVER, WAVE_IDENTITY
+    from wavebox.xmpp.ping import NS_PING, NS_RECEIPTS
+    jid = component.jid
+    component.disco.add_identity(jid, WAVE_IDENTITY[0], WAVE_IDENTITY[1], WAVE_IDENTITY_NAME)
+    for feature in (NS_PING, NS_RECEIPTS, NS_WAVE_SERVER):
+        component.disco.add_feature(jid, feature)
+
+
+def makeComponentService(config, reactor=None):
     """
     Component mode (XEP-0114): one stream to the XMPP server's component port,
     carrying the same handlers as an S2S stream.
     """
     from wavebox.xmpp.component import ExternalComponent
+    from wavebox.xmpp.ping import PingResponder
 
     host, port = config.component
     component = ExternalComponent(host, port, config.component_jid, config.component_secret,
-                                  handlers=handlers)
-    component.setName("xmpp-component")
+                                  reactor=reactor)
+    advertise_component(component, config)
+    component.add_handler(PingResponder())
     return component
+
+
+def _component_mode(top, config, reactor):
+    """The XMPP server does S2S and finds peers: no listener, no DNS of our own."""
+    from wavebox.xmpp.ping import ServerPinger
+
+    component = makeComponentService(config, reactor)
+    component.setServiceParent(top)
+    pinger = ServerPinger(component, component.jid, config.xmpp_server_ping,
+                          locate=component.locate_wave_service, clock=reactor,
+                          prefix=config.wave_service_prefix)
+    pinger.setName("ping")
+    pinger.setServiceParent(top)
+    top.xmpp = component
+    top.s2s = None
+    return top

@@ -12,6 +12,15 @@ the name is not configured or already taken.  From then on the stream carries
 every stanza to or from the component's JIDs, and the same XMPP handlers that
 serve S2S streams (disco, ping, federation) are attached to it.
 
+:class:`ExternalComponent` offers the API of
+:class:`wavebox.xmpp.streams.S2SService`, so that the layers above do not
+know which mode they run in: ``send(stanza)``, ``request(iq, timeout) ->
+Deferred``, ``add_handler(handler)``, ``disco`` (the
+:class:`~wavebox.xmpp.disco.DiscoResponder`), ``find_wave_service(domain)``.
+Finding a remote server (DNS, dialback) is the XMPP server's work;
+:meth:`ExternalComponent.locate_wave_service` only asks disco, through it,
+and falls back to the ``wave.`` guess.
+
 The server may restart or refuse us.  :class:`ExternalComponent` then
 reconnects with capped, jittered exponential backoff (:class:`Backoff`), which
 is reset only by a successful handshake, so that a server that accepts the TCP
@@ -32,7 +41,11 @@ from twisted.words.xish import domish
 from twisted.words.xish.xmlstream import XmlStreamFactoryMixin
 from tx_xmpp.subprotocols import StreamManager
 
+from wavebox.xmpp.disco import DiscoResponder, find_wave_service
+
 NS_COMPONENT_ACCEPT = "jabber:component:accept"
+_STANZA_NAMESPACES = (None, "", "jabber:client", "jabber:server")
+UNHANDLED_REQUEST = "/iq[@type='get' or @type='set']"
 
 # Stream error conditions that mean "this server will not take this component
 # as configured": retrying soon cannot help, the operator must act.
@@ -77,6 +90,24 @@ class Backoff:
 
     def reset(self):
         self.attempts = 0
+
+
+def to_component_namespace(element):
+    """
+    Put a stanza (and children that inherited its namespace) into the
+    stream's ``jabber:component:accept``, so that it goes out without an
+    ``xmlns`` of its own: Prosody checks the addresses only of stanzas in
+    the stream's namespace (or ``jabber:client``).
+    """
+    if element.uri in _STANZA_NAMESPACES:
+        old = element.uri
+        element.uri = NS_COMPONENT_ACCEPT
+        if element.defaultUri in _STANZA_NAMESPACES:
+            element.defaultUri = NS_COMPONENT_ACCEPT
+        for child in element.elements():
+            if child.uri == old:
+                to_component_namespace(child)
+    return element
 
 
 class HandshakeRefused(Exception):
@@ -195,16 +226,19 @@ class ExternalComponent(StreamManager, service.Service):
     :ivar authenticated: whether the current stream has completed the handshake.
     """
 
+    name = "xmpp-component"
     log = Logger()
     connect_timeout = 10
 
     def __init__(self, host, port, jid, secret, handlers=(), reactor=None,
-                 backoff=None, refused_delay=60.0):
+                 backoff=None, refused_delay=60.0, request_timeout=30.0):
         if reactor is None:
             from twisted.internet import reactor
         self.host = host
         self.port = port
         self.jid = jid
+        self.domains = [jid]
+        self.request_timeout = request_timeout
         self.backoff = backoff if backoff is not None else Backoff()
         self.refused_delay = refused_delay
         self.authenticated = False
@@ -216,12 +250,106 @@ class ExternalComponent(StreamManager, service.Service):
         self._stopped = []
         StreamManager.__init__(self, ComponentStreamFactory(
             ComponentAuthenticator(jid, secret), self), reactor)
+        self.disco = DiscoResponder()
+        self.add_handler(self.disco)
         for handler in handlers:
-            handler.setHandlerParent(self)
+            self.add_handler(handler)
 
     @property
     def where(self):
         return "%s:%d" % (self.host, self.port)
+
+    # --- the API shared with S2SService ------------------------------------------
+
+    def is_local(self, domain):
+        return bool(domain) and domain.lower() == self.jid
+
+    def add_handler(self, handler):
+        handler.setHandlerParent(self)
+
+    def send(self, stanza):
+        """
+        Send a stanza (``from`` defaults to the component JID); it waits
+        while the component is disconnected and goes out after the next
+        handshake.
+        """
+        if domish.IElement.providedBy(stanza):
+            to_component_namespace(stanza)
+            if not stanza.getAttribute("from"):
+                stanza["from"] = self.jid
+        StreamManager.send(self, stanza)
+
+    def request(self, iq, timeout=None):
+        """
+        Send an iq get/set (a ``domish.Element``, or a tx_xmpp ``Request`` as
+        handlers pass) and fire with the answer; errback with the
+        ``StanzaError`` of an error answer, ``remote-server-timeout`` when
+        none came within ``timeout`` seconds, or the connection's reason
+        when the stream closes first.
+        """
+        if domish.IElement.providedBy(iq):
+            element = iq
+        else:
+            element = iq.toElement()
+            if timeout is None:
+                timeout = getattr(iq, "timeout", None)
+        if element.name != "iq" or element.getAttribute("type") not in ("get", "set"):
+            return defer.fail(ValueError("not an iq request"))
+        if not element.getAttribute("from"):
+            element["from"] = self.jid
+        if not element.getAttribute("id"):
+            element.addUniqueId()
+        key = element["id"]
+        if key in self._iqDeferreds:
+            return defer.fail(ValueError("an iq with id %r is already waiting" % (key,)))
+        d = defer.Deferred(lambda _: self._forget_request(key))
+        self._iqDeferreds[key] = d
+        timeout = self.request_timeout if timeout is None else timeout
+        call = self._reactor.callLater(timeout, self._request_timed_out, key)
+
+        def cancel_timer(result):
+            if call.active():
+                call.cancel()
+            return result
+        d.addBoth(cancel_timer)
+        self.send(element)
+        return d
+
+    def _forget_request(self, key):
+        self._iqDeferreds.pop(key, None)
+
+    def _request_timed_out(self, key):
+        d = self._iqDeferreds.pop(key, None)
+        if d is not None:
+            d.errback(error.StanzaError("remote-server-timeout", type="wait",
+                                        text="no answer in time"))
+
+    def find_wave_service(self, domain, endpoints=None, sender=None):
+        """Which JID of ``domain`` is a wave service (XEP-0030, through the XMPP server)."""
+        return find_wave_service(self.request, domain, sender or self.jid)
+
+    def set_endpoints(self, domain, endpoints):
+        """Where peers are is the XMPP server's business in component mode."""
+
+    def locate_wave_service(self, domain, prefix="wave"):
+        """
+        The wave service JID of ``domain``: its disco item with the wave
+        identity, else the ``wave.`` guess (the seed's step 9).
+        """
+        def guess(result):
+            if isinstance(result, failure.Failure):
+                self.log.info("disco of {domain} failed ({why}); guessing {prefix}.{domain}",
+                              domain=domain, why=result.getErrorMessage(), prefix=prefix)
+                result = None
+            return result or "%s.%s" % (prefix, domain)
+        return self.find_wave_service(domain).addBoth(guess)
+
+    def _unhandled_request(self, iq):
+        """RFC 6120 8.4: an iq get/set nobody answered gets service-unavailable."""
+        if getattr(iq, "handled", False) or self.xmlstream is None:
+            return
+        iq.handled = True
+        self.send(error.StanzaError("service-unavailable").toResponse(iq))
 
     # --- service ---------------------------------------------------------------
 
@@ -310,6 +438,8 @@ class ExternalComponent(StreamManager, service.Service):
             original_send(obj)
 
         xs.send = send
+        # After every handler's observers (they are added in connectionInitialized).
+        xs.addObserver(UNHANDLED_REQUEST, self._unhandled_request, priority=-100)
         self.log.info("connected to XMPP server {where} as component {jid}",
                       where=self.where, jid=self.jid)
         StreamManager._authd(self, xs)
