@@ -10,7 +10,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import Logger, LogLevel, formatEvent
 from twisted.python import failure
 from twisted.trial import unittest
-from twisted.words.protocols.jabber import xmlstream
+from twisted.words.protocols.jabber import error, xmlstream
 from twisted.words.xish import domish
 from tx_xmpp.subprotocols import XMPPHandler
 
@@ -323,3 +323,110 @@ class RefusedHandshakeTests(unittest.SynchronousTestCase):
         h.drop()
         [line] = h.lines()
         self.assertIn("has no component of this name", line)
+
+
+class ServiceAPITests(unittest.SynchronousTestCase):
+    """The API the layers above share with S2SService: send, request, handlers, disco."""
+
+    def connected(self):
+        h = Harness(self)
+        h.component.startService()
+        h.handshake()
+        h.sent()
+        return h
+
+    def test_request_fires_with_the_answer(self):
+        h = self.connected()
+        iq = domish.Element((None, "iq"))
+        iq["type"], iq["to"] = "get", "prosody.test"
+        iq.addElement(("urn:xmpp:ping", "ping"))
+        d = h.component.request(iq)
+        out = h.sent()
+        self.assertIn(b"from='wave.prosody.test'", out)
+        self.assertNoResult(d)
+        h.server_says(b"<iq type='result' id='%s' from='prosody.test' to='wave.prosody.test'/>"
+                      % iq["id"].encode())
+        self.assertEqual(self.successResultOf(d)["type"], "result")
+
+    def test_request_error_answer_is_a_stanza_error(self):
+        h = self.connected()
+        iq = domish.Element((None, "iq"))
+        iq["type"], iq["to"], iq["id"] = "get", "nobody.test", "q1"
+        d = h.component.request(iq)
+        h.server_says(b"<iq type='error' id='q1' from='nobody.test' to='wave.prosody.test'>"
+                      b"<error type='cancel'><remote-server-not-found "
+                      b"xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>")
+        self.assertEqual(self.failureResultOf(d, error.StanzaError).value.condition,
+                         "remote-server-not-found")
+
+    def test_request_without_answer_times_out_as_remote_server_timeout(self):
+        h = self.connected()
+        iq = domish.Element((None, "iq"))
+        iq["type"], iq["to"] = "get", "slow.test"
+        d = h.component.request(iq, timeout=5)
+        h.reactor.advance(5)
+        self.assertEqual(self.failureResultOf(d, error.StanzaError).value.condition,
+                         "remote-server-timeout")
+
+    def test_request_pending_when_stream_drops_fails(self):
+        h = self.connected()
+        iq = domish.Element((None, "iq"))
+        iq["type"], iq["to"] = "get", "slow.test"
+        d = h.component.request(iq)
+        h.drop(net_error.ConnectionLost())
+        self.failureResultOf(d, net_error.ConnectionLost)
+        self.assertEqual([c for c in h.reactor.getDelayedCalls() if c.active()
+                          and c.func != h.component._connect], [])
+
+    def test_stanzas_go_out_in_the_component_namespace(self):
+        h = self.connected()
+        message = domish.Element(("jabber:server", "message"))
+        message["to"] = "wave.test"
+        message.addElement("body", content="hi")
+        h.component.send(message)
+        out = h.sent()
+        self.assertNotIn(b"jabber:server", out)
+        self.assertIn(b"<message to='wave.test' from='wave.prosody.test'><body>hi</body>", out)
+
+    def test_unhandled_iq_get_is_answered_service_unavailable(self):
+        h = self.connected()
+        h.server_says(b"<iq type='get' id='u1' from='wave.test' to='alice@wave.prosody.test'>"
+                      b"<query xmlns='jabber:iq:version'/></iq>")
+        out = h.sent()
+        self.assertIn(b"type='error'", out)
+        self.assertIn(b"service-unavailable", out)
+        self.assertIn(b"id='u1'", out)
+
+    def test_disco_info_of_the_component_jid_is_answered(self):
+        h = Harness(self)
+        h.component.disco.add_identity("wave.prosody.test", "collaboration", "google-wave",
+                                       "wavebox")
+        h.component.startService()
+        h.handshake()
+        h.sent()
+        h.server_says(b"<iq type='get' id='d1' from='wave.test' to='wave.prosody.test'>"
+                      b"<query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
+        out = h.sent()
+        self.assertIn(b"type='result'", out)
+        self.assertIn(b"category='collaboration'", out)
+        self.assertIn(b"type='google-wave'", out)
+        self.assertNotIn(b"service-unavailable", out)
+
+    def test_locate_falls_back_to_the_wave_guess_when_disco_fails(self):
+        h = self.connected()
+        d = h.component.locate_wave_service("other.test")
+        out = h.sent().decode()
+        iq_id = out.split("id='")[1].split("'")[0]
+        h.server_says(("<iq type='error' id='%s' from='other.test' to='wave.prosody.test'>"
+                       "<error type='cancel'><service-unavailable "
+                       "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+                       % iq_id).encode())
+        # disco#items failed with a non-reachability error: disco#info of the
+        # domain itself is asked next; it fails too.
+        out = h.sent().decode()
+        iq_id = out.split("id='")[1].split("'")[0]
+        h.server_says(("<iq type='error' id='%s' from='other.test' to='wave.prosody.test'>"
+                       "<error type='cancel'><service-unavailable "
+                       "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+                       % iq_id).encode())
+        self.assertEqual(self.successResultOf(d), "wave.other.test")

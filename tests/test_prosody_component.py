@@ -11,6 +11,8 @@ from tx_xmpp.ping import PingHandler
 from tx_xmpp.subprotocols import XMPPHandler
 
 from tests.prosody import ProsodyPeer, poll_until
+from wavebox import service as wservice
+from wavebox.config import load
 from wavebox.xmpp.component import Backoff, ExternalComponent
 
 
@@ -104,9 +106,61 @@ class ComponentWithProsodyTests(unittest.TestCase):
                           if e["log_level"] not in (LogLevel.debug, LogLevel.error)], [])
 
     @defer.inlineCallbacks
-    def test_prosody_ping_to_component_is_answered_by_wavebox(self):
+    def test_prosody_ping_to_component_is_answered_by_handlers(self):
         yield self.start_prosody()
         self.start_component(handlers=[PingHandler()])
         yield self.until(lambda: self.counter.initialized == 1, "the component handshake")
         answer = yield self.peer.ping_local("wave.prosody.test")
         self.assertIn("pong from wave.prosody.test", answer)
+
+
+class WaveboxBehindProsodyTests(unittest.TestCase):
+    """``twistd wavebox --component ...`` as makeService builds it, behind a real Prosody."""
+
+    timeout = 120
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.peer = ProsodyPeer(self.mktemp(), component_secret="s3cret")
+        self.addCleanup(self.peer.stop)
+        yield self.peer.start()
+        config = load({"domain": ["prosody.test"], "data_dir": self.mktemp(),
+                       "component": "%s:%d" % (self.peer.ip, self.peer.component_port),
+                       "component_secret": "s3cret"})
+        self.top = wservice.makeService(config)
+        self.top.startService()
+        self.addCleanup(self.top.stopService)
+        component = self.top.xmpp
+        yield poll_until(lambda: component.authenticated, timeout=30,
+                         what="wavebox's component handshake", diagnostics=self.peer.log_text)
+
+    def test_component_mode_does_not_listen_for_s2s(self):
+        self.assertIsNone(self.top.s2s)
+        self.assertEqual(self.top.xmpp.jid, "wave.prosody.test")
+
+    @defer.inlineCallbacks
+    def test_prosody_ping_is_answered_by_wavebox(self):
+        answer = yield self.peer.ping_local("wave.prosody.test")
+        self.assertIn("pong from wave.prosody.test", answer)
+
+    @defer.inlineCallbacks
+    def test_prosody_disco_sees_the_wave_identity_through_the_component(self):
+        info = yield self.peer.disco("wave.prosody.test", "info")
+        self.assertIn("identity collaboration/google-wave wavebox", info)
+        self.assertIn("feature http://waveprotocol.org/protocol/0.2/waveserver", info)
+        self.assertIn("feature urn:xmpp:ping", info)
+        # Prosody lists the component as an item of its host: how remote
+        # wave servers find wave.prosody.test (docs/deployment.rst).
+        items = yield self.peer.disco("prosody.test", "items")
+        self.assertIn("item wave.prosody.test", items)
+
+    @defer.inlineCallbacks
+    def test_wavebox_reaches_prosody_through_the_component(self):
+        from twisted.words.xish import domish
+        iq = domish.Element((None, "iq"))
+        iq["type"], iq["to"] = "get", "prosody.test"
+        iq.addElement(("urn:xmpp:ping", "ping"))
+        answer = yield self.top.xmpp.request(iq, timeout=20)
+        self.assertEqual((answer["type"], answer["from"]), ("result", "prosody.test"))
+        service = yield self.top.xmpp.locate_wave_service("prosody.test")
+        self.assertEqual(service, "wave.prosody.test")
