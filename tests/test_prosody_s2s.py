@@ -23,7 +23,8 @@ from twisted.words.protocols.jabber import error
 from twisted.words.xish import domish
 
 from tests.dnsserver import A, SRV, ZoneServer
-from tests.prosody import ProsodyPeer
+from tests.prosody import ProsodyPeer, poll_until
+from tests.test_xmpp_e2e import LogWatch as LogLines
 from wavebox import service as wservice
 from wavebox.config import load
 
@@ -213,3 +214,69 @@ class BothDirectionsAtOnceTests(WaveboxAndProsody):
         pong = yield self.peer.ping("wave.wave.test")
         self.assertIn("pong from wave.wave.test", pong)
 
+
+
+class StandaloneToComponentBehindProsodyTests(unittest.TestCase):
+    """
+    Both deployments at once: wavebox ``wave.test`` (standalone S2S) pings
+    ``prosody.test``, whose wave service is another wavebox, connected to
+    Prosody as the component ``wave.prosody.test``.  Discovery finds it
+    through Prosody's disco (the component is an item of prosody.test), and
+    the FedOne ping and its receipt travel wave.test -> Prosody ->
+    component and back.
+    """
+
+    timeout = 120
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        directory = self.mktemp()
+        self.log = LogLines(self)
+        self.peer = ProsodyPeer(directory + "/prosody", component_secret="s3cret")
+        self.addCleanup(self.peer.stop)
+        self.peer.write_files()
+        self.standalone = wservice.makeService(load({
+            "domain": ["wave.test"], "data_dir": directory + "/standalone",
+            "s2s_interface": WAVE_IP, "s2s_port": "0", "tls_required": "yes",
+            "trusted_ca": self.peer.certificate_path,
+            "nameserver": "127.0.0.1:1", "dns_timeout": "2"}))
+        self.standalone.startService()
+        self.addCleanup(self.standalone.stopService)
+        port = self.standalone.s2s.listening_address()[1]
+        prosody = [SRV(0, 0, self.peer.s2s_port, "prosody.test")]
+        self.zone = yield ZoneServer.start(records={
+            "prosody.test": [A(self.peer.ip)],
+            "_xmpp-server._tcp.prosody.test": prosody,
+            "_xmpp-server._tcp.wave.prosody.test": prosody,
+        })
+        self.addCleanup(self.zone.stop)
+        self.standalone.resolver.nameserver = self.zone.nameserver
+        self.peer.peers = {"wave.test": (WAVE_IP, port), "wave.wave.test": (WAVE_IP, port)}
+        yield self.peer.start()
+        self.component = wservice.makeService(load({
+            "domain": ["prosody.test"], "data_dir": directory + "/component",
+            "component": "%s:%d" % (self.peer.ip, self.peer.component_port),
+            "component_secret": "s3cret"}))
+        self.component.startService()
+        self.addCleanup(self.component.stopService)
+        yield poll_until(lambda: self.component.xmpp.authenticated, timeout=GUARD,
+                         what="the component handshake", diagnostics=self.peer.log_text)
+
+    @defer.inlineCallbacks
+    def test_fedone_ping_reaches_the_component_and_the_receipt_comes_back(self):
+        # What --xmpp_server_ping prosody.test does at start-up (the servers
+        # here start before DNS and Prosody are ready, so it is asked later).
+        answered = yield self.standalone.getServiceNamed("ping").ping("prosody.test")
+        self.assertTrue(answered)
+        line = yield self.log.wait_for("got ping response from prosody.test")
+        self.assertEqual(line, "got ping response from prosody.test")
+        self.assertEqual(self.log.count("sending ping to prosody.test (wave.prosody.test)"), 1)
+
+    @defer.inlineCallbacks
+    def test_discovery_finds_the_component_through_prosodys_disco(self):
+        found = yield self.standalone.discovery.discover("prosody.test")
+        self.assertEqual(found.jid, "wave.prosody.test")
+        answer = yield self.standalone.s2s.request(
+            iq_get("wave.wave.test", "wave.prosody.test", "urn:xmpp:ping", "ping"),
+            timeout=GUARD)
+        self.assertEqual((answer["type"], answer["from"]), ("result", "wave.prosody.test"))
