@@ -54,6 +54,10 @@ class ProsodyUnavailable(Exception):
     """Prosody is not installed or did not start; the message says which."""
 
 
+class _PortTaken(Exception):
+    """Prosody could not bind one of its ports (another process took it)."""
+
+
 def free_port(address):
     """A port that was free on ``address`` a moment ago (bind to port 0)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -192,6 +196,9 @@ class ProsodyPeer:
         self.directory = os.path.abspath(directory)
         self.domain = domain
         self.ip = ip
+        # Ports we picked may be taken by another test run before Prosody
+        # binds them; start() then picks new ones (never the caller's).
+        self._pick_ports = (s2s_port is None, component_port is None)
         self.s2s_port = s2s_port or free_port(ip)
         self.component_port = component_port or free_port(ip)
         self.component_jid = "wave." + domain if component_jid is None else component_jid
@@ -201,6 +208,7 @@ class ProsodyPeer:
         self._process = None
         self.pid = None
         self._socket_directory = None
+        self._log_offset = 0
 
     # --- paths -------------------------------------------------------------------
 
@@ -314,11 +322,26 @@ class ProsodyPeer:
 
     # --- life cycle --------------------------------------------------------------
 
-    def start(self, timeout=20.0):
+    @defer.inlineCallbacks
+    def start(self, timeout=20.0, attempts=3):
         """
         Write the files, start Prosody, and fire (with self) once its S2S and
         component ports accept connections and its admin socket exists.
         """
+        for attempt in range(attempts):
+            try:
+                yield self._start_once(timeout)
+                return self
+            except _PortTaken:
+                yield self.stop()
+                if self._pick_ports[0]:
+                    self.s2s_port = free_port(self.ip)
+                if self._pick_ports[1]:
+                    self.component_port = free_port(self.ip)
+        raise ProsodyUnavailable("prosody could not bind its ports on %s in %d attempts; see %s"
+                                 % (self.ip, attempts, self.log_path))
+
+    def _start_once(self, timeout):
         try:
             prosody = _program("prosody")
             _program("prosodyctl")
@@ -327,6 +350,7 @@ class ProsodyPeer:
         if self.running:
             return defer.fail(RuntimeError("this Prosody is already running"))
         self.write_files()
+        self._log_offset = len(self.log_text())
         self._process = _Process()
         argv = [sys.executable, "-c", _NEW_PROCESS_GROUP, prosody,
                 "--config", self.config_path, "-F"]
@@ -345,8 +369,10 @@ class ProsodyPeer:
                 raise ProsodyUnavailable(
                     "prosody exited during start-up (%s)\n--- output ---\n%s\n--- %s ---\n%s"
                     % (process.status, process.text(), self.log_path, self.log_text()[-4000:]))
+            if self._port_taken():
+                raise _PortTaken()
             missing = self._not_ready()
-            if not missing:
+            if not missing and not self._port_taken():
                 return self
             if waited >= timeout:
                 yield self.stop()
@@ -355,6 +381,9 @@ class ProsodyPeer:
                     % (timeout, missing, process.text(), self.log_path, self.log_text()[-4000:]))
             yield task.deferLater(self.reactor, step, lambda: None)
             waited += step
+
+    def _port_taken(self):
+        return "Failed to open server port" in self.log_text()[self._log_offset:]
 
     def _not_ready(self):
         if not accepts_connections(self.ip, self.s2s_port):

@@ -5,7 +5,7 @@ answers its admin shell, and stopping it leaves no process behind.
 
 import os
 
-from twisted.internet import defer
+from twisted.internet import defer, protocol, reactor
 from twisted.trial import unittest
 
 from tests.prosody import ProsodyPeer, ProsodyUnavailable, accepts_connections
@@ -61,6 +61,20 @@ class ProsodyPeerTests(unittest.TestCase):
         yield peer.start()
         items = yield peer.disco("prosody.test", "items")
         self.assertIn("item wave.prosody.test", items)
+
+    @defer.inlineCallbacks
+    def test_port_taken_before_prosody_binds_it_is_replaced(self):
+        peer = ProsodyPeer(self.mktemp())
+        self.addCleanup(peer.stop)
+        taken = peer.component_port
+        squatter = reactor.listenTCP(taken, protocol.Factory.forProtocol(protocol.Protocol),
+                                     interface=peer.ip)
+        self.addCleanup(squatter.stopListening)
+        yield peer.start()
+        self.assertNotEqual(peer.component_port, taken)
+        self.assertIn("Failed to open server port %d" % (taken,), peer.log_text())
+        hosts = yield peer.shell("host:list()")
+        self.assertIn("wave.prosody.test", hosts)
 
     def test_missing_prosody_fails_with_a_message_naming_it(self):
         self.patch(os, "environ", dict(os.environ, PATH="/nonexistent"))

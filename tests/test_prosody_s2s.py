@@ -280,3 +280,13 @@ class StandaloneToComponentBehindProsodyTests(unittest.TestCase):
             iq_get("wave.wave.test", "wave.prosody.test", "urn:xmpp:ping", "ping"),
             timeout=GUARD)
         self.assertEqual((answer["type"], answer["from"]), ("result", "wave.prosody.test"))
+
+    @defer.inlineCallbacks
+    def test_component_pings_the_standalone_server_through_prosody(self):
+        # The other way: the component's FedOne ping; Prosody does the S2S
+        # (and its own dialback as wave.prosody.test) to reach wave.test.
+        answered = yield self.component.getServiceNamed("ping").ping("wave.test")
+        self.assertTrue(answered)
+        self.assertEqual(self.log.count("sending ping to wave.test (wave.wave.test)"), 1)
+        self.assertIn("Outgoing s2s connection wave.prosody.test->wave.wave.test complete",
+                      self.peer.log_text())
