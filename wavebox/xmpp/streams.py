@@ -69,6 +69,9 @@ The service: :class:`S2SService`
         The ``disco`` callable of :mod:`wavebox.xmpp.discovery`.
     ``set_endpoints(domain, endpoints)``
         Remember where a domain was found (tried before DNS for an hour).
+
+    :func:`service_from_config` builds one from the configuration;
+    :func:`make_check_disco` gives ``wavebox check`` its ``disco`` callable.
 """
 
 import ipaddress
@@ -121,6 +124,8 @@ def _describe(reason):
     value = reason.value if isinstance(reason, failure.Failure) else reason
     if isinstance(value, defer.TimeoutError):
         return "timed out"
+    if isinstance(value, (RouteFailed, TLSUnavailable, db.DialbackFailed)):
+        return str(value)
     text = str(value)
     return "%s: %s" % (type(value).__name__, text) if text else type(value).__name__
 
@@ -390,6 +395,7 @@ class IncomingStream(_Session):
     def __init__(self, server):
         _Session.__init__(self, server)
         self._timeout_call = None
+        self.answered_verifies = 0
 
     def associateWithStream(self, xs):
         _Session.associateWithStream(self, xs)
@@ -403,8 +409,18 @@ class IncomingStream(_Session):
             self.server.negotiation_timeout, self._timed_out)
 
     def _timed_out(self):
+        """
+        Nothing authenticated in time.  A peer's verify-only stream (it asked
+        us db:verify questions) is closed politely; any other gets
+        ``connection-timeout`` (RFC 6120 4.9.3.4).
+        """
         self._timeout_call = None
-        if not self.authenticated:
+        if self.authenticated:
+            return
+        if self.answered_verifies:
+            log.info("incoming S2S stream {peer}: closing an idle verify stream", peer=self.peer)
+            self.close()
+        else:
             self.fail("connection-timeout", "no domain authenticated in %d seconds"
                       % (self.server.negotiation_timeout,))
 
@@ -433,7 +449,6 @@ class IncomingStream(_Session):
         sender = parse_jid(root.getAttribute("from"))
         xs.otherEntity = jid.internJID(sender.host) if sender else None
         xs.sid = uuid.uuid4().hex
-        self.dialback_declared = root.localPrefixes.get("db") == db.NS_DIALBACK
         xs.sendHeader()
         if xs.version >= (1, 0):
             xs.send(self._features())
@@ -524,7 +539,10 @@ class OutgoingStream(_Session):
 
     def close(self):
         if not self.connected and self.connector is not None and not self.closed.done:
-            self.connector.stopConnecting()
+            try:
+                self.connector.stopConnecting()
+            except Exception:       # no longer connecting: connectionMade or failed
+                pass
         return _Session.close(self)
 
     def connectionLost(self, reason):
@@ -666,7 +684,8 @@ class LocalEntities(XMPPHandlerCollection):
     def deliver(self, stanza):
         """Dispatch to the handlers; True when one of them handled it."""
         self._pipe.sink.send(stanza)
-        return bool(getattr(stanza, "handled", False))
+        # vars(): a child element named <handled/> must not count.
+        return bool(vars(stanza).get("handled", False))
 
 
 # --- the service -------------------------------------------------------------
