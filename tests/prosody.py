@@ -45,6 +45,9 @@ log = Logger()
 
 PLUGIN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prosody")
 
+# Logged by tests/prosody/mod_wavebox_test.lua when Prosody's start-up is over.
+STARTED_MARKER = "wavebox_test: all hosts and ports are set up"
+
 # Put the exec'd program in a process group of its own, so that stop() can
 # signal everything Prosody may have started, and nothing of the test run's.
 _NEW_PROCESS_GROUP = "import os, sys; os.setpgrp(); os.execvp(sys.argv[1], sys.argv[1:])"
@@ -386,6 +389,8 @@ class ProsodyPeer:
         return "Failed to open server port" in self.log_text()[self._log_offset:]
 
     def _not_ready(self):
+        if STARTED_MARKER not in self.log_text()[self._log_offset:]:
+            return "Prosody has not logged %r" % (STARTED_MARKER,)
         if not accepts_connections(self.ip, self.s2s_port):
             return "no S2S listener on %s:%d" % (self.ip, self.s2s_port)
         if self.component_jid and not accepts_connections(self.ip, self.component_port):

@@ -55,6 +55,14 @@ function module.unload()
 	rawset(_G, "wavebox_test", nil);
 end
 
+-- 3. A start-up marker.  "server-started" fires once every host (and so
+--    every port, including the component port) has been set up; the
+--    fixture waits for this line before it trusts that the ports it sees
+--    open are Prosody's.
+module:hook("server-started", function ()
+	module:log("info", "wavebox_test: all hosts and ports are set up");
+end);
+
 local DISCO = "http://jabber.org/protocol/disco#";
 
 local function describe(query, what)
