@@ -6,6 +6,10 @@ Today: the XMPP server-to-server service (listening on ``s2s_interface:
 s2s_port`` for every hosted domain and its wave service JID), told what to
 advertise in disco; the XEP-0199 / FedOne ping responder; peer discovery over
 DNS; and the start-up ping of each ``--xmpp_server_ping`` domain.
+
+In component mode (``--component``, XEP-0114) an XMPP server does S2S for
+us: instead of the S2S service there is one component stream, with the same
+API (send, request, add_handler, disco) and the same handlers.
 """
 
 import sys
@@ -98,6 +102,10 @@ def makeService(config, reactor=None):
     # First in, last out: the store closes after everything that uses it.
     top.wave_server = _make_wave_services(config, top)
 
+
+    if config.component:
+        return _component_mode(top, config, reactor)
+
     resolver = DnspythonResolver(config.nameserver, config.dns_timeout)
     try:
         s2s = streams.service_from_config(config, resolver, port=config.s2s_port,
@@ -124,6 +132,7 @@ def makeService(config, reactor=None):
     pinger.setName("ping")
     pinger.setServiceParent(top)
     top.s2s = s2s
+    top.xmpp = s2s
     top.resolver = resolver
     return top
 
@@ -217,3 +226,45 @@ def _make_wave_services(config, top):
     console = ConsoleFactory(wave_server, config.domains)
     ConsoleService(console, config.console_port, config.console_interface).setServiceParent(top)
     return wave_server
+
+
+def advertise_component(component, config):
+    """In component mode we answer only for the component JID: the wave service."""
+    from wavebox.xmpp.disco import NS_WAVE_SERVER, WAVE_IDENTITY
+    from wavebox.xmpp.ping import NS_PING, NS_RECEIPTS
+    jid = component.jid
+    component.disco.add_identity(jid, WAVE_IDENTITY[0], WAVE_IDENTITY[1], WAVE_IDENTITY_NAME)
+    for feature in (NS_PING, NS_RECEIPTS, NS_WAVE_SERVER):
+        component.disco.add_feature(jid, feature)
+
+
+def makeComponentService(config, reactor=None):
+    """
+    Component mode (XEP-0114): one stream to the XMPP server's component port,
+    carrying the same handlers as an S2S stream.
+    """
+    from wavebox.xmpp.component import ExternalComponent
+    from wavebox.xmpp.ping import PingResponder
+
+    host, port = config.component
+    component = ExternalComponent(host, port, config.component_jid, config.component_secret,
+                                  reactor=reactor)
+    advertise_component(component, config)
+    component.add_handler(PingResponder())
+    return component
+
+
+def _component_mode(top, config, reactor):
+    """The XMPP server does S2S and finds peers: no listener, no DNS of our own."""
+    from wavebox.xmpp.ping import ServerPinger
+
+    component = makeComponentService(config, reactor)
+    component.setServiceParent(top)
+    pinger = ServerPinger(component, component.jid, config.xmpp_server_ping,
+                          locate=component.locate_wave_service, clock=reactor,
+                          prefix=config.wave_service_prefix)
+    pinger.setName("ping")
+    pinger.setServiceParent(top)
+    top.xmpp = component
+    top.s2s = None
+    return top
