@@ -126,7 +126,7 @@ class WaveboxBehindProsodyTests(unittest.TestCase):
         yield self.peer.start()
         config = load({"domain": ["prosody.test"], "data_dir": self.mktemp(),
                        "component": "%s:%d" % (self.peer.ip, self.peer.component_port),
-                       "component_secret": "s3cret"})
+                       "component_secret": "s3cret", "console_port": "0"})
         self.top = wservice.makeService(config)
         self.top.startService()
         self.addCleanup(self.top.stopService)

@@ -57,7 +57,7 @@ class WaveboxAndProsody(unittest.TestCase):
         self.peer.write_files()
         self.wavebox = wservice.makeService(load({
             "domain": ["wave.test"], "data_dir": directory + "/wavebox",
-            "s2s_interface": WAVE_IP, "s2s_port": "0", "tls_required": "yes",
+            "s2s_interface": WAVE_IP, "s2s_port": "0", "tls_required": "yes", "console_port": "0",
             "trusted_ca": self.peer.certificate_path,
             "nameserver": "127.0.0.1:1", "dns_timeout": "2"}))
         self.wavebox.startService()
@@ -237,7 +237,7 @@ class StandaloneToComponentBehindProsodyTests(unittest.TestCase):
         self.peer.write_files()
         self.standalone = wservice.makeService(load({
             "domain": ["wave.test"], "data_dir": directory + "/standalone",
-            "s2s_interface": WAVE_IP, "s2s_port": "0", "tls_required": "yes",
+            "s2s_interface": WAVE_IP, "s2s_port": "0", "tls_required": "yes", "console_port": "0",
             "trusted_ca": self.peer.certificate_path,
             "nameserver": "127.0.0.1:1", "dns_timeout": "2"}))
         self.standalone.startService()
@@ -256,7 +256,7 @@ class StandaloneToComponentBehindProsodyTests(unittest.TestCase):
         self.component = wservice.makeService(load({
             "domain": ["prosody.test"], "data_dir": directory + "/component",
             "component": "%s:%d" % (self.peer.ip, self.peer.component_port),
-            "component_secret": "s3cret"}))
+            "component_secret": "s3cret", "console_port": "0"}))
         self.component.startService()
         self.addCleanup(self.component.stopService)
         yield poll_until(lambda: self.component.xmpp.authenticated, timeout=GUARD,

@@ -102,7 +102,6 @@ def makeService(config, reactor=None):
     # First in, last out: the store closes after everything that uses it.
     top.wave_server = _make_wave_services(config, top)
 
-
     if config.component:
         return _component_mode(top, config, reactor)
 
