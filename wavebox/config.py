@@ -113,6 +113,23 @@ def _positive_float(value):
     return f
 
 
+def _positive_int(value):
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ValueError("not a whole number: %r" % (value,))
+    if n <= 0:
+        raise ValueError("must be positive, not %r" % (value,))
+    return n
+
+
+def _store_url(value):
+    from wavebox.store import parse_store_url
+    value = value.strip()
+    parse_store_url(value)
+    return value
+
+
 def _log_level(value):
     v = value.strip().lower()
     if v not in ("debug", "info", "warn", "error", "critical"):
@@ -163,6 +180,10 @@ OPTIONS = [
            "is PREFIX.DOMAIN (advertised in disco)"),
     Option("dns-timeout", _positive_float, 5.0, "seconds to wait for one DNS answer"),
     Option("log-level", _log_level, "info", "least severe log level to print"),
+    Option("store", _store_url, "sqlite:wavebox.sqlite3", "where wavelets are kept: "
+           "sqlite:PATH (relative to --data-dir) or memory: (lost at exit; tests only)"),
+    Option("snapshot-interval", _positive_int, 100, "keep a wavelet snapshot every "
+           "this many deltas, so opening a long wavelet replays only the rest"),
 ]
 
 
