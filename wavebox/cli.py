@@ -8,6 +8,8 @@ import sys
 
 # name: (module, function, one-line help).  function(argv) -> exit status.
 SUBCOMMANDS = {
+    "status": ("wavebox.federation.outbox", "status_command",
+               "show the federation outbox backlog per destination (reads the store)"),
 }
 
 
