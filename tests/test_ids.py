@@ -1,0 +1,227 @@
+"""Wave ids, participant ids and the wave:// URI (wave protocol notes 3, vectors 9)."""
+
+import os
+import random
+
+from hypothesis import given, settings, strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from wavebox.model.errors import InvalidId, InvalidParticipantId
+from wavebox.model.ids import (
+    IdGenerator, ParticipantId, WaveId, WaveletId, WaveletName, decode_local_id,
+    encode_local_id, random_token, user_data_wavelet_id, web64_counter_token)
+
+EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "1000"))
+
+
+def name(wave, wavelet):
+    return WaveletName(WaveId(*wave), WaveletId(*wavelet))
+
+
+class UriVectorTests(SynchronousTestCase):
+    """The wavelet_name_uri vectors of section 9, one test each."""
+
+    def check(self, wave, wavelet, uri):
+        self.assertEqual(name(wave, wavelet).uri, uri)
+
+    def test_same_domain_omits_wave_domain(self):
+        uri = "wave://acmewave.com/wave/wavelet"
+        self.check(("acmewave.com", "wave"), ("acmewave.com", "wavelet"), uri)
+        self.assertEqual(WaveletName.from_uri(uri),
+                         name(("acmewave.com", "wave"), ("acmewave.com", "wavelet")))
+
+    def test_other_wave_domain_written_before_bang(self):
+        uri = "wave://acmewave.com/google.com!wave/wavelet"
+        self.check(("google.com", "wave"), ("acmewave.com", "wavelet"), uri)
+        self.assertEqual(WaveletName.from_uri(uri),
+                         name(("google.com", "wave"), ("acmewave.com", "wavelet")))
+
+    def test_user_data_wavelet_keeps_at_and_plus(self):
+        uri = "wave://example.org/example.com!w+abc/user+bob@example.org"
+        self.check(("example.com", "w+abc"), ("example.org", "user+bob@example.org"), uri)
+        self.assertEqual(WaveletName.from_uri(uri).wavelet_id.id, "user+bob@example.org")
+
+    def test_slash_and_hash_are_percent_encoded(self):
+        uri = "wave://example.com/w+a%2Fb%23c/conv+root"
+        self.check(("example.com", "w+a/b#c"), ("example.com", "conv+root"), uri)
+        self.assertEqual(WaveletName.from_uri(uri).wave_id.id, "w+a/b#c")
+
+    def test_non_ascii_is_utf8_percent_encoded_upper_case(self):
+        uri = "wave://example.com/w+t%C3%B6m/conv+root"
+        self.check(("example.com", "w+t\u00f6m"), ("example.com", "conv+root"), uri)
+        self.assertEqual(WaveletName.from_uri(uri).wave_id.id, "w+t\u00f6m")
+
+    def test_space_becomes_plus_and_does_not_round_trip(self):
+        uri = "wave://example.com/w+a+b/conv+root"
+        self.check(("example.com", "w+a b"), ("example.com", "conv+root"), uri)
+        self.assertEqual(WaveletName.from_uri(uri).wave_id.id, "w+a+b")
+
+
+class UriParsingErrorTests(SynchronousTestCase):
+
+    def assertBadUri(self, uri, *fragments):
+        e = self.assertRaises(InvalidId, WaveletName.from_uri, uri)
+        for fragment in fragments:
+            self.assertIn(fragment, str(e))
+
+    def test_wrong_scheme_is_refused(self):
+        self.assertBadUri("http://example.com/w+a/conv+root", "does not start with 'wave://'")
+
+    def test_two_path_parts_are_refused(self):
+        self.assertBadUri("wave://example.com/w+a", "got 2 path part")
+
+    def test_four_path_parts_are_refused(self):
+        self.assertBadUri("wave://example.com/w+a/conv+root/x", "got 4 path part")
+
+    def test_empty_wavelet_id_is_refused(self):
+        self.assertBadUri("wave://example.com/w+a/", "path part")
+
+    def test_bad_percent_escape_names_offset(self):
+        self.assertBadUri("wave://example.com/w+a%2/conv+root", "bad percent escape", "offset 3")
+
+    def test_non_hex_percent_escape_is_refused(self):
+        self.assertBadUri("wave://example.com/w+a%zz/conv+root", "'%zz'")
+
+    def test_invalid_utf8_is_refused(self):
+        self.assertBadUri("wave://example.com/w+%C3/conv+root", "valid UTF-8")
+
+    def test_two_bangs_are_refused(self):
+        self.assertBadUri("wave://example.com/a.com!b.com!w+a/conv+root", "unescaped '!'")
+
+    def test_escaped_bang_is_not_a_separator(self):
+        parsed = WaveletName.from_uri("wave://example.com/w+a~!b/conv+root")
+        self.assertEqual(parsed.wave_id, WaveId("example.com", "w+a~!b"))
+
+    def test_bad_domain_is_refused(self):
+        self.assertBadUri("wave://exa mple.com/w+a/conv+root", "not a valid domain")
+
+    def test_non_string_is_refused(self):
+        self.assertRaises(InvalidId, WaveletName.from_uri, b"wave://example.com/w+a/conv+root")
+
+
+class IdValidationTests(SynchronousTestCase):
+
+    def test_empty_local_id_is_refused(self):
+        e = self.assertRaises(InvalidId, WaveId, "example.com", "")
+        self.assertIn("wave id is empty", str(e))
+
+    def test_unescaped_bang_in_wave_id_is_refused(self):
+        self.assertRaises(InvalidId, WaveId, "example.com", "w+a!b")
+
+    def test_lone_surrogate_is_refused(self):
+        e = self.assertRaises(InvalidId, WaveletId, "example.com", "conv+\ud800")
+        self.assertIn("lone surrogate at index 5", str(e))
+
+    def test_domain_with_slash_is_refused(self):
+        self.assertRaises(InvalidId, WaveletId, "example.com/x", "conv+root")
+
+    def test_hosting_domain_is_the_wavelet_domain(self):
+        self.assertEqual(name(("a.test", "w+1"), ("b.test", "conv+1")).hosting_domain, "b.test")
+
+    def test_user_data_wavelet_lives_in_users_domain(self):
+        self.assertEqual(user_data_wavelet_id("bob@beta.example"),
+                         WaveletId("beta.example", "user+bob@beta.example"))
+
+
+class ParticipantIdTests(SynchronousTestCase):
+
+    def test_address_is_lower_cased(self):
+        self.assertEqual(ParticipantId("Bob@Example.COM").address, "bob@example.com")
+
+    def test_equal_when_spelled_in_other_case(self):
+        self.assertEqual(ParticipantId("bob@example.com"), ParticipantId("BOB@example.com"))
+
+    def test_name_and_domain(self):
+        p = ParticipantId("bob@example.com")
+        self.assertEqual((p.name, p.domain), ("bob", "example.com"))
+
+    def test_missing_at_is_refused(self):
+        e = self.assertRaises(InvalidParticipantId, ParticipantId, "bob.example.com")
+        self.assertIn("no '@'", str(e))
+
+    def test_two_ats_are_refused(self):
+        e = self.assertRaises(InvalidParticipantId, ParticipantId, "bob@x@example.com")
+        self.assertIn("more than one '@'", str(e))
+
+    def test_missing_domain_is_refused(self):
+        e = self.assertRaises(InvalidParticipantId, ParticipantId, "bob@")
+        self.assertIn("no domain", str(e))
+
+    def test_space_in_name_is_refused(self):
+        e = self.assertRaises(InvalidParticipantId, ParticipantId, "b ob@example.com")
+        self.assertIn("index 1", str(e))
+
+    def test_bad_domain_is_refused(self):
+        self.assertRaises(InvalidParticipantId, ParticipantId, "bob@exa mple.com")
+
+    def test_domain_participant_is_allowed(self):
+        self.assertEqual(ParticipantId("@example.com").domain, "example.com")
+
+    def test_invalid_participant_is_an_invalid_id(self):
+        self.assertRaises(InvalidId, ParticipantId, 42)
+
+
+class TokenTests(SynchronousTestCase):
+    """The web64_counter_token vectors of section 9."""
+
+    def test_web64_zero_is_A(self):
+        self.assertEqual(web64_counter_token(0), "A")
+
+    def test_web64_one_is_B(self):
+        self.assertEqual(web64_counter_token(1), "B")
+
+    def test_web64_63_is_underscore(self):
+        self.assertEqual(web64_counter_token(63), "_")
+
+    def test_web64_64_is_BA(self):
+        self.assertEqual(web64_counter_token(64), "BA")
+
+    def test_web64_4095_is_two_underscores(self):
+        self.assertEqual(web64_counter_token(4095), "__")
+
+    def test_web64_4096_is_BAA(self):
+        self.assertEqual(web64_counter_token(4096), "BAA")
+
+    def test_random_token_has_bits_over_six_characters(self):
+        rng = random.Random(7)
+        token = random_token(72, rng.getrandbits)
+        self.assertEqual(len(token), 12)
+        self.assertTrue(set(token) <= set(
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"))
+
+    def test_generator_makes_wave_conv_root_and_blip_ids(self):
+        gen = IdGenerator("a.test", seed="S")
+        self.assertEqual(gen.new_wave_id(), WaveId("a.test", "w+SA"))
+        self.assertEqual(gen.new_blip_id(), "b+SB")
+        root = gen.new_conversation_root()
+        self.assertEqual(root.uri, "wave://a.test/w+SC/conv+root")
+
+    def test_generators_with_random_seeds_differ(self):
+        self.assertNotEqual(IdGenerator("a.test").new_wave_id(),
+                            IdGenerator("a.test").new_wave_id())
+
+
+# Local ids: anything but lone surrogates, U+FFFD and the space (which the
+# Java encoder does not round-trip); wave ids additionally escape '!'.
+_local_chars = st.characters(blacklist_categories=("Cs",), blacklist_characters="\ufffd ")
+_local_ids = st.text(_local_chars, min_size=1, max_size=24)
+_wave_local_ids = _local_ids.map(lambda s: s.replace("~", "~~").replace("!", "~!"))
+_labels = st.from_regex(r"[a-z0-9](?:[a-z0-9-]{0,8}[a-z0-9])?", fullmatch=True)
+_domains = st.lists(_labels, min_size=1, max_size=3).map(".".join)
+
+
+class UriPropertyTests(SynchronousTestCase):
+
+    @settings(max_examples=EXAMPLES, deadline=None)
+    @given(_domains, _wave_local_ids, _domains, _local_ids)
+    def test_uri_round_trips_for_random_ids(self, wave_domain, wave_id, wavelet_domain, wavelet_id):
+        original = name((wave_domain, wave_id), (wavelet_domain, wavelet_id))
+        uri = original.uri
+        self.assertEqual(WaveletName.from_uri(uri), original)
+        # The URI is plain ASCII whatever the ids hold.
+        uri.encode("ascii")
+
+    @settings(max_examples=EXAMPLES, deadline=None)
+    @given(_local_ids)
+    def test_local_id_encoding_round_trips(self, local_id):
+        self.assertEqual(decode_local_id(encode_local_id(local_id)), local_id)

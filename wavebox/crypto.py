@@ -1,0 +1,516 @@
+"""
+Delta signing and verification, signer ids and certificate chains (wave
+protocol notes section 5; WIAB ``wave/crypto/{SignerInfo, WaveSigner,
+WaveSignatureVerifier, CachedCertPathValidator}``,
+``CertificateManagerImpl.verifyDelta``).
+
+A server signs the exact bytes of each serialised ProtocolWaveletDelta its
+users author (SHA1withRSA, RSASSA-PKCS1-v1_5 over SHA-1), and names its
+certificate chain by the *signer id*: the hash of the chain in PkiPath form
+(an ASN.1 SEQUENCE OF Certificate, root first).  A receiver looks the signer
+id up, checks the chain against its trusted roots, checks the signature over
+the bytes as received, and checks that the certificate speaks for the
+author's domain.
+"""
+
+import datetime
+import hashlib
+import ssl
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from cryptography.x509.oid import ExtensionOID, NameOID
+
+from wavebox.model.delta import SHA1_RSA, Signature, SignedDelta
+from wavebox.model.errors import ModelError
+
+#: The "wave" certificate extension; certificates may mark it critical so
+#: that they cannot double as TLS server certificates.
+WAVE_EXTENSION_OID = x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.1.1")
+
+SHA256 = "SHA256"
+SHA512 = "SHA512"
+_SIGNER_ID_HASHES = {SHA256: hashlib.sha256, SHA512: hashlib.sha512}
+
+# Critical extensions a chain may carry: the ones the checks below (or
+# Java's PKIX validator, for the policy ones, which never restrict a path
+# without an explicit policy set) understand, plus the wave extension.
+_UNDERSTOOD_CRITICAL = frozenset([
+    ExtensionOID.BASIC_CONSTRAINTS,
+    ExtensionOID.KEY_USAGE,
+    ExtensionOID.EXTENDED_KEY_USAGE,
+    ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
+    ExtensionOID.CERTIFICATE_POLICIES,
+    ExtensionOID.POLICY_CONSTRAINTS,
+    ExtensionOID.INHIBIT_ANY_POLICY,
+    WAVE_EXTENSION_OID,
+])
+
+
+class SignatureError(Exception):
+    """A signed delta or signer info does not verify; the message says why."""
+
+
+class UnknownSignerError(SignatureError):
+    """No signer info is known for a signature's signer id (WIAB UnknownSignerException)."""
+
+    def __init__(self, message, signer_id=None):
+        SignatureError.__init__(self, message)
+        self.signer_id = signer_id
+
+
+class InvalidSignatureError(SignatureError):
+    """The signature bytes do not verify, or there are too few or too many signatures."""
+
+
+class AuthorityError(SignatureError):
+    """The certificate is valid but does not speak for the domain it signed for."""
+
+
+class CertificateChainError(SignatureError):
+    """The certificate chain is malformed, expired or does not lead to a trusted root."""
+
+
+# --- loading --------------------------------------------------------------------
+
+def load_private_key(data, password=None):
+    """
+    An RSA private key from PEM (PKCS#8 ``BEGIN PRIVATE KEY``, as FedOne's
+    make_cert.sh writes, or traditional ``BEGIN RSA PRIVATE KEY``) or DER.
+    """
+    if isinstance(data, str):
+        data = data.encode("ascii")
+    try:
+        if b"-----BEGIN" in data:
+            key = serialization.load_pem_private_key(data, password)
+        else:
+            key = serialization.load_der_private_key(data, password)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
+        raise SignatureError(f"cannot load the private key: {e}") from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise SignatureError(f"the signing key must be RSA (SHA1withRSA), "
+                             f"not {type(key).__name__}")
+    return key
+
+
+def load_certificates(data):
+    """Every certificate in PEM text (in order), or the one certificate of DER bytes."""
+    if isinstance(data, x509.Certificate):
+        return [data]
+    if isinstance(data, str):
+        data = data.encode("ascii")
+    try:
+        if b"-----BEGIN" in data:
+            certs = x509.load_pem_x509_certificates(data)
+        else:
+            certs = [x509.load_der_x509_certificate(data)]
+    except ValueError as e:
+        raise CertificateChainError(f"cannot parse certificate: {e}") from None
+    return certs
+
+
+def load_chain(chain):
+    """
+    A certificate chain, leaf first, from PEM text holding several
+    certificates, or from a list whose items are certificates, DER bytes or
+    PEM text.
+    """
+    if isinstance(chain, (bytes, bytearray, str)):
+        return load_certificates(bytes(chain) if not isinstance(chain, str) else chain)
+    certs = []
+    for item in chain:
+        certs.extend(load_certificates(item))
+    return certs
+
+
+def _certificate(cert):
+    if isinstance(cert, x509.Certificate):
+        return cert
+    try:
+        return x509.load_der_x509_certificate(bytes(cert))
+    except ValueError as e:
+        raise CertificateChainError(f"cannot parse DER certificate: {e}") from None
+
+
+def system_trusted_roots():
+    """The platform's default CA bundle (the JVM-default-trust-roots analogue), or []."""
+    paths = ssl.get_default_verify_paths()
+    for path in (paths.cafile, paths.openssl_cafile):
+        if path:
+            try:
+                with open(path, "rb") as f:
+                    return load_certificates(f.read())
+            except (OSError, CertificateChainError):
+                continue
+    return []
+
+
+# --- signer ids ---------------------------------------------------------------------
+
+def _der_length(n):
+    if n < 0x80:
+        return bytes([n])
+    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(body)]) + body
+
+
+def pkipath(der_certificates):
+    """The PkiPath DER of a chain given leaf first: SEQUENCE OF the certificates, root first."""
+    body = b"".join(bytes(c) for c in reversed(list(der_certificates)))
+    return b"\x30" + _der_length(len(body)) + body
+
+
+def signer_id(der_certificates, hash_algorithm=SHA256):
+    """The signer id naming a chain (leaf first): hash of its PkiPath."""
+    try:
+        digest = _SIGNER_ID_HASHES[hash_algorithm]
+    except KeyError:
+        raise SignatureError(f"unknown signer-id hash algorithm {hash_algorithm!r}") from None
+    return digest(pkipath(der_certificates)).digest()
+
+
+@dataclass(frozen=True)
+class SignerInfo:
+    """
+    A signer's certificate chain as ProtocolSignerInfo carries it: the
+    domain it signs for, the signer-id hash algorithm, and the DER
+    certificates, the signer's own first.
+    """
+
+    domain: str
+    certificates: tuple
+    hash_algorithm: str = SHA256
+
+    def __post_init__(self):
+        certs = tuple(
+            c.public_bytes(serialization.Encoding.DER) if isinstance(c, x509.Certificate)
+            else bytes(c) for c in self.certificates)
+        if not certs:
+            raise CertificateChainError(f"signer info for {self.domain} has no certificate")
+        if self.hash_algorithm not in _SIGNER_ID_HASHES:
+            raise SignatureError(f"unknown signer-id hash algorithm {self.hash_algorithm!r}")
+        object.__setattr__(self, "certificates", certs)
+
+    @property
+    def signer_id(self):
+        return signer_id(self.certificates, self.hash_algorithm)
+
+    def chain(self):
+        """The parsed certificates, leaf first."""
+        return [_certificate(c) for c in self.certificates]
+
+    def leaf(self):
+        return _certificate(self.certificates[0])
+
+
+# --- signing -----------------------------------------------------------------------
+
+class Signer:
+    """Signs the delta bytes of one domain's users with that domain's key and chain."""
+
+    def __init__(self, key, chain, domain, hash_algorithm=SHA256):
+        if not isinstance(key, rsa.RSAPrivateKey):
+            key = load_private_key(key)
+        certs = load_chain(chain)
+        if not certs:
+            raise CertificateChainError("the signing chain holds no certificate")
+        if certs[0].public_key().public_numbers() != key.public_key().public_numbers():
+            raise SignatureError(
+                "the signing key does not match the first certificate of the chain")
+        self.key = key
+        self.domain = domain
+        self.signer_info = SignerInfo(domain, certs, hash_algorithm)
+        self.signer_id = self.signer_info.signer_id
+
+    def sign(self, delta_bytes):
+        """A SHA1withRSA signature over exactly ``delta_bytes``."""
+        signature = self.key.sign(bytes(delta_bytes), padding.PKCS1v15(), hashes.SHA1())
+        return Signature(signature, self.signer_id, SHA1_RSA)
+
+    def sign_delta(self, delta_bytes, delta=None):
+        """The signed delta carrying ``delta_bytes`` and our one signature."""
+        if delta is not None and delta.address_path:
+            # WIAB refuses to sign these: nobody knows who should co-sign.
+            raise SignatureError("cannot sign a delta with a non-empty address path")
+        return SignedDelta(delta_bytes, (self.sign(delta_bytes),), delta)
+
+
+# --- verification ---------------------------------------------------------------
+
+def verify_signature(data, signature_bytes, certificate):
+    """Raise InvalidSignatureError unless ``signature_bytes`` is SHA1withRSA of ``data``."""
+    public_key = _certificate(certificate).public_key()
+    if not isinstance(public_key, rsa.RSAPublicKey):
+        raise InvalidSignatureError(
+            f"the signer certificate holds a {type(public_key).__name__}, not an RSA key")
+    try:
+        public_key.verify(bytes(signature_bytes), bytes(data), padding.PKCS1v15(), hashes.SHA1())
+    except InvalidSignature:
+        raise InvalidSignatureError("the SHA1withRSA signature does not verify") from None
+
+
+def _common_names(cert):
+    return [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+            if isinstance(a.value, str)]
+
+
+def _dns_names(cert):
+    try:
+        san = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
+    except x509.ExtensionNotFound:
+        return []
+    except ValueError:
+        return []
+    return san.value.get_values_for_type(x509.DNSName)
+
+
+def check_authority(domain, certificate):
+    """
+    Raise AuthorityError unless the certificate speaks for ``domain``: its
+    subject CN or a DNS subjectAltName equals it, or a ``*.`` CN matches
+    everything after the domain's first dot.
+    """
+    cert = _certificate(certificate)
+    wanted = domain.lower()
+    names = [n.lower() for n in _common_names(cert) + _dns_names(cert)]
+    if wanted in names:
+        return
+    if "." in wanted:
+        parent = wanted.split(".", 1)[1]
+        for cn in _common_names(cert):
+            cn = cn.lower()
+            if cn.startswith("*.") and cn[2:] == parent:
+                return
+    raise AuthorityError(
+        f"certificate {cert.subject.rfc4514_string()} does not speak for {domain!r}")
+
+
+def _verify_issued_by(cert, issuer):
+    if cert.issuer != issuer.subject:
+        raise CertificateChainError(
+            f"{cert.subject.rfc4514_string()} is issued by {cert.issuer.rfc4514_string()}, "
+            f"not by the next certificate {issuer.subject.rfc4514_string()}")
+    public_key = issuer.public_key()
+    try:
+        params = cert.signature_algorithm_parameters
+        if isinstance(public_key, rsa.RSAPublicKey):
+            public_key.verify(cert.signature, cert.tbs_certificate_bytes, params,
+                              cert.signature_hash_algorithm)
+        elif isinstance(public_key, ec.EllipticCurvePublicKey):
+            public_key.verify(cert.signature, cert.tbs_certificate_bytes, params)
+        elif isinstance(public_key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
+            public_key.verify(cert.signature, cert.tbs_certificate_bytes)
+        else:
+            raise CertificateChainError(
+                f"unsupported issuer key type {type(public_key).__name__}")
+    except InvalidSignature:
+        raise CertificateChainError(
+            f"the signature on {cert.subject.rfc4514_string()} does not verify with "
+            f"{issuer.subject.rfc4514_string()}'s key") from None
+    except (UnsupportedAlgorithm, ValueError, TypeError) as e:
+        raise CertificateChainError(
+            f"cannot check the signature on {cert.subject.rfc4514_string()}: {e}") from None
+
+
+def _check_certificate(cert, now):
+    name = cert.subject.rfc4514_string()
+    if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+        raise CertificateChainError(
+            f"{name} is not valid at {now:%Y-%m-%d %H:%M:%S}Z (valid "
+            f"{cert.not_valid_before_utc:%Y-%m-%d} to {cert.not_valid_after_utc:%Y-%m-%d})")
+    try:
+        extensions = cert.extensions
+    except ValueError as e:
+        raise CertificateChainError(f"{name} has malformed extensions: {e}") from None
+    for ext in extensions:
+        if ext.critical and ext.oid not in _UNDERSTOOD_CRITICAL:
+            raise CertificateChainError(
+                f"{name} has an unrecognised critical extension {ext.oid.dotted_string}")
+    return extensions
+
+
+def _check_ca(cert, extensions, below):
+    """``below`` = how many non-leaf certificates sit between this CA and the leaf."""
+    name = cert.subject.rfc4514_string()
+    try:
+        bc = extensions.get_extension_for_oid(ExtensionOID.BASIC_CONSTRAINTS).value
+    except x509.ExtensionNotFound:
+        raise CertificateChainError(f"{name} issues certificates but is not a CA") from None
+    if not bc.ca:
+        raise CertificateChainError(f"{name} issues certificates but is not a CA")
+    if bc.path_length is not None and below > bc.path_length:
+        raise CertificateChainError(f"{name} allows a path length of {bc.path_length}, "
+                                    f"but {below} CA certificate(s) follow it")
+    try:
+        ku = extensions.get_extension_for_oid(ExtensionOID.KEY_USAGE).value
+    except x509.ExtensionNotFound:
+        return
+    if not ku.key_cert_sign:
+        raise CertificateChainError(f"{name} may not sign certificates (key usage)")
+
+
+def validate_chain(certificates, trusted_roots, now=None):
+    """
+    Check a chain (leaf first) the way Java's PKIX validator does for wave
+    servers: each certificate is valid at ``now`` and signed by the next,
+    the issuers are CAs within their path length, no unknown critical
+    extension except the wave one, no revocation checking, and the chain ends
+    at, or is issued by, one of ``trusted_roots``.  Raises CertificateChainError.
+    """
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    chain = [_certificate(c) for c in certificates]
+    roots = [_certificate(r) for r in trusted_roots]
+    if not chain:
+        raise CertificateChainError("empty certificate chain")
+    root_ders = {r.public_bytes(serialization.Encoding.DER) for r in roots}
+    for i, cert in enumerate(chain):
+        if cert.public_bytes(serialization.Encoding.DER) in root_ders:
+            # Reached a trust anchor: what it says about itself is not checked.
+            return
+        extensions = _check_certificate(cert, now)
+        if i > 0:
+            _check_ca(cert, extensions, i - 1)
+        if i + 1 < len(chain):
+            _verify_issued_by(cert, chain[i + 1])
+    last = chain[-1]
+    for root in roots:
+        if root.subject == last.issuer:
+            try:
+                _verify_issued_by(last, root)
+            except CertificateChainError:
+                continue
+            return
+    raise CertificateChainError(
+        f"the chain ends at {last.subject.rfc4514_string()}, issued by "
+        f"{last.issuer.rfc4514_string()}, which is not a trusted root")
+
+
+class ChainValidator:
+    """
+    ``validate_chain`` with the results remembered (WIAB
+    ``CachedCertPathValidator``): a chain once found good stays good until
+    its first certificate expiry.  ``disabled`` accepts every chain, as
+    ``waveserver_disable_signer_verification`` does.
+    """
+
+    def __init__(self, trusted_roots, disabled=False):
+        self.trusted_roots = list(trusted_roots)
+        self.disabled = disabled
+        self._good_until = {}
+
+    def validate(self, certificates, now=None):
+        if self.disabled:
+            return
+        now = now or datetime.datetime.now(datetime.timezone.utc)
+        key = tuple(bytes(c) if not isinstance(c, x509.Certificate)
+                    else c.public_bytes(serialization.Encoding.DER) for c in certificates)
+        until = self._good_until.get(key)
+        if until is not None and now <= until:
+            return
+        validate_chain(key, self.trusted_roots, now)
+        self._good_until[key] = min(_certificate(c).not_valid_after_utc for c in key)
+
+
+def verify_signer_info(signer_info, validator, now=None):
+    """Check a posted or fetched signer info before storing it: its chain must validate."""
+    if isinstance(validator, ChainValidator):
+        validator.validate(signer_info.certificates, now)
+    else:
+        validate_chain(signer_info.certificates, validator, now)
+
+
+def signing_domains(delta):
+    """The domains that must sign a delta: of its address path, then its author, de-duplicated."""
+    domains = []
+    for address in tuple(delta.address_path) + (delta.author.address,):
+        domain = address.rsplit("@", 1)[-1]
+        if domain not in domains:
+            domains.append(domain)
+    return domains
+
+
+def verify_signed_delta(signed_delta_bytes, signatures, signer_infos_by_id, trusted_roots,
+                        delta=None, now=None, check_chain=True):
+    """
+    Verify an incoming signed delta (WIAB ``CertificateManagerImpl.verifyDelta``):
+    one signature per signing domain, each by a known signer whose chain
+    validates against ``trusted_roots`` (a list of certificates or a
+    ChainValidator; skipped when ``check_chain`` is false, as with
+    ``waveserver_disable_signer_verification``), over exactly
+    ``signed_delta_bytes``, by a certificate that speaks for that domain.
+
+    ``delta`` is the parsed delta; when not given it is parsed from the bytes.
+    ``signer_infos_by_id`` maps signer ids to SignerInfo (a dict or anything
+    with ``get``).  Raises a SignatureError subclass.
+    """
+    if delta is None:
+        from wavebox.wire import convert
+        try:
+            delta = convert.parse_wavelet_delta(signed_delta_bytes)
+        except ModelError as e:
+            raise InvalidSignatureError(f"the signed delta does not parse: {e}") from None
+    domains = signing_domains(delta)
+    signatures = list(signatures)
+    if len(signatures) != len(domains):
+        raise InvalidSignatureError(
+            f"delta by {delta.author} needs {len(domains)} signature(s) "
+            f"({', '.join(domains)}), has {len(signatures)}")
+    for domain, signature in zip(domains, signatures):
+        if signature.algorithm != SHA1_RSA:
+            raise InvalidSignatureError(f"unsupported signature algorithm {signature.algorithm!r}")
+        info = signer_infos_by_id.get(bytes(signature.signer_id))
+        if info is None:
+            raise UnknownSignerError(
+                f"unknown signer id {bytes(signature.signer_id).hex()} for {domain}",
+                bytes(signature.signer_id))
+        if check_chain:
+            verify_signer_info(info, trusted_roots, now)
+        verify_signature(signed_delta_bytes, signature.signature_bytes, info.certificates[0])
+        check_authority(domain, info.certificates[0])
+
+
+# --- certificates for new servers and tests -------------------------------------------
+
+def generate_key_and_certificate(domain, days=365, key_size=2048, issuer=None,
+                                 wave_extension=True, ca=False, now=None):
+    """
+    A fresh RSA key and a certificate for ``domain`` (CN and DNS SAN), with
+    the critical wave extension unless told otherwise.  Self-signed unless
+    ``issuer`` = (issuer_key, issuer_certificate).  Returns
+    ``(key, certificate)``; see ``key_to_pem``/``certificate_to_pem``.
+    """
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)])
+    if issuer is None:
+        issuer_key, issuer_name = key, subject
+    else:
+        issuer_key, issuer_name = issuer[0], issuer[1].subject
+    builder = (x509.CertificateBuilder()
+               .subject_name(subject)
+               .issuer_name(issuer_name)
+               .public_key(key.public_key())
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=5))
+               .not_valid_after(now + datetime.timedelta(days=days))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if not ca:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(domain)]), critical=False)
+    if wave_extension:
+        builder = builder.add_extension(
+            x509.UnrecognizedExtension(WAVE_EXTENSION_OID, b"\x05\x00"), critical=True)
+    return key, builder.sign(issuer_key, hashes.SHA256())
+
+
+def key_to_pem(key):
+    """Unencrypted PKCS#8 PEM, the form the protocol's servers load."""
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def certificate_to_pem(certificate):
+    return certificate.public_bytes(serialization.Encoding.PEM)
