@@ -1,0 +1,1163 @@
+"""
+Document operations of the wave protocol (wave-protocol.md section 6): the
+ten components (6.2), operations built from them, their well-formedness rules
+(6.3), the document they apply to (6.1), and application, composition (6.4)
+and transformation (6.5).
+
+Every receiving server re-runs the transform of a submitted delta, so the
+behaviour here follows the Java reference (Wave in a Box) exactly, down to
+which annotation values the transformed operations assert.  The differential
+vectors in ``tests/data`` pin this; ``python -m wavebox.model.vectors`` runs
+them.
+
+Text is counted in UTF-16 code units, as on the wire.  A well-formed
+operation carries no surrogates at all, so inside a valid document one Python
+character is one item.
+"""
+
+import re
+from dataclasses import dataclass
+
+from wavebox.model.errors import (
+    ComposeError,
+    IllFormedOperation,
+    InvalidOperation,
+    OperationMismatch,
+    TransformError,
+)
+
+__all__ = [
+    "Retain", "Characters", "ElementStart", "ElementEnd", "DeleteCharacters",
+    "DeleteElementStart", "DeleteElementEnd", "ReplaceAttributes",
+    "UpdateAttributes", "AnnotationBoundary", "DocOp", "DocOpBuilder",
+    "normalize", "check_well_formed", "is_well_formed", "Document", "Item",
+    "apply", "compose", "transform",
+]
+
+
+# --------------------------------------------------------------------------
+# Strings as Java sees them (UTF-16 code units, String.compareTo order)
+
+_NON_BMP_OR_SURROGATE = re.compile("[\ud800-\udfff\U00010000-\U0010ffff]")
+
+
+def utf16_key(s):
+    """Sort key giving Java's ``String.compareTo`` order (UTF-16 code units)."""
+    if s.isascii():
+        return s
+    return s.encode("utf-16-be", "surrogatepass").decode("latin-1")
+
+
+def utf16_length(s):
+    """Length of ``s`` in UTF-16 code units."""
+    if s.isascii():
+        return len(s)
+    return len(s.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def _code_points(s):
+    """Yield the code points of the UTF-16 form of ``s``; -1 for an unpaired surrogate."""
+    units = s.encode("utf-16-le", "surrogatepass")
+    n = len(units) // 2
+    i = 0
+    while i < n:
+        c = units[2 * i] | (units[2 * i + 1] << 8)
+        if 0xD800 <= c <= 0xDFFF:
+            if c <= 0xDBFF and i + 1 < n:
+                c2 = units[2 * i + 2] | (units[2 * i + 3] << 8)
+                if 0xDC00 <= c2 <= 0xDFFF:
+                    yield 0x10000 + ((c - 0xD800) << 10) + (c2 - 0xDC00)
+                    i += 2
+                    continue
+            yield -1
+        else:
+            yield c
+        i += 1
+
+
+def _has_surrogate(s):
+    return not s.isascii() and _NON_BMP_OR_SURROGATE.search(s) is not None
+
+
+def _is_noncharacter(cp):
+    return (cp & 0xFFFF) >= 0xFFFE or 0xFDD0 <= cp <= 0xFDEF
+
+
+def is_valid_utf16(s):
+    """No unpaired surrogates and no noncharacters (Java ``Utf16Util.isValidUtf16``)."""
+    if s.isascii():
+        return True
+    for cp in _code_points(s):
+        if cp < 0 or _is_noncharacter(cp):
+            return False
+    return True
+
+
+def _is_name_start(cp):
+    return (cp == 0x3A or 0x41 <= cp <= 0x5A or cp == 0x5F or 0x61 <= cp <= 0x7A
+            or 0xC0 <= cp <= 0xD6 or 0xD8 <= cp <= 0xF6 or 0xF8 <= cp <= 0x2FF
+            or 0x370 <= cp <= 0x37D or 0x37F <= cp <= 0x1FFF
+            or 0x200C <= cp <= 0x200D or 0x2070 <= cp <= 0x218F
+            or 0x2C00 <= cp <= 0x2FEF or 0x3001 <= cp <= 0xD7FF
+            or 0xF900 <= cp <= 0xFDCF or 0xFDF0 <= cp <= 0xFFFD
+            or (0x10000 <= cp <= 0xEFFFF and not _is_noncharacter(cp)))
+
+
+def _is_name_char(cp):
+    if _is_noncharacter(cp):
+        return False
+    return (_is_name_start(cp) or cp == 0x2D or cp == 0x2E or 0x30 <= cp <= 0x39
+            or cp == 0xB7 or 0x300 <= cp <= 0x36F or 0x203F <= cp <= 0x2040)
+
+
+_ASCII_NAME = re.compile(r"[:A-Z_a-z][-.0-9:A-Z_a-z]*\Z")
+
+
+def is_xml_name(s):
+    """An XML 1.0 Name made of valid Unicode (Java ``Utf16Util.isXmlName``)."""
+    if not isinstance(s, str) or not s:
+        return False
+    if s.isascii():
+        return _ASCII_NAME.match(s) is not None
+    first = True
+    for cp in _code_points(s):
+        if cp < 0:
+            return False
+        if first:
+            if not _is_name_start(cp):
+                return False
+            first = False
+        elif not _is_name_char(cp):
+            return False
+    return True
+
+
+def _java_str(value):
+    return "null" if value is None else value
+
+
+# --------------------------------------------------------------------------
+# Components
+
+
+def _attribute_tuple(attributes):
+    """Attributes as a tuple of (name, value) pairs.
+
+    A mapping is sorted by name; a sequence is kept in the order given, so an
+    operation read from the wire keeps any ordering fault for the
+    well-formedness check to report.
+    """
+    if attributes is None:
+        return ()
+    if isinstance(attributes, tuple) and all(
+            isinstance(p, tuple) and len(p) == 2 for p in attributes):
+        return attributes
+    if hasattr(attributes, "items"):
+        return tuple(sorted(((k, v) for k, v in attributes.items()),
+                            key=lambda p: utf16_key(p[0])))
+    return tuple((k, v) for k, v in attributes)
+
+
+def _update_tuple(updates):
+    """Updates as a tuple of (key, old, new); a mapping {key: (old, new)} is sorted."""
+    if updates is None:
+        return ()
+    if isinstance(updates, tuple) and all(
+            isinstance(u, tuple) and len(u) == 3 for u in updates):
+        return updates
+    if hasattr(updates, "items"):
+        return tuple(sorted(((k, v[0], v[1]) for k, v in updates.items()),
+                            key=lambda u: utf16_key(u[0])))
+    return tuple((k, o, n) for k, o, n in updates)
+
+
+@dataclass(frozen=True, slots=True)
+class Retain:
+    """Keep ``count`` items, applying the current annotation update to them."""
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Characters:
+    """Insert text."""
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ElementStart:
+    """Insert an element start; in a document it is also the start item itself."""
+    type: str
+    attributes: tuple = ()
+
+    def __post_init__(self):
+        a = self.attributes
+        if type(a) is not tuple or (a and type(a[0]) is not tuple):
+            object.__setattr__(self, "attributes", _attribute_tuple(a))
+
+    def attribute_map(self):
+        return dict(self.attributes)
+
+
+@dataclass(frozen=True, slots=True)
+class ElementEnd:
+    """Insert an element end; in a document it is also the end item itself."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteCharacters:
+    """Delete text, which must match the document."""
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteElementStart:
+    """Delete an element start whose type and attributes must match."""
+    type: str
+    attributes: tuple = ()
+
+    def __post_init__(self):
+        a = self.attributes
+        if type(a) is not tuple or (a and type(a[0]) is not tuple):
+            object.__setattr__(self, "attributes", _attribute_tuple(a))
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteElementEnd:
+    """Delete an element end."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceAttributes:
+    """Replace all attributes of the element start under the cursor."""
+    old: tuple = ()
+    new: tuple = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "old", _attribute_tuple(self.old))
+        object.__setattr__(self, "new", _attribute_tuple(self.new))
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateAttributes:
+    """Change some attributes of the element start under the cursor (None = absent)."""
+    updates: tuple = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "updates", _update_tuple(self.updates))
+
+
+@dataclass(frozen=True, slots=True)
+class AnnotationBoundary:
+    """Change the annotation update in force: close ``ends``, then set ``changes``."""
+    ends: tuple = ()
+    changes: tuple = ()
+
+    def __post_init__(self):
+        if type(self.ends) is not tuple:
+            object.__setattr__(self, "ends", tuple(self.ends))
+        object.__setattr__(self, "changes", _update_tuple(self.changes))
+
+
+ELEMENT_END = ElementEnd()
+DELETE_ELEMENT_END = DeleteElementEnd()
+
+# Components that produce items in the output / consume items of the input.
+_INSERTIONS = (Characters, ElementStart, ElementEnd)
+_DELETIONS = (DeleteCharacters, DeleteElementStart, DeleteElementEnd)
+
+
+def _input_size(c):
+    t = type(c)
+    if t is Retain:
+        return c.count
+    if t is DeleteCharacters:
+        return len(c.text)
+    if t is Characters or t is ElementStart or t is ElementEnd or t is AnnotationBoundary:
+        return 0
+    return 1
+
+
+def _output_size(c):
+    t = type(c)
+    if t is Retain:
+        return c.count
+    if t is Characters:
+        return len(c.text)
+    if t is DeleteCharacters or t is DeleteElementStart or t is DeleteElementEnd \
+            or t is AnnotationBoundary:
+        return 0
+    return 1
+
+
+# --------------------------------------------------------------------------
+# Operations
+
+
+class DocOp:
+    """An immutable sequence of components."""
+
+    __slots__ = ("components", "_hash")
+
+    def __init__(self, components=()):
+        self.components = tuple(components)
+        self._hash = None
+
+    def __iter__(self):
+        return iter(self.components)
+
+    def __len__(self):
+        return len(self.components)
+
+    def __getitem__(self, index):
+        return self.components[index]
+
+    def __eq__(self, other):
+        if not isinstance(other, DocOp):
+            return NotImplemented
+        return self.components == other.components
+
+    def __hash__(self):
+        h = self._hash
+        if h is None:
+            h = self._hash = hash(self.components)
+        return h
+
+    def __repr__(self):
+        return "DocOp(%r)" % (list(self.components),)
+
+    @property
+    def input_length(self):
+        """Number of items of the document this operation applies to."""
+        return sum(_input_size(c) for c in self.components)
+
+    @property
+    def output_length(self):
+        """Number of items of the document it produces."""
+        return sum(_output_size(c) for c in self.components)
+
+
+class DocOpBuilder:
+    """Appends components one by one; ``build`` keeps them exactly as given."""
+
+    __slots__ = ("_components",)
+
+    def __init__(self):
+        self._components = []
+
+    def retain(self, n):
+        self._components.append(Retain(n))
+        return self
+
+    def characters(self, s):
+        self._components.append(Characters(s))
+        return self
+
+    def element_start(self, type, attrs=None):
+        self._components.append(ElementStart(type, _attribute_tuple(attrs)))
+        return self
+
+    def element_end(self):
+        self._components.append(ELEMENT_END)
+        return self
+
+    def delete_characters(self, s):
+        self._components.append(DeleteCharacters(s))
+        return self
+
+    def delete_element_start(self, type, attrs=None):
+        self._components.append(DeleteElementStart(type, _attribute_tuple(attrs)))
+        return self
+
+    def delete_element_end(self):
+        self._components.append(DELETE_ELEMENT_END)
+        return self
+
+    def replace_attributes(self, old, new):
+        self._components.append(ReplaceAttributes(old, new))
+        return self
+
+    def update_attributes(self, updates):
+        self._components.append(UpdateAttributes(updates))
+        return self
+
+    def annotation_boundary(self, ends=(), changes=()):
+        self._components.append(AnnotationBoundary(tuple(ends), changes))
+        return self
+
+    def build(self):
+        return DocOp(self._components)
+
+
+class _Normalizer:
+    """
+    Collects components into the normal form the Java reference emits: runs of
+    retain, characters and deleteCharacters are merged, empty ones dropped,
+    and annotation boundaries are replaced by one boundary before each item
+    whose effective update differs from the one in force.
+
+    ``annotate``/``close`` set the update wanted from the next item on; the
+    boundary is only written when an item follows (or at ``finish``).
+    """
+
+    __slots__ = ("_out", "_current", "_wanted", "_dirty", "_run_type", "_run")
+
+    def __init__(self):
+        self._out = []
+        self._current = {}    # key -> (old, new) as last written
+        self._wanted = {}     # key -> (old, new) wanted for the next item
+        self._dirty = False
+        self._run_type = None  # Retain, Characters or DeleteCharacters
+        self._run = None       # int, or list of str
+
+    # annotation state
+
+    def annotate(self, key, old, new):
+        self._wanted[key] = (old, new)
+        self._dirty = True
+
+    def close(self, key):
+        if key in self._wanted:
+            del self._wanted[key]
+            self._dirty = True
+
+    def boundary(self, b):
+        for key, old, new in b.changes:
+            self._wanted[key] = (old, new)
+        for key in b.ends:
+            self._wanted.pop(key, None)
+        self._dirty = True
+
+    def wanted(self):
+        return self._wanted
+
+    def _flush_run(self):
+        t = self._run_type
+        if t is not None:
+            if t is Retain:
+                self._out.append(Retain(self._run))
+            else:
+                self._out.append(t("".join(self._run)))
+            self._run_type = None
+
+    def _flush_annotations(self):
+        self._dirty = False
+        current, wanted = self._current, self._wanted
+        if current == wanted:
+            return
+        ends = [k for k in current if k not in wanted]
+        changes = [k for k, v in wanted.items() if current.get(k, _MISSING) != v]
+        if not ends and not changes:
+            return
+        self._flush_run()
+        ends.sort(key=utf16_key)
+        changes.sort(key=utf16_key)
+        self._out.append(AnnotationBoundary(
+            tuple(ends), tuple((k,) + wanted[k] for k in changes)))
+        self._current = dict(wanted)
+
+    # items
+
+    def retain(self, n):
+        if n > 0:
+            if self._dirty:
+                self._flush_annotations()
+            if self._run_type is Retain:
+                self._run += n
+            else:
+                self._flush_run()
+                self._run_type = Retain
+                self._run = n
+
+    def _text(self, t, s):
+        if s:
+            if self._dirty:
+                self._flush_annotations()
+            if self._run_type is t:
+                self._run.append(s)
+            else:
+                self._flush_run()
+                self._run_type = t
+                self._run = [s]
+
+    def characters(self, s):
+        self._text(Characters, s)
+
+    def delete_characters(self, s):
+        self._text(DeleteCharacters, s)
+
+    def single(self, component):
+        """Any one-item component (element, attribute change, element deletion)."""
+        if self._dirty:
+            self._flush_annotations()
+        self._flush_run()
+        self._out.append(component)
+
+    def add(self, c):
+        """Add any component, boundaries included."""
+        t = type(c)
+        if t is Retain:
+            self.retain(c.count)
+        elif t is Characters:
+            self._text(Characters, c.text)
+        elif t is DeleteCharacters:
+            self._text(DeleteCharacters, c.text)
+        elif t is AnnotationBoundary:
+            self.boundary(c)
+        else:
+            self.single(c)
+
+    def finish(self, close_all=False):
+        if close_all:
+            self._wanted = {}
+            self._dirty = True
+        if self._dirty:
+            self._flush_annotations()
+        self._flush_run()
+        return DocOp(self._out)
+
+
+_MISSING = object()
+
+
+def normalize(op):
+    """
+    The normal form of ``op``: adjacent retain / characters / deleteCharacters
+    merged, a boundary only where the effective annotation update changes
+    (entries asserting old == new are kept: they are checked), and every key
+    closed at the end.  Two operations with the same normal form have the same
+    effect and the same validity on every document.
+    """
+    n = _Normalizer()
+    for c in op:
+        n.add(c)
+    return n.finish(close_all=True)
+
+
+# --------------------------------------------------------------------------
+# Well-formedness (wave-protocol.md 6.3, Java DocOpAutomaton's "ill-formed" checks)
+
+
+class _Walk:
+    """
+    Cursor state shared by the well-formedness and validity walks: positions
+    in the original and the resulting document (for messages in the Java
+    wording), nesting depths and the annotation update in force.
+    """
+
+    __slots__ = ("pos", "rpos", "ins_depth", "del_depth", "update", "after_boundary")
+
+    def __init__(self):
+        self.pos = 0
+        self.rpos = 0
+        self.ins_depth = 0
+        self.del_depth = 0
+        self.update = {}
+        self.after_boundary = False
+
+    def where(self):
+        return " at original document position %d / resulting document position %d" % (
+            self.pos, self.rpos)
+
+
+def _ill(walk, index, rule, description):
+    raise IllFormedOperation(description + walk.where(), index, rule)
+
+
+def _check_text(walk, index, text, kind):
+    if not isinstance(text, str):
+        _ill(walk, index, "characters_null", "characters is null")
+    if not text:
+        _ill(walk, index, "characters_empty", "characters is empty")
+    if _has_surrogate(text):
+        _ill(walk, index, "surrogate", kind + " component contains surrogate")
+    if not is_valid_utf16(text):
+        _ill(walk, index, "invalid_unicode", kind + " component contains invalid unicode")
+
+
+def _check_attributes(walk, index, attributes):
+    if not isinstance(attributes, tuple):
+        _ill(walk, index, "attributes_null", "attributes is null")
+    previous = None
+    for pair in attributes:
+        if not isinstance(pair, tuple) or len(pair) != 2:
+            _ill(walk, index, "attributes_null", "attributes is null")
+        key, value = pair
+        if key is None:
+            _ill(walk, index, "attribute_key_null", "attribute key is null")
+        if not is_xml_name(key):
+            _ill(walk, index, "attribute_name_not_xml_name",
+                 'attribute name is not an XML Name: "%s"' % (key,))
+        if value is None:
+            _ill(walk, index, "attribute_value_null", "attribute value is null")
+        if not isinstance(value, str) or not is_valid_utf16(value):
+            _ill(walk, index, "attribute_value_not_utf16", "attribute value is not valid UTF-16")
+        if previous is not None and utf16_key(previous) >= utf16_key(key):
+            _ill(walk, index, "attribute_keys_not_sorted",
+                 "attribute keys not strictly monotonic: %s >= %s" % (previous, key))
+        previous = key
+
+
+def _check_attribute_updates(walk, index, updates):
+    if not isinstance(updates, tuple):
+        _ill(walk, index, "attributes_update_null", "attributes update is null")
+    previous = None
+    for u in updates:
+        if not isinstance(u, tuple) or len(u) != 3:
+            _ill(walk, index, "attributes_update_null", "attributes update is null")
+        key, old, new = u
+        if key is None:
+            _ill(walk, index, "attribute_key_null", "attribute key is null")
+        if not is_xml_name(key):
+            _ill(walk, index, "attribute_name_not_xml_name",
+                 'attribute name is not an XML Name: "%s"' % (key,))
+        if previous is not None and utf16_key(previous) >= utf16_key(key):
+            _ill(walk, index, "attribute_keys_not_sorted",
+                 "attribute keys not strictly monotonic: %s >= %s" % (previous, key))
+        for value in (old, new):
+            if value is not None and (not isinstance(value, str) or not is_valid_utf16(value)):
+                _ill(walk, index, "attribute_value_not_utf16",
+                     "attribute value is not valid UTF-16")
+        previous = key
+
+
+def _check_annotation_key(walk, index, key):
+    if not isinstance(key, str):
+        _ill(walk, index, "annotation_key_null", "annotation key is null")
+    if "?" in key or "@" in key:
+        _ill(walk, index, "annotation_key_invalid_character",
+             "invalid character in annotation key: " + key)
+    if not is_valid_utf16(key):
+        _ill(walk, index, "annotation_key_not_utf16", "annotation key is not valid UTF-16")
+
+
+def _check_boundary(walk, index, b):
+    if walk.after_boundary:
+        _ill(walk, index, "adjacent_annotation_boundaries", "adjacent annotation boundaries")
+    ends = b.ends
+    for i, key in enumerate(ends):
+        _check_annotation_key(walk, index, key)
+        if i > 0 and utf16_key(ends[i - 1]) >= utf16_key(key):
+            _ill(walk, index, "annotation_keys_not_sorted",
+                 "annotation keys not strictly monotonic: %s >= %s" % (ends[i - 1], key))
+        if key not in walk.update:
+            _ill(walk, index, "annotation_end_not_open",
+                 "annotation of key %s ends without having started" % (key,))
+    changes = b.changes
+    for i, change in enumerate(changes):
+        if not isinstance(change, tuple) or len(change) != 3:
+            _ill(walk, index, "annotation_key_null", "annotation key is null")
+        key, old, new = change
+        _check_annotation_key(walk, index, key)
+        for value in (old, new):
+            if value is not None and (not isinstance(value, str) or not is_valid_utf16(value)):
+                _ill(walk, index, "annotation_value_not_utf16",
+                     "annotation value is not valid UTF-16")
+        if i > 0 and utf16_key(changes[i - 1][0]) >= utf16_key(key):
+            _ill(walk, index, "annotation_keys_not_sorted",
+                 "annotation keys not strictly monotonic: %s >= %s" % (changes[i - 1][0], key))
+        if key in ends:
+            _ill(walk, index, "annotation_duplicate_key",
+                 "annotation boundary contains duplicate key " + key)
+
+
+def _check_component(walk, index, c):
+    """Check one component and advance ``walk`` past it."""
+    t = type(c)
+    if t is Retain:
+        n = c.count
+        if type(n) is not int or n <= 0:
+            _ill(walk, index, "retain_not_positive", "retain item count not positive")
+        if walk.ins_depth or walk.del_depth:
+            _ill(walk, index, "retain_inside_insert_or_delete", "retain inside insert or delete")
+        walk.pos += n
+        walk.rpos += n
+    elif t is Characters:
+        _check_text(walk, index, c.text, "characters")
+        if walk.del_depth:
+            _ill(walk, index, "insertion_inside_deletion", "insertion inside deletion")
+        walk.rpos += len(c.text)
+    elif t is ElementStart:
+        if c.type is None:
+            _ill(walk, index, "element_type_null", "element type is null")
+        if not is_xml_name(c.type):
+            _ill(walk, index, "element_type_not_xml_name",
+                 'element type is not an XML Name: "%s"' % (c.type,))
+        _check_attributes(walk, index, c.attributes)
+        if walk.del_depth:
+            _ill(walk, index, "insertion_inside_deletion", "insertion inside deletion")
+        walk.ins_depth += 1
+        walk.rpos += 1
+    elif t is ElementEnd:
+        if walk.del_depth:
+            _ill(walk, index, "insertion_inside_deletion", "insertion inside deletion")
+        if not walk.ins_depth:
+            _ill(walk, index, "unmatched_element_end", "elementEnd with no matching elementStart")
+        walk.ins_depth -= 1
+        walk.rpos += 1
+    elif t is DeleteCharacters:
+        _check_text(walk, index, c.text, "delete characters")
+        if walk.ins_depth:
+            _ill(walk, index, "deletion_inside_insertion", "deletion inside insertion")
+        walk.pos += len(c.text)
+    elif t is DeleteElementStart:
+        if c.type is None:
+            _ill(walk, index, "element_type_null", "element type is null")
+        if not is_xml_name(c.type):
+            _ill(walk, index, "element_type_not_xml_name",
+                 'element type is not an XML Name: "%s"' % (c.type,))
+        _check_attributes(walk, index, c.attributes)
+        if walk.ins_depth:
+            _ill(walk, index, "deletion_inside_insertion", "deletion inside insertion")
+        walk.del_depth += 1
+        walk.pos += 1
+    elif t is DeleteElementEnd:
+        if walk.ins_depth:
+            _ill(walk, index, "deletion_inside_insertion", "deletion inside insertion")
+        if not walk.del_depth:
+            _ill(walk, index, "unmatched_delete_element_end",
+                 "deleteElementEnd with no matching deleteElementStart")
+        walk.del_depth -= 1
+        walk.pos += 1
+    elif t is UpdateAttributes:
+        _check_attribute_updates(walk, index, c.updates)
+        if walk.del_depth or walk.ins_depth:
+            _ill(walk, index, "attribute_change_inside_insert_or_delete",
+                 "attribute change inside insert or delete")
+        walk.pos += 1
+        walk.rpos += 1
+    elif t is ReplaceAttributes:
+        _check_attributes(walk, index, c.old)
+        _check_attributes(walk, index, c.new)
+        if walk.del_depth or walk.ins_depth:
+            _ill(walk, index, "attribute_change_inside_insert_or_delete",
+                 "attribute change inside insert or delete")
+        walk.pos += 1
+        walk.rpos += 1
+    elif t is AnnotationBoundary:
+        if not isinstance(c.ends, tuple) or not isinstance(c.changes, tuple):
+            _ill(walk, index, "annotation_key_null", "annotation key is null")
+        _check_boundary(walk, index, c)
+        update = walk.update
+        for key in c.ends:
+            del update[key]
+        for key, old, new in c.changes:
+            update[key] = (old, new)
+        walk.after_boundary = True
+        return
+    else:
+        _ill(walk, index, "unknown_component", "unknown component %r" % (c,))
+    walk.after_boundary = False
+
+
+def _check_finish(walk, index):
+    if walk.ins_depth:
+        _ill(walk, index, "unclosed_element", "elementStart with no matching elementEnd")
+    if walk.del_depth:
+        _ill(walk, index, "unclosed_delete_element",
+             "deleteElementStart with no matching deleteElementEnd")
+    if walk.update:
+        key = min(walk.update, key=utf16_key)
+        _ill(walk, index, "annotation_not_closed",
+             "annotation of key %s starts but never ends" % (key,))
+
+
+def check_well_formed(op):
+    """
+    Raise IllFormedOperation (with the component index and the rule) unless
+    ``op`` is well-formed whatever the document.  Messages use the Java
+    wording and positions, so they can be compared with the reference.
+    """
+    walk = _Walk()
+    components = op.components if isinstance(op, DocOp) else tuple(op)
+    for index, c in enumerate(components):
+        _check_component(walk, index, c)
+    _check_finish(walk, len(components))
+
+
+def is_well_formed(op):
+    try:
+        check_well_formed(op)
+    except IllFormedOperation:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------
+# Documents (wave-protocol.md 6.1)
+
+_NO_ANNOTATIONS = {}
+
+
+class Item(tuple):
+    """
+    One item of a document: ``value`` is a one-character string, an
+    ElementStart (type and attributes) or ElementEnd; ``annotations`` maps
+    key to value (absent keys are null).
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, value, annotations):
+        return tuple.__new__(cls, (value, annotations))
+
+    @property
+    def value(self):
+        return self[0]
+
+    @property
+    def annotations(self):
+        return self[1]
+
+    @property
+    def is_text(self):
+        return type(self[0]) is str
+
+    @property
+    def is_element_start(self):
+        return type(self[0]) is ElementStart
+
+    @property
+    def is_element_end(self):
+        return type(self[0]) is ElementEnd
+
+    def __repr__(self):
+        return "Item(%r, %r)" % (self[0], dict(self[1]))
+
+
+def _updated_annotations(base, update, memo):
+    """``base`` with each (old, new) of ``update`` applied (new None removes the key)."""
+    key = id(base)
+    got = memo.get(key)
+    if got is not None and got[0] is base:
+        return got[1]
+    result = dict(base)
+    for k, (_old, new) in update.items():
+        if new is None:
+            result.pop(k, None)
+        else:
+            result[k] = new
+    if result == base:
+        result = base
+    memo[key] = (base, result)
+    return result
+
+
+def _mismatch(walk, index, description):
+    raise OperationMismatch(description + walk.where(), index)
+
+
+class Document:
+    """
+    An immutable wave document: items (characters, element starts with their
+    attributes, element ends), each with an annotation map.  ``apply`` returns
+    a new document and leaves this one untouched.
+    """
+
+    __slots__ = ("_items", "_anns", "_hash")
+
+    def __init__(self, _items=(), _anns=()):
+        self._items = _items
+        self._anns = _anns
+        self._hash = None
+
+    @classmethod
+    def from_op(cls, op):
+        """The document an insertion-only operation builds from the empty one."""
+        return cls().apply(op)
+
+    @property
+    def size(self):
+        return len(self._items)
+
+    def __len__(self):
+        return len(self._items)
+
+    def __eq__(self, other):
+        if not isinstance(other, Document):
+            return NotImplemented
+        return self._items == other._items and self._anns == other._anns
+
+    def __hash__(self):
+        h = self._hash
+        if h is None:
+            h = self._hash = hash((self._items, len(self._anns)))
+        return h
+
+    def __repr__(self):
+        return "Document(%r)" % (self.to_op(),)
+
+    def items(self):
+        """The items in order, each an Item(value, annotations)."""
+        return tuple(Item(v, _ReadOnly(a)) for v, a in zip(self._items, self._anns))
+
+    def item(self, pos):
+        if not 0 <= pos < len(self._items):
+            raise InvalidOperation("no item at position %d of %d" % (pos, len(self._items)))
+        return Item(self._items[pos], _ReadOnly(self._anns[pos]))
+
+    def annotations_at(self, pos):
+        if not 0 <= pos < len(self._items):
+            raise InvalidOperation("no item at position %d of %d" % (pos, len(self._items)))
+        return dict(self._anns[pos])
+
+    def text(self):
+        """The characters of the document, without markup."""
+        return "".join(v for v in self._items if type(v) is str)
+
+    def to_xml(self):
+        """Elements and text as XML (annotations are not shown)."""
+        out = []
+        stack = []
+        for v in self._items:
+            t = type(v)
+            if t is str:
+                out.append(_xml_escape(v))
+            elif t is ElementStart:
+                stack.append(v.type)
+                attrs = "".join(' %s="%s"' % (k, _xml_escape(val, True))
+                                for k, val in v.attributes)
+                out.append("<%s%s>" % (v.type, attrs))
+            else:
+                out.append("</%s>" % (stack.pop(),))
+        return "".join(out)
+
+    def to_op(self):
+        """
+        The canonical insertion-only operation that builds this document:
+        text merged, a boundary only where the annotations change, old
+        values null, a key that becomes null ended, every key ended at the end.
+        """
+        n = _Normalizer()
+        previous = _NO_ANNOTATIONS
+        for v, ann in zip(self._items, self._anns):
+            if ann is not previous and ann != previous:
+                for k in previous:
+                    if k not in ann:
+                        n.close(k)
+                for k, val in ann.items():
+                    if previous.get(k) != val:
+                        n.annotate(k, None, val)
+                previous = ann
+            if type(v) is str:
+                n.characters(v)
+            else:
+                n.single(v)
+        return n.finish(close_all=True)
+
+    def check_valid(self, op):
+        """Raise IllFormedOperation or OperationMismatch unless ``op`` applies here."""
+        self.apply(op)
+
+    def is_valid(self, op):
+        try:
+            self.apply(op)
+        except InvalidOperation:
+            return False
+        return True
+
+    def apply(self, op):
+        """
+        The document ``op`` produces from this one.  Raises IllFormedOperation
+        if ``op`` is ill-formed and OperationMismatch if it does not fit this
+        document (the Java DocOpValidator's checks, in its order and wording).
+        """
+        if not isinstance(op, DocOp):
+            op = DocOp(op)
+        check_well_formed(op)
+        return self._apply_well_formed(op)
+
+    def _apply_well_formed(self, op):
+        items, anns = self._items, self._anns
+        length = len(items)
+        walk = _Walk()
+        update = walk.update
+        # The annotations a deletion must leave behind: those of the last item
+        # produced (Java's targetAnnotationsForDeletion).
+        target = _NO_ANNOTATIONS
+        out_items = []
+        out_anns = []
+        memo = {}
+        for index, c in enumerate(op.components):
+            t = type(c)
+            pos = walk.pos
+            if t is Retain:
+                n = c.count
+                if n > length - pos:
+                    _mismatch(walk, index, "retain past end of document, document length %d, "
+                              "retain item count %d" % (length, n))
+                end = pos + n
+                out_items.extend(items[pos:end])
+                if update:
+                    _check_retained_annotations(walk, index, anns, pos, end, update)
+                    out_anns.extend(_updated_annotations(a, update, memo) for a in anns[pos:end])
+                else:
+                    out_anns.extend(anns[pos:end])
+                walk.pos = end
+                walk.rpos += n
+                target = out_anns[-1]
+            elif t is Characters or t is ElementStart or t is ElementEnd:
+                left = anns[pos - 1] if pos else _NO_ANNOTATIONS
+                if update:
+                    for k in sorted(update, key=utf16_key):
+                        old = update[k][0]
+                        if old != left.get(k):
+                            _mismatch(walk, index, "old annotations differ from document: "
+                                      "purported old value for key %s is %s, actual value "
+                                      "in document is %s" % (k, _java_str(old),
+                                                             _java_str(left.get(k))))
+                    target = _updated_annotations(left, update, memo)
+                else:
+                    target = left
+                if t is Characters:
+                    out_items.extend(c.text)
+                    out_anns.extend([target] * len(c.text))
+                    walk.rpos += len(c.text)
+                else:
+                    out_items.append(c)
+                    out_anns.append(target)
+                    walk.rpos += 1
+            elif t is DeleteCharacters:
+                text = c.text
+                for offset, ch in enumerate(text):
+                    if pos + offset >= length or type(items[pos + offset]) is not str:
+                        _mismatch(walk, index, "cannot delete %d characters, only %d available"
+                                  % (len(text), offset))
+                    if items[pos + offset] != ch:
+                        _mismatch(walk, index, "attempt to delete character %s when the actual "
+                                  "character is %s" % (ch, items[pos + offset]))
+                _check_deleted_annotations(walk, index, anns, pos, pos + len(text), update,
+                                           target)
+                walk.pos += len(text)
+            elif t is DeleteElementStart:
+                here = items[pos] if pos < length else None
+                if type(here) is not ElementStart:
+                    _mismatch(walk, index, "no element start to delete here")
+                if here.type != c.type:
+                    _mismatch(walk, index, "old element type differs from document")
+                if dict(c.attributes) != dict(here.attributes):
+                    _mismatch(walk, index, "old attributes differ from document")
+                _check_deleted_annotations(walk, index, anns, pos, pos + 1, update, target)
+                walk.pos += 1
+            elif t is DeleteElementEnd:
+                if pos >= length or type(items[pos]) is not ElementEnd:
+                    _mismatch(walk, index, "no element end to delete here")
+                _check_deleted_annotations(walk, index, anns, pos, pos + 1, update, target)
+                walk.pos += 1
+            elif t is ReplaceAttributes or t is UpdateAttributes:
+                here = items[pos] if pos < length else None
+                if type(here) is not ElementStart:
+                    _mismatch(walk, index, "no element start to change attributes here")
+                attrs = dict(here.attributes)
+                if t is ReplaceAttributes:
+                    if attrs != dict(c.old):
+                        _mismatch(walk, index, "old attributes differ from document")
+                    new_attrs = dict(c.new)
+                else:
+                    for k, old, new in c.updates:
+                        if attrs.get(k) != old:
+                            _mismatch(walk, index, "old attributes differ from document")
+                    new_attrs = _attributes_updated(attrs, c.updates)
+                if update:
+                    _check_retained_annotations(walk, index, anns, pos, pos + 1, update)
+                    ann = _updated_annotations(anns[pos], update, memo)
+                else:
+                    ann = anns[pos]
+                out_items.append(ElementStart(here.type, new_attrs))
+                out_anns.append(ann)
+                walk.pos += 1
+                walk.rpos += 1
+                target = ann
+            else:  # AnnotationBoundary (well-formed, so nothing else is left)
+                for key in c.ends:
+                    del update[key]
+                for key, old, new in c.changes:
+                    update[key] = (old, new)
+                memo = {}
+        if walk.pos != length:
+            _mismatch(walk, len(op.components), "operation shorter than document, document "
+                      "length %d, length of input of operation %d" % (length, walk.pos))
+        return Document(tuple(out_items), tuple(out_anns))
+
+
+def _attributes_updated(attrs, updates):
+    result = dict(attrs)
+    for k, _old, new in updates:
+        if new is None:
+            result.pop(k, None)
+        else:
+            result[k] = new
+    return result
+
+
+def _check_retained_annotations(walk, index, anns, start, end, update):
+    for k in sorted(update, key=utf16_key):
+        old = update[k][0]
+        for j in range(start, end):
+            if anns[j].get(k) != old:
+                _mismatch(walk, index, "old annotations differ from document: purported old "
+                          "value for key %s is %s, actual value in document is %s"
+                          % (k, _java_str(old), _java_str(anns[j].get(k))))
+
+
+def _check_deleted_annotations(walk, index, anns, start, end, update, target):
+    """
+    A deletion asserts the old values of the deleted items, and must leave the
+    annotations of the last item produced in force: every key where a deleted
+    item differs from that item is in the update, with that item's value as new.
+    """
+    for k in sorted(update, key=utf16_key):
+        old, new = update[k]
+        for j in range(start, end):
+            if anns[j].get(k) != old:
+                _mismatch(walk, index, "old annotations differ from document: purported old "
+                          "value for key %s is %s, actual value in document is %s"
+                          % (k, _java_str(old), _java_str(anns[j].get(k))))
+        if new != target.get(k):
+            _mismatch(walk, index, "new annotation value incorrect for deletion")
+    for j in range(start, end):
+        here = anns[j]
+        if here is target:
+            continue
+        for k in sorted(set(here) | set(target), key=utf16_key):
+            if here.get(k) != target.get(k) and k not in update:
+                _mismatch(walk, index, "deletion does not reset value for key %s from %s to %s"
+                          % (k, _java_str(here.get(k)), _java_str(target.get(k))))
+
+
+class _ReadOnly(dict):
+    """A dict that refuses changes, handed out so callers cannot alter a document."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("document annotations are read-only")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _refuse
+
+
+def _xml_escape(s, attribute=False):
+    s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    if attribute:
+        s = s.replace('"', "&quot;")
+    return s
+
+
+def apply(document, op):
+    """The document ``op`` makes of ``document`` (see Document.apply)."""
+    return document.apply(op)
+
+
+def compose(a, b):
+    """An operation with the effect of ``a`` then ``b`` (wave-protocol.md 6.4)."""
+    from wavebox.model import doccompose
+    return doccompose.compose(a, b)
+
+
+def transform(client, server):
+    """
+    ``(client', server')`` with client then server' == server then client'
+    (wave-protocol.md 6.5).  ``client`` is the operation being submitted; its
+    insertion goes first at a tie and its attribute and annotation values win.
+    """
+    from wavebox.model import doctransform
+    return doctransform.transform(client, server)
