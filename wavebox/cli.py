@@ -8,6 +8,10 @@ import sys
 
 # name: (module, function, one-line help).  function(argv) -> exit status.
 SUBCOMMANDS = {
+    "adduser": ("wavebox.console.adduser", "main",
+                "create a console account: adduser USER [--config FILE]"),
+    "console": ("wavebox.console.client", "main",
+                "chat on a wavebox console: console USER [--host H --port P]"),
     "status": ("wavebox.federation.outbox", "status_command",
                "show the federation outbox backlog per destination (reads the store)"),
 }

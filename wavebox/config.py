@@ -186,6 +186,14 @@ OPTIONS = [
            "this many deltas, so opening a long wavelet replays only the rest"),
 ]
 
+# Issue 4: the wave server core and the console.
+OPTIONS += [
+    Option("console-interface", _interface, "127.0.0.1", "address the console "
+           "listens on ('' or * = all; keep it on localhost unless you mean it)"),
+    Option("console-port", _port, 9876, "port of the telnet-style console "
+           "(0 = any free port, logged at start-up)"),
+]
+
 
 def options_by_key():
     return {o.key: o for o in OPTIONS}

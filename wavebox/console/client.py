@@ -1,0 +1,178 @@
+"""
+``wavebox console USER``: the console client, the counterpart of FedOne's
+``run-client-console.sh <username>`` (wave protocol notes section 10.2).
+
+It connects to the console port, asks for the password, logs in with
+``/login``, and then relays: what you type goes to the server line by line
+(with readline editing and history when stdin is a terminal), and what the
+server says is printed as soon as it arrives, above the line being typed.
+
+Deliberately small and Twisted-free: one thread reads the socket, the main
+thread reads the keyboard.  Everything it knows about waves is on the server.
+"""
+
+import argparse
+import getpass
+import os
+import signal
+import socket
+import sys
+import threading
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 9876
+PROMPT = "> "
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="wavebox console",
+        description="Connect to a wavebox console, log in as USER and chat.")
+    p.add_argument("user", metavar="USER",
+                   help="user name, USER or USER@DOMAIN (the server's first "
+                        "domain when left out)")
+    p.add_argument("--host", default=None,
+                   help="console address (default: console_interface of --config, "
+                        "else %s)" % DEFAULT_HOST)
+    p.add_argument("--port", type=int, default=None,
+                   help="console port (default: console_port of --config, else %d)"
+                        % DEFAULT_PORT)
+    p.add_argument("--config", "-c", default=None,
+                   help="read console_interface/console_port from this config file")
+    return p.parse_args(argv)
+
+
+def _target(args):
+    host, port = DEFAULT_HOST, DEFAULT_PORT
+    if args.config:
+        from wavebox.config import read_config_file, ConfigError
+        try:
+            values = read_config_file(args.config)
+        except ConfigError as e:
+            raise SystemExit("wavebox console: %s" % (e,))
+        interface = values.get("console_interface", "").strip()
+        if interface not in ("", "*", "0.0.0.0", "::"):
+            host = interface
+        if values.get("console_port", "").strip():
+            port = int(values["console_port"])
+    if args.host:
+        host = args.host
+    if args.port is not None:
+        port = args.port
+    return host, port
+
+
+def read_password(prompt="Password: ", stdin=None):
+    """getpass on a terminal; otherwise one line of stdin (for scripts)."""
+    stdin = stdin or sys.stdin
+    if stdin.isatty():
+        return getpass.getpass(prompt)
+    line = stdin.readline()
+    if not line:
+        raise SystemExit("wavebox console: no password on stdin")
+    return line.rstrip("\r\n")
+
+
+class Terminal:
+    """
+    Prints server lines without trampling the line being typed: with readline,
+    the prompt and the half-typed text are drawn again under the new output.
+    """
+
+    def __init__(self, out, interactive):
+        self.out = out
+        self.interactive = interactive
+        self.lock = threading.Lock()
+        self.readline = None
+        if interactive:
+            try:
+                import readline
+                self.readline = readline
+            except ImportError:
+                pass
+
+    def show(self, text):
+        with self.lock:
+            if self.readline is not None:
+                typed = self.readline.get_line_buffer()
+                self.out.write("\r\x1b[K" + text + "\n" + PROMPT + typed)
+            else:
+                self.out.write(text + "\n")
+            self.out.flush()
+
+
+def _reader(sock, terminal, done):
+    """The socket thread: print every server line; on EOF wake the main thread."""
+    buf = b""
+    try:
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            buf += data
+            while b"\n" in buf:
+                raw, buf = buf.split(b"\n", 1)
+                terminal.show(raw.rstrip(b"\r").decode("utf-8", "replace"))
+    except OSError:
+        pass
+    if buf:
+        terminal.show(buf.decode("utf-8", "replace"))
+    done.set()
+    if terminal.interactive:
+        # input() blocks in C; only a real signal gets the main thread out.
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def run(argv):
+    args = parse_args(argv)
+    host, port = _target(args)
+    interactive = sys.stdin.isatty()
+    try:
+        sock = socket.create_connection((host, port), timeout=10)
+    except OSError as e:
+        sys.stderr.write("wavebox console: cannot connect to %s:%d: %s\n"
+                         % (host, port, e.strerror or e))
+        return 1
+    sock.settimeout(None)
+    password = read_password()
+    terminal = Terminal(sys.stdout, interactive)
+    done = threading.Event()
+    thread = threading.Thread(target=_reader, args=(sock, terminal, done), daemon=True)
+    thread.start()
+
+    def send(line):
+        sock.sendall(line.encode("utf-8") + b"\r\n")
+
+    try:
+        send("/login %s %s" % (args.user, password))
+        while not done.is_set():
+            try:
+                line = input(PROMPT if interactive else "")
+            except EOFError:
+                break
+            if done.is_set():
+                break
+            send(line)
+            if line.strip() == "/quit":
+                done.wait(5)
+                break
+    except KeyboardInterrupt:
+        pass
+    except OSError:
+        pass
+    finally:
+        if not done.is_set():
+            try:
+                sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            done.wait(2)
+        sock.close()
+        if interactive:
+            sys.stdout.write("\n")
+    return 0
+
+
+def main(argv):
+    """``wavebox console``: the sub-command entry point."""
+    return run(argv)

@@ -1,0 +1,440 @@
+"""
+Wavelet containers: the in-memory copy of one wavelet and the only code that
+changes it (wave protocol sections 4, 6.6 and 7).
+
+A container is made at once and loaded lazily, on its first use, from the
+store: the latest snapshot, then the stored deltas after it replayed through
+the same transform the submit path uses.  Every use -- a submit, a remote
+update, a read -- runs under the container's :class:`DeferredLock`, so one
+wavelet changes one delta at a time while different wavelets go their own way.
+
+:class:`LocalWaveletContainer` holds a wavelet we host and is the one writer
+of its history: it validates, transforms, applies, hashes, stores and only
+then answers and tells the listeners.  :class:`RemoteWaveletContainer` holds
+our copy of a wavelet hosted elsewhere: it accepts the host's applied deltas
+in order, checks that each one extends our hash chain, re-runs the transform
+(the applied delta carries the *original* operations, 6.6) and stores them.
+
+In memory each container keeps the transformed history from its snapshot on
+(:class:`TransformedDelta`, the operations as they changed the wavelet), which
+is what later submissions are transformed against.  Older history is read
+back from the store only when a delta targets a version before it.
+"""
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from wavebox.model.delta import AppliedDelta, SignedDelta, TransformedDelta
+from wavebox.model.errors import InvalidDelta, InvalidHashedVersion, ModelError, NotAParticipant
+from wavebox.model.operations import AddParticipant, transform_delta
+from wavebox.server import errors
+from wavebox.server.interfaces import SubmitResult, WaveletUpdate
+from wavebox.server.modelbridge import (
+    applied_delta_bytes, empty_state, parse_applied_delta, participants_of,
+    state_from_snapshot, state_snapshot)
+from wavebox.store.interface import StoreConflict, StoredDelta
+
+log = Logger()
+
+
+class WaveletContainer:
+    """
+    What local and remote wavelets share: lazy loading, the lock, the
+    in-memory history and the write-then-tell step.
+    """
+
+    hosted = None  # set by the subclasses
+
+    def __init__(self, server, name):
+        self.server = server
+        self.name = name
+        self.uri = name.uri
+        self.lock = defer.DeferredLock()
+        self.state = None          # the wavelet state once loaded
+        self.corrupted = None      # the reason, once the history is found broken
+        self._history = []         # TransformedDelta from self._base on, in order
+        self._index = {}           # applied_at version -> index in self._history
+        self._base = None          # HashedVersion where self._history starts
+        self._since_snapshot = 0
+        self._last_timestamp = 0
+
+    # -- life cycle ---------------------------------------------------------
+
+    @property
+    def loaded(self):
+        return self.state is not None
+
+    @property
+    def hashed_version(self):
+        return self.state.hashed_version
+
+    def run(self, f, *args, **kwargs):
+        """Run ``f`` under the lock, with the wavelet loaded first."""
+        return self.lock.run(self._loaded_then, f, *args, **kwargs)
+
+    @defer.inlineCallbacks
+    def _loaded_then(self, f, *args, **kwargs):
+        if self.corrupted:
+            raise errors.WaveletCorrupted("%s: %s" % (self.uri, self.corrupted))
+        if not self.loaded:
+            try:
+                yield self._load()
+            except errors.WaveletCorrupted as e:
+                self.corrupted = str(e)
+                self._forget()
+                log.error("wavelet {uri} is corrupted: {why}", uri=self.uri, why=e)
+                raise
+            except BaseException:
+                self._forget()
+                raise
+        result = yield f(*args, **kwargs)
+        return result
+
+    def _forget(self):
+        """Drop the in-memory copy; the next use loads it again from the store."""
+        self.state = None
+        self._history = []
+        self._index = {}
+        self._base = None
+
+    @defer.inlineCallbacks
+    def _load(self):
+        store = self.server.store
+        snapshot = yield store.latest_snapshot(self.uri)
+        if snapshot is not None:
+            version, blob = snapshot
+            state = state_from_snapshot(self.name, blob)
+            if state.hashed_version.version != version:
+                raise errors.WaveletCorrupted(
+                    "snapshot said version %d but holds version %d"
+                    % (version, state.hashed_version.version))
+        else:
+            state = empty_state(self.name)
+        self.state = state
+        self._base = state.hashed_version
+        self._last_timestamp = getattr(state, "last_modified_ms", 0) or 0
+        tail = yield store.deltas(self.uri, state.hashed_version.version)
+        for stored in tail:
+            applied = self._parse_stored(stored)
+            if applied.applied_at != self.state.hashed_version:
+                raise errors.WaveletCorrupted(
+                    "stored delta at version %d does not extend version %d"
+                    % (applied.applied_at.version, self.state.hashed_version.version))
+            transformed = yield self._retransform(applied)
+            self._apply(transformed)
+        self._since_snapshot = len(tail)
+
+    def _parse_stored(self, stored):
+        """A StoredDelta as the model's AppliedDelta, its hash chain checked."""
+        try:
+            applied = parse_applied_delta(stored.applied_delta)
+        except ModelError as e:
+            raise errors.WaveletCorrupted(
+                "stored delta at version %d does not parse: %s"
+                % (stored.applied_at_version, e))
+        resulting = applied.resulting_version
+        if (applied.applied_at.version != stored.applied_at_version
+                or resulting.version != stored.resulting_version
+                or resulting.history_hash != stored.resulting_hash):
+            raise errors.WaveletCorrupted(
+                "stored delta at version %d does not hash to the stored resulting version"
+                % (stored.applied_at_version,))
+        return applied
+
+    # -- history ------------------------------------------------------------
+
+    def _apply(self, transformed):
+        """Apply a transformed delta to the state and remember it in the history."""
+        self.state.apply(transformed)
+        self._index[transformed.applied_at.version] = len(self._history)
+        self._history.append(transformed)
+        self._last_timestamp = max(self._last_timestamp, transformed.application_timestamp)
+
+    def _unapply_last(self):
+        """Forget the in-memory effect of the last delta (its store write failed)."""
+        self._forget()
+
+    @defer.inlineCallbacks
+    def history_since(self, version):
+        """
+        The TransformedDeltas from ``version`` (a delta boundary) to now.
+        Reads older history back from the store when ``version`` is before
+        what is in memory.
+        """
+        current = self.state.hashed_version
+        if version == current.version:
+            return []
+        if version > current.version:
+            raise errors.FutureVersion(version, current.version)
+        if version < self._base.version:
+            yield self._extend_back(version)
+        i = self._index.get(version)
+        if i is None:
+            raise errors.NotADeltaBoundary(version)
+        return self._history[i:]
+
+    @defer.inlineCallbacks
+    def _extend_back(self, version):
+        """
+        Load the stored deltas from ``version`` up to the in-memory history
+        and work out how each changed the wavelet.  A delta that was made
+        against an even older version needs the history from there, so the
+        range grows until every delta's target is inside it.
+        """
+        store = self.server.store
+        end = self._base.version
+        start = version
+        loaded = []          # AppliedDelta, oldest first, from `start` to `end`
+        while True:
+            stored = yield store.deltas(self.uri, start, loaded[0].applied_at.version
+                                        if loaded else end)
+            if not stored or stored[0].applied_at_version != start:
+                raise errors.NotADeltaBoundary(start)
+            chunk = [self._parse_stored(s) for s in stored]
+            loaded = chunk + loaded
+            lowest = min(a.delta.hashed_version.version for a in loaded)
+            if lowest >= start:
+                break
+            start = lowest
+        for earlier, later in zip(loaded, loaded[1:]):
+            if earlier.resulting_version != later.applied_at:
+                raise errors.WaveletCorrupted(
+                    "stored history has a gap at version %d" % (earlier.resulting_version.version,))
+        if loaded[-1].resulting_version != self._base:
+            raise errors.WaveletCorrupted(
+                "stored history does not lead to version %d" % (self._base.version,))
+        older, index = [], {}
+        for applied in loaded:
+            target = applied.delta.hashed_version.version
+            since = older[index[target]:] if target in index else None
+            if since is None and target != applied.applied_at.version:
+                raise errors.WaveletCorrupted(
+                    "stored delta at version %d targets version %d, not a boundary"
+                    % (applied.applied_at.version, target))
+            transformed = self._transform_applied(applied, since or [])
+            index[applied.applied_at.version] = len(older)
+            older.append(transformed)
+        self._history = older + self._history
+        self._index = {t.applied_at.version: i for i, t in enumerate(self._history)}
+        self._base = self._history[0].applied_at
+
+    @defer.inlineCallbacks
+    def _retransform(self, applied):
+        """
+        How an applied delta at our current version (original operations plus
+        applied-at) changes the wavelet here: its transform against our
+        history from its target version (6.6, 7(c)3).
+        """
+        target = applied.delta.hashed_version
+        if target.version > applied.applied_at.version:
+            raise InvalidDelta("delta targets version %d, after the version %d it was applied at"
+                               % (target.version, applied.applied_at.version))
+        try:
+            history = yield self.history_since(target.version)
+        except errors.NotADeltaBoundary:
+            raise InvalidHashedVersion(
+                "delta targets version %d, not a delta boundary here" % (target.version,))
+        return self._transform_applied(applied, history)
+
+    @staticmethod
+    def _transform_applied(applied, history):
+        """Re-run the transform of an applied delta against ``history`` (6.6, 7(c)3)."""
+        result = transform_delta(applied.delta, history, applied.applied_at)
+        if result.is_duplicate:
+            raise errors.OperationCountMismatch(
+                "delta applied at version %d repeats an earlier delta"
+                % (applied.applied_at.version,))
+        if len(result.operations) != applied.operations_applied:
+            raise errors.OperationCountMismatch(
+                "delta applied at version %d: transformed to %d operation(s), "
+                "its host applied %d" % (applied.applied_at.version, len(result.operations),
+                                         applied.operations_applied))
+        return TransformedDelta.from_applied(applied, result.operations)
+
+    # -- write, then tell ---------------------------------------------------
+
+    @defer.inlineCallbacks
+    def _commit(self, applied, transformed):
+        """
+        Apply, store, and only once the store has it on disk, tell everyone.
+        If the store fails, the in-memory copy is dropped (the next use
+        reloads it from the store) and nobody hears of the delta.
+        """
+        before = frozenset(participants_of(self.state))
+        self._apply(transformed)          # raises, changing nothing, if it does not fit
+        after = frozenset(participants_of(self.state))
+        update = WaveletUpdate(self.name, applied, transformed, before, after, self.hosted)
+        outbox = self.server.outbox_for(update)
+        stored = StoredDelta(
+            applied_at_version=applied.applied_at.version,
+            resulting_version=transformed.resulting_version.version,
+            resulting_hash=transformed.resulting_version.history_hash,
+            applied_delta=applied.applied_delta_bytes,
+            author=transformed.author.address,
+            timestamp_ms=transformed.application_timestamp)
+        try:
+            outbox_ids = yield self.server.store.append_delta(
+                self.uri, stored, participants=[p.address for p in participants_of(self.state)],
+                hosted=self.hosted, outbox=outbox)
+        except BaseException:
+            self._unapply_last()
+            raise
+        self._since_snapshot += 1
+        if self._since_snapshot >= self.server.snapshot_interval:
+            yield self._snapshot()
+        update = WaveletUpdate(self.name, applied, transformed, before, after, self.hosted,
+                               tuple(outbox_ids or ()))
+        self.server.notify(update)
+        return update
+
+    @defer.inlineCallbacks
+    def _snapshot(self):
+        try:
+            yield self.server.store.put_snapshot(
+                self.uri, self.state.hashed_version.version, state_snapshot(self.state))
+        except Exception:
+            log.failure("snapshot of {uri} at version {v} failed", uri=self.uri,
+                        v=self.state.hashed_version.version)
+        else:
+            self._since_snapshot = 0
+
+    def read(self):
+        """Fires with the loaded wavelet state (do not change it)."""
+        return self.run(lambda: defer.succeed(self.state))
+
+
+class LocalWaveletContainer(WaveletContainer):
+    """A wavelet we host: the single writer of its history."""
+
+    hosted = True
+
+    def submit(self, delta, signed_delta):
+        """
+        Submit ``delta`` (the parsed WaveletDelta) whose serialized, signed
+        form is ``signed_delta`` (a SignedDelta; its bytes go into the applied
+        delta unchanged).  Fires with a :class:`SubmitResult` once durable.
+        """
+        return self.run(self._submit, delta, signed_delta)
+
+    #: How often a submit is transformed again after another process appended
+    #: to the same wavelet first (a shared PostgreSQL store decides the writer).
+    CONFLICT_RETRIES = 3
+
+    @defer.inlineCallbacks
+    def _submit(self, delta, signed_delta):
+        for attempt in range(self.CONFLICT_RETRIES + 1):
+            try:
+                result = yield self._submit_once(delta, signed_delta)
+                return result
+            except StoreConflict:
+                if attempt == self.CONFLICT_RETRIES:
+                    raise
+                log.info("{uri}: another writer appended first; reloading and "
+                         "transforming again", uri=self.uri)
+                yield self._load()
+
+    @defer.inlineCallbacks
+    def _submit_once(self, delta, signed_delta):
+        if not delta.operations:
+            raise errors.EmptyDelta("empty delta from %s at version %d"
+                                    % (delta.author, delta.hashed_version.version))
+        current = self.state.hashed_version
+        target = delta.hashed_version
+        if target.version > current.version:
+            raise errors.FutureVersion(target.version, current.version)
+        history = yield self.history_since(target.version)
+        start = history[0].applied_at if history else current
+        if start != target:
+            raise errors.HashMismatch(target.version)
+        result = transform_delta(delta, history, current)
+        if result.is_duplicate:
+            done = result.duplicate_of
+            return SubmitResult(len(done.operations), done.resulting_version,
+                                done.application_timestamp, duplicate=True)
+        check_author(self.state, delta.author, result.operations)
+        timestamp = max(self.server.now_ms(), self._last_timestamp)
+        data = applied_delta_bytes(signed_delta, current, len(result.operations), timestamp)
+        applied = AppliedDelta(signed_delta, current, len(result.operations), timestamp, data)
+        transformed = TransformedDelta(delta.author, current, applied.resulting_version,
+                                       result.operations, timestamp)
+        update = yield self._commit(applied, transformed)
+        return SubmitResult(len(transformed.operations), update.resulting_version, timestamp)
+
+
+class RemoteWaveletContainer(WaveletContainer):
+    """
+    Our copy of a wavelet hosted elsewhere.  It changes only through the
+    host's applied deltas, in version order; deltas that arrive ahead of a
+    gap wait in ``pending`` until the history before them is fed in.
+    """
+
+    hosted = False
+
+    def __init__(self, server, name):
+        WaveletContainer.__init__(self, server, name)
+        self.pending = {}          # applied_at version -> AppliedDelta, ahead of us
+
+    def apply_applied_deltas(self, applied_deltas):
+        """
+        Take the host's applied deltas (model AppliedDeltas, their signatures
+        already verified by the caller).  Fires with a :class:`RemoteApplyResult`.
+        """
+        return self.run(self._apply_applied, list(applied_deltas))
+
+    @defer.inlineCallbacks
+    def _apply_applied(self, applied_deltas):
+        applied_now = []
+        for a in applied_deltas:
+            if a.applied_at.version >= self.state.hashed_version.version:
+                self.pending.setdefault(a.applied_at.version, a)
+        while True:
+            current = self.state.hashed_version
+            for v in [v for v in self.pending if v < current.version]:
+                del self.pending[v]     # an old duplicate (7(c)3)
+            applied = self.pending.pop(current.version, None)
+            if applied is None:
+                break
+            if applied.applied_at != current:
+                self.corrupted = ("the host's delta at version %d does not extend our hash"
+                                  % (current.version,))
+                self.pending.clear()
+                raise errors.WaveletCorrupted("%s: %s" % (self.uri, self.corrupted))
+            transformed = yield self._retransform(applied)
+            check_author(self.state, transformed.author, transformed.operations)
+            update = yield self._commit(applied, transformed)
+            applied_now.append(update)
+        missing = None
+        if self.pending:
+            missing = (self.state.hashed_version, min(self.pending))
+        return RemoteApplyResult(tuple(applied_now), self.state.hashed_version, missing)
+
+
+class RemoteApplyResult:
+    """
+    What feeding applied deltas to a remote wavelet did.  ``missing`` is None
+    when nothing waits; otherwise ``(our hashed version, version of the
+    earliest waiting delta)``: the history range to ask the host for (7(c)3).
+    """
+
+    def __init__(self, updates, current, missing):
+        self.updates = updates
+        self.current = current
+        self.missing = missing
+
+    def __repr__(self):
+        return "RemoteApplyResult(%d applied, now %r, missing %r)" % (
+            len(self.updates), self.current, self.missing)
+
+
+def check_author(state, author, operations):
+    """
+    The author must be a participant -- except for the delta that creates
+    the wavelet, which adds its author (7(a)2).
+    """
+    participants = participants_of(state)
+    if author in participants:
+        return
+    if (state.hashed_version.version == 0 and operations
+            and isinstance(operations[0], AddParticipant) and operations[0].participant == author):
+        return
+    raise NotAParticipant("%s is not a participant of the wavelet" % (author,))

@@ -1,0 +1,268 @@
+"""
+The wave server core: which wavelets we host, the containers that hold them,
+the submit pipeline and the subscriptions (wave protocol section 7(a), (b),
+(c), (f) and (g), seen from inside the server).
+
+A wavelet is *hosted here* when its wavelet id's domain is one of our
+domains; we are then the single writer of its history.  Any other wavelet we
+know of is a copy of a wavelet hosted elsewhere, changed only by its host's
+applied deltas.
+
+A local user's delta is serialized once, signed once with the domain key
+(SHA1withRSA over exactly those bytes, section 5), and then either applied
+here (hosted) or handed to the federation layer's submitter (hosted
+elsewhere).  Every delta that changes a wavelet here is on disk before its
+submitter hears back and before any listener is told.
+"""
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from wavebox.model.delta import HashedVersion, SignedDelta, WaveletDelta
+from wavebox.model.errors import InvalidDelta, InvalidHashedVersion, ModelError
+from wavebox.model.ids import ParticipantId
+from wavebox.server import errors
+from wavebox.server.container import LocalWaveletContainer, RemoteWaveletContainer
+from wavebox.server.modelbridge import (
+    parse_applied_delta, parse_signed_delta, serialize_delta, sign, signed_delta_bytes)
+
+log = Logger()
+
+
+class WaveServer:
+    """
+    The registry of wavelet containers and the entry point of every change.
+
+    ``store`` is an :class:`wavebox.store.interface.IWaveletStore`;
+    ``domains`` the hosted domains; ``signer`` signs local users' deltas
+    (:mod:`wavebox.crypto`; None leaves them unsigned, as WIAB does without
+    federation); ``clock`` gives the application timestamps (IReactorTime).
+    """
+
+    def __init__(self, store, domains, signer=None, clock=None, snapshot_interval=100):
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.store = store
+        self.domains = tuple(d.lower() for d in domains)
+        self.signer = signer
+        self.clock = clock
+        self.snapshot_interval = snapshot_interval
+        self._containers = {}
+        self._wavelet_listeners = {}       # WaveletName -> [listener]
+        self._participant_listeners = {}   # ParticipantId -> [listener]
+        self._listeners = []               # every wavelet (federation)
+        self._outbox_source = None
+        self.remote_submitter = None
+
+    # -- what is ours -----------------------------------------------------------
+
+    def is_local(self, name):
+        """True when we host the wavelet: its wavelet id's domain is ours."""
+        return name.wavelet_id.domain in self.domains
+
+    def is_local_participant(self, participant):
+        return ParticipantId(participant).domain in self.domains
+
+    def container(self, name):
+        """The wavelet's container, made (not yet loaded) on first use."""
+        c = self._containers.get(name)
+        if c is None:
+            cls = LocalWaveletContainer if self.is_local(name) else RemoteWaveletContainer
+            c = self._containers[name] = cls(self, name)
+        return c
+
+    def now_ms(self):
+        return int(self.clock.seconds() * 1000)
+
+    # -- reading ----------------------------------------------------------------
+
+    def wavelet(self, name):
+        """Fires with the loaded wavelet state (read it, do not change it)."""
+        return self.container(name).read()
+
+    def hashed_version(self, name):
+        """Fires with the wavelet's current hashed version (version 0 if unknown)."""
+        return self.wavelet(name).addCallback(lambda state: state.hashed_version)
+
+    @defer.inlineCallbacks
+    def history(self, name, start, end):
+        """
+        The applied-delta bytes of a hosted wavelet from hashed version
+        ``start`` to ``end`` (exclusive), both delta boundaries with our
+        hashes: what a history request is answered with (1.5, 7(g)).
+        """
+        if not self.is_local(name):
+            raise errors.NotHostedHere("%s is not hosted here" % (name.uri,))
+        state = yield self.wavelet(name)
+        current = state.hashed_version
+        if current.version == 0:
+            raise errors.UnknownWavelet("%s has no history" % (name.uri,))
+        if end.version > current.version:
+            raise errors.FutureVersion(end.version, current.version)
+        if start.version > end.version:
+            raise InvalidHashedVersion("history from version %d to %d is backwards"
+                                       % (start.version, end.version))
+        yield self._check_boundary(name, start)
+        yield self._check_boundary(name, end)
+        stored = yield self.store.deltas(name.uri, start.version, end.version)
+        return [s.applied_delta for s in stored]
+
+    @defer.inlineCallbacks
+    def _check_boundary(self, name, hashed_version):
+        if hashed_version.version == 0:
+            ok = hashed_version == HashedVersion.zero(name)
+        else:
+            stored = yield self.store.delta_ending_at(name.uri, hashed_version.version)
+            if stored is None:
+                raise errors.NotADeltaBoundary(hashed_version.version)
+            ok = stored.resulting_hash == hashed_version.history_hash
+        if not ok:
+            raise errors.HashMismatch(hashed_version.version)
+
+    # -- submitting -------------------------------------------------------------
+
+    def submit(self, name, delta):
+        """
+        A local user's delta (a WaveletDelta).  Fires with a SubmitResult
+        once the delta is durable here, or once the host has answered when
+        the wavelet is hosted elsewhere.  Fails with a specific
+        :mod:`wavebox.server.errors` / model exception, nothing stored.
+        """
+        try:
+            if not isinstance(delta, WaveletDelta):
+                raise InvalidDelta("expected a WaveletDelta, not %s" % (type(delta).__name__,))
+            if not self.is_local_participant(delta.author):
+                raise InvalidDelta("%s is not a user of this server" % (delta.author,))
+            if not delta.operations:
+                raise errors.EmptyDelta("empty delta from %s" % (delta.author,))
+            data = serialize_delta(delta)
+            signed = sign(self.signer, delta, data)
+        except Exception:
+            return defer.fail()
+        if self.is_local(name):
+            return self.container(name).submit(delta, signed)
+        if self.remote_submitter is None:
+            return defer.fail(errors.NoFederation(
+                "%s is hosted at %s and federation is not running"
+                % (name.uri, name.hosting_domain)))
+        return defer.maybeDeferred(self.remote_submitter.submit, name,
+                                   signed_delta_bytes(signed))
+
+    def submit_signed(self, name, signed_delta, remote_domain=None):
+        """
+        A signed delta (ProtocolSignedDelta bytes, or a SignedDelta) for a
+        wavelet we host, from a remote server when ``remote_domain`` is given
+        (whose signatures the federation layer has verified).  Remote users
+        may not create wavelets, and act only for their own domain (7(b)3).
+        """
+        try:
+            if not self.is_local(name):
+                raise errors.NotHostedHere("Non-local wavelet update: %s" % (name.uri,))
+            signed = signed_delta
+            if not isinstance(signed, SignedDelta):
+                signed = parse_signed_delta(signed_delta)
+            delta = signed.delta
+            if delta is None:
+                raise InvalidDelta("signed delta has no parsed delta")
+            if remote_domain is not None:
+                if delta.hashed_version.version == 0:
+                    raise InvalidDelta("Remote users may not create wavelets")
+                if delta.author.domain != remote_domain.lower():
+                    raise InvalidDelta("%s may not submit for %s"
+                                       % (remote_domain, delta.author))
+        except Exception:
+            return defer.fail()
+        return self.container(name).submit(delta, signed)
+
+    def apply_remote_deltas(self, name, applied_deltas):
+        """
+        The host's applied deltas (bytes, as received, or parsed model
+        AppliedDeltas) of a wavelet hosted elsewhere, their signatures
+        verified by the federation layer.  Fires with a
+        :class:`wavebox.server.container.RemoteApplyResult`; its ``missing``
+        says which history to fetch when some came ahead of a gap.
+        """
+        try:
+            if self.is_local(name):
+                raise errors.HostedHere("Received update to local wavelet %s" % (name.uri,))
+            parsed = [parse_applied_delta(a) if isinstance(a, (bytes, bytearray)) else a
+                      for a in applied_deltas]
+        except Exception:
+            return defer.fail()
+        return self.container(name).apply_applied_deltas(parsed)
+
+    # -- listening --------------------------------------------------------------
+
+    def subscribe(self, name, listener):
+        """Tell ``listener`` (IWaveletListener) of every durable delta of one wavelet."""
+        self._wavelet_listeners.setdefault(name, []).append(listener)
+
+    def unsubscribe(self, name, listener):
+        _remove(self._wavelet_listeners, name, listener)
+
+    def subscribe_participant(self, participant, listener):
+        """
+        Tell ``listener`` of every durable delta of any wavelet that has
+        ``participant`` before or after the delta: a wave one was just added
+        to, or removed from, reaches them at once.
+        """
+        self._participant_listeners.setdefault(ParticipantId(participant), []).append(listener)
+
+    def unsubscribe_participant(self, participant, listener):
+        _remove(self._participant_listeners, ParticipantId(participant), listener)
+
+    def add_listener(self, listener):
+        """Tell ``listener`` of every durable delta of every wavelet (federation)."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener):
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def set_outbox_source(self, source):
+        """The IOutboxSource whose payloads are stored with each delta (federation)."""
+        self._outbox_source = source
+
+    def outbox_for(self, update):
+        if self._outbox_source is None:
+            return ()
+        return tuple(self._outbox_source.outbox_for(update))
+
+    def notify(self, update):
+        """Tell everyone who listens; a failing listener is logged, never fatal."""
+        targets = list(self._listeners)
+        targets += self._wavelet_listeners.get(update.wavelet_name, [])
+        seen = set(map(id, targets))
+        for p in update.participants_before | update.participants_after:
+            for listener in self._participant_listeners.get(p, []):
+                if id(listener) not in seen:
+                    seen.add(id(listener))
+                    targets.append(listener)
+        for listener in targets:
+            try:
+                listener.wavelet_updated(update)
+            except Exception:
+                log.failure("listener {listener!r} failed on {uri} version {v}",
+                            listener=listener, uri=update.wavelet_name.uri,
+                            v=update.resulting_version.version)
+
+    # -- the inbox --------------------------------------------------------------
+
+    def inbox(self, participant):
+        """Fires with the WaveletInfos of the participant's wavelets, newest first."""
+        return self.store.wavelets_of(ParticipantId(participant).address)
+
+    @defer.inlineCallbacks
+    def mark_read(self, participant, name):
+        """Record that ``participant`` has read the wavelet up to its current version."""
+        version = yield self.hashed_version(name)
+        yield self.store.mark_read(ParticipantId(participant).address, name.uri, version.version)
+        return version
+
+
+def _remove(table, key, listener):
+    listeners = table.get(key)
+    if listeners and listener in listeners:
+        listeners.remove(listener)
+        if not listeners:
+            del table[key]
