@@ -8,6 +8,8 @@ import sys
 
 # name: (module, function, one-line help).  function(argv) -> exit status.
 SUBCOMMANDS = {
+    "check": ("wavebox.xmpp.check", "main",
+              "find a peer's wave service (DNS, disco, wave. guess) step by step"),
     "adduser": ("wavebox.console.adduser", "main",
                 "create a console account: adduser USER [--config FILE]"),
     "console": ("wavebox.console.client", "main",

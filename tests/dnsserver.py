@@ -1,0 +1,275 @@
+"""
+A real DNS server for tests: twisted.names, authoritative only, on 127.0.0.1
+with UDP and TCP on one ephemeral port.
+
+Zones come from Python data (``records``) or from BIND zone-file text
+(``zones``).  Python data is turned into zone-file text and goes through the
+same parser, so both paths serve the same way.  What twisted.names'
+``BindAuthority`` needs (twisted-notes section 4.1), this module writes for
+you from data: an ``$ORIGIN``, and an SOA whose ``( ... )`` spans lines.
+Zone text you write yourself must follow the same rules.
+
+In a trial test::
+
+    server = yield ZoneServer.start(records=standard_records(ports))
+    self.addCleanup(server.stop)
+    resolver = DnspythonResolver(nameserver=server.nameserver)
+
+From a shell or a subprocess fixture::
+
+    python -m tests.dnsserver ZONEFILE [ZONEFILE...]
+
+prints ``PORT`` on the first line of stdout, then serves until SIGTERM/SIGINT.
+"""
+
+import sys
+
+from twisted.internet import defer, error as ierror
+from twisted.names import authority, common, dns, server
+from twisted.names import error as nerror
+
+# The test hosts of the design (docs/design.md, "Test hosts are loopback
+# addresses").
+TEST_HOSTS = {
+    "a.test": "127.0.0.2",
+    "wave.a.test": "127.0.0.2",
+    "b.test": "127.0.0.3",
+    "wave.b.test": "127.0.0.3",
+}
+
+
+def A(address):
+    return ("A", address)
+
+
+def AAAA(address):
+    return ("AAAA", address)
+
+
+def SRV(priority, weight, port, target):
+    """``target`` "." means "no service here" (RFC 2782)."""
+    return ("SRV", priority, weight, port, target)
+
+
+def standard_records(ports=None, hosts=TEST_HOSTS):
+    """
+    The test hosts' addresses and, for each domain in ``ports``
+    (``{"b.test": 40123}``), the records the seed recommends for a wave
+    server without disco, both pointing at ``wave.DOMAIN`` on that port::
+
+        _xmpp-server._tcp.DOMAIN.      SRV 10 0 PORT wave.DOMAIN.
+        _xmpp-server._tcp.wave.DOMAIN. SRV 10 0 PORT wave.DOMAIN.
+    """
+    records = {name: [A(address)] for name, address in hosts.items()}
+    for domain, port in (ports or {}).items():
+        for owner in (domain, "wave." + domain):
+            records.setdefault("_xmpp-server._tcp." + owner, []).append(
+                SRV(10, 0, port, "wave." + domain))
+    return records
+
+
+def _absolute(name):
+    name = str(name).strip().lower()
+    return name if name.endswith(".") else name + "."
+
+
+def _zone_of(name):
+    """The zone a name is served from: its top-level label ("test.")."""
+    labels = _absolute(name).rstrip(".").split(".")
+    return labels[-1] + "."
+
+
+def zone_texts(records):
+    """BIND zone-file texts (one per top-level domain) for ``{name: [record]}``."""
+    by_zone = {}
+    for name, rrs in records.items():
+        by_zone.setdefault(_zone_of(name), []).append((_absolute(name), rrs))
+    texts = []
+    for origin, names in sorted(by_zone.items()):
+        lines = [
+            "$ORIGIN %s" % (origin,),
+            "$TTL 60",
+            # twisted.names: the parenthesis must not close on the SOA line.
+            "@ IN SOA ns.%s hostmaster.%s (" % (origin, origin),
+            "    1 3600 600 86400 60 )",
+            "@ IN NS ns.%s" % (origin,),
+        ]
+        if not any(n == "ns." + origin for n, _ in names):
+            lines.append("ns.%s IN A 127.0.0.1" % (origin,))
+        for name, rrs in names:
+            for rr in rrs:
+                kind, rdata = rr[0].upper(), rr[1:]
+                if kind == "SRV":
+                    priority, weight, port, target = rdata
+                    target = "." if target in (".", "") else _absolute(target)
+                    rdata = (priority, weight, port, target)
+                elif kind not in ("A", "AAAA"):
+                    raise ValueError("record type %r: only SRV, A and AAAA" % (kind,))
+                lines.append("%s IN %s %s" % (name, kind, " ".join(str(x) for x in rdata)))
+        texts.append("\n".join(lines) + "\n")
+    return texts
+
+
+class _TextAuthority(authority.BindAuthority):
+    """A BindAuthority read from text rather than from a file."""
+
+    def loadFile(self, text):
+        self.origin = b"."
+        lines = text.encode("ascii").splitlines(True)
+        self.parseLines(self.collapseContinuations(self.stripComments(lines)))
+        if self.soa is None:
+            raise ValueError("zone text without an SOA record")
+        # twisted.names turns an SRV target "." into a label named "."; the
+        # root name is the empty name.
+        for rrs in self.records.values():
+            for rr in rrs:
+                if isinstance(rr, dns.Record_SRV) and rr.target.name == b".":
+                    rr.target = dns.Name(b"")
+
+
+class _ServerFailure(Exception):
+    """Raised for the names told to fail: the server answers SERVFAIL."""
+
+
+class _Gate(common.ResolverBase):
+    """
+    First in the server's chain: records every question and answers the
+    names told to fail (SERVFAIL) or to stay silent (no answer ever, so the
+    client times out).  Every other name goes on to the zones.
+    """
+
+    def __init__(self, servfail, silent):
+        common.ResolverBase.__init__(self)
+        self.servfail = {_absolute(n) for n in servfail}
+        self.silent = {_absolute(n) for n in silent}
+        self.queries = []
+
+    def _lookup(self, name, cls, type, timeout):
+        text = _absolute(name.decode("ascii") if isinstance(name, bytes) else name)
+        self.queries.append((text.rstrip("."), dns.QUERY_TYPES.get(type, str(type))))
+        if text in self.silent:
+            return defer.Deferred()
+        if text in self.servfail:
+            return defer.fail(_ServerFailure(text))
+        return defer.fail(nerror.DomainError(name))
+
+
+class _Factory(server.DNSServerFactory):
+    noisy = False
+
+    def __init__(self, resolvers):
+        server.DNSServerFactory.__init__(self, authorities=resolvers)
+        self._lost = []
+
+    def gotResolverError(self, failure, protocol, message, address):
+        if failure.check(_ServerFailure):
+            # The parent would log.err it, which trial reports as an error.
+            response = self._responseFromMessage(message=message, rCode=dns.ESERVER)
+            self.sendReply(protocol, response, address)
+            return
+        return server.DNSServerFactory.gotResolverError(
+            self, failure, protocol, message, address)
+
+    def connectionLost(self, protocol):
+        server.DNSServerFactory.connectionLost(self, protocol)
+        if not self.connections:
+            lost, self._lost = self._lost, []
+            for d in lost:
+                d.callback(None)
+
+    def close_connections(self):
+        if not self.connections:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._lost.append(d)
+        for protocol in list(self.connections):
+            protocol.transport.abortConnection()
+        return d
+
+
+class ZoneServer:
+    """An authoritative DNS server on 127.0.0.1 (UDP and TCP, one port)."""
+
+    def __init__(self, records=None, zones=(), servfail=(), silent=(),
+                 interface="127.0.0.1", reactor=None):
+        if reactor is None:
+            from twisted.internet import reactor
+        self.reactor = reactor
+        self.interface = interface
+        texts = list(zones) + (zone_texts(records) if records else [])
+        if not texts:
+            raise ValueError("no zone: give records or zones")
+        self.authorities = [_TextAuthority(t) for t in texts]
+        self.gate = _Gate(servfail, silent)
+        self.factory = _Factory([self.gate] + self.authorities)
+        self.port = None
+        self._udp = self._tcp = None
+
+    @classmethod
+    def start(cls, records=None, zones=(), servfail=(), silent=(), reactor=None):
+        """Deferred[ZoneServer], listening."""
+        try:
+            zone_server = cls(records, zones, servfail, silent, reactor=reactor)
+            zone_server.listen()
+        except Exception:
+            return defer.fail()
+        return defer.succeed(zone_server)
+
+    def listen(self):
+        # UDP picks the ephemeral port; TCP must get the same number, which
+        # another test may hold, so try a few times.
+        for attempt in range(20):
+            udp = self.reactor.listenUDP(0, dns.DNSDatagramProtocol(self.factory),
+                                         interface=self.interface)
+            port = udp.getHost().port
+            try:
+                tcp = self.reactor.listenTCP(port, self.factory, interface=self.interface)
+            except ierror.CannotListenError:
+                udp.stopListening()
+                continue
+            self._udp, self._tcp, self.port = udp, tcp, port
+            return self
+        raise ierror.CannotListenError(self.interface, 0, "no port free for both UDP and TCP")
+
+    @property
+    def nameserver(self):
+        """``(host, port)``, as :class:`wavebox.xmpp.resolver.DnspythonResolver` takes it."""
+        return (self.interface, self.port)
+
+    @property
+    def queries(self):
+        """Every question asked so far: ``[(name, type)]``, e.g. ``("b.test", "A")``."""
+        return list(self.gate.queries)
+
+    def stop(self):
+        """Deferred that fires when both ports and every TCP connection are closed."""
+        ds = []
+        if self._udp is not None:
+            ds.append(defer.maybeDeferred(self._udp.stopListening))
+        if self._tcp is not None:
+            ds.append(defer.maybeDeferred(self._tcp.stopListening))
+        ds.append(self.factory.close_connections())
+        self._udp = self._tcp = None
+        return defer.gatherResults(ds).addCallback(lambda _: None)
+
+
+def main(argv=None):
+    """``python -m tests.dnsserver ZONEFILE...``: print the port, serve until stopped."""
+    from twisted.internet import reactor
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        sys.stderr.write("usage: python -m tests.dnsserver ZONEFILE [ZONEFILE...]\n")
+        return 2
+    texts = []
+    for path in argv:
+        with open(path, encoding="ascii") as f:
+            texts.append(f.read())
+    zone_server = ZoneServer(zones=texts).listen()
+    sys.stdout.write("%d\n" % (zone_server.port,))
+    sys.stdout.flush()
+    reactor.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
