@@ -135,6 +135,24 @@ class OutboxTests(SynchronousTestCase):
         self.assertTrue(self.outbox.queue("b.test").backing_off)
         self.assertIn("remote-server-not-found", self.outbox.status()[0]["last_error"])
 
+    def test_update_refused_for_good_is_dropped_and_the_queue_goes_on(self):
+        outbox = self.make(window=1, batch=1)
+        for n in (1, 2):
+            self.successResultOf(outbox.enqueue("b.test", A_JID, [update(n)]))
+        first = self.peer.sent[0]
+        outbox.on_error(B_JID, first["id"], S.FederationError("bad-request", "no"))
+        self.assertEqual(self.backlog(), {"b.test": 1})
+        self.assertEqual(self.peer.deltas(self.peer.sent[-1]), [b"delta 2"])
+        self.assertFalse(outbox.queue("b.test").backing_off)
+        self.flushLoggedErrors()
+
+    def test_peer_seen_by_its_service_jid_ends_the_backoff(self):
+        self.peer.reachable = False
+        self.successResultOf(self.outbox.enqueue("b.test", A_JID, [update(1)]))
+        self.peer.reachable = True
+        self.outbox.peer_seen_jid("wave.b.test")
+        self.assertEqual(len(self.peer.sent), 1)
+
     def test_queued_updates_go_out_in_order_when_the_peer_returns(self):
         self.peer.reachable = False
         for n in range(1, 40):

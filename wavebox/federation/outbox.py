@@ -39,6 +39,14 @@ MAX_CACHED = 2000                # unacknowledged items kept in memory per desti
 
 _ID_PREFIX = "wbx."
 
+#: Error conditions that say the update itself is refused: sending it again
+#: cannot help (the same set as wavebox.federation.errors, kept here so that
+#: ``wavebox status`` imports nothing of the server).
+PERMANENT_CONDITIONS = frozenset([
+    "bad-request", "not-acceptable", "not-authorized", "forbidden", "item-not-found",
+    "unexpected-request", "feature-not-implemented", "jid-malformed", "not-allowed",
+])
+
 
 def message_id(items):
     return "%s%d.%d" % (_ID_PREFIX, items[0].item_id, items[-1].item_id)
@@ -258,9 +266,22 @@ class DestinationQueue:
         self.kick()
 
     def bounced(self, stanza_id, error):
-        """An error came back instead of a receipt."""
-        if stanza_id in self.in_flight:
-            self._failed("%s%s" % (error.condition, ": " + error.text if error.text else ""))
+        """
+        An error came back instead of a receipt.  One that says the update
+        itself is wrong (``bad-request``...) will be the same next time: those
+        items are dropped, loudly.  Any other (no route, timeout, ``wait``)
+        backs off and retries.
+        """
+        if stanza_id not in self.in_flight:
+            return
+        reason = "%s%s" % (error.condition, ": " + error.text if error.text else "")
+        if error.condition in PERMANENT_CONDITIONS:
+            batch, timeout = self.in_flight[stanza_id]
+            log.error("outbox to {dest}: the peer refused {n} update(s) for good ({reason}); "
+                      "dropping them", dest=self.destination, n=len(batch), reason=reason)
+            self.received(stanza_id)
+            return
+        self._failed(reason)
 
     def _timed_out(self, stanza_id):
         if stanza_id in self.in_flight:
@@ -419,6 +440,17 @@ class Outbox:
 
     def peer_seen(self, domain):
         q = self.queues.get(domain)
+        if q is not None:
+            q.peer_seen()
+
+    def peer_seen_jid(self, jid_domain):
+        """A stanza came from ``jid_domain``: end the backoff of the queue it serves."""
+        q = self._by_jid.get(jid_domain) or self.queues.get(jid_domain)
+        if q is None:
+            for destination, queue in self.queues.items():
+                if jid_domain.endswith("." + destination):
+                    q = queue
+                    break
         if q is not None:
             q.peer_seen()
 
