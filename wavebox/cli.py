@@ -16,6 +16,8 @@ SUBCOMMANDS = {
                 "chat on a wavebox console: console USER [--host H --port P]"),
     "status": ("wavebox.federation.outbox", "status_command",
                "show the federation outbox backlog per destination (reads the store)"),
+    "backup": ("wavebox.store.backup", "main",
+               "copy the SQLite store to a new file, safely while the server runs"),
 }
 
 
