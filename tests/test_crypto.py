@@ -16,6 +16,9 @@ from wavebox.crypto import (
     generate_key_and_certificate, key_to_pem, load_private_key, signer_id, validate_chain,
     verify_signature, verify_signed_delta)
 from wavebox.model.delta import HashedVersion, Signature, WaveletDelta
+from wavebox.model.errors import InvalidSignerInfo
+from wavebox.model.operations import NoOp
+from wavebox.wire import convert
 
 # The Apache fixtures are valid 2009-01-26 .. 2019-01-24.
 IN_2010 = datetime.datetime(2010, 6, 1, tzinfo=datetime.timezone.utc)
@@ -52,7 +55,7 @@ class SignerIdVectorTests(SynchronousTestCase):
         self.assertEqual(crypto.pkipath([b"\x01" * 5]), b"\x30\x05" + b"\x01" * 5)
 
     def test_unknown_hash_algorithm_is_refused(self):
-        self.assertRaises(SignatureError, signer_id, APACHE_CHAIN, "MD5")
+        self.assertRaises(InvalidSignerInfo, signer_id, APACHE_CHAIN, "MD5")
 
 
 class SignatureVectorTests(SynchronousTestCase):
@@ -218,6 +221,22 @@ class VerifySignedDeltaTests(SynchronousTestCase):
         sig = self.signed.signatures[0]
         bad = Signature(sig.signature_bytes, sig.signer_id, "MD5_RSA")
         self.assertRaises(InvalidSignatureError, self.verify, signatures=[bad])
+
+    def test_delta_is_parsed_from_the_signed_bytes_when_not_given(self):
+        data = convert.serialize_wavelet_delta(
+            WaveletDelta("bob@a.test", HashedVersion(0, b""), [NoOp()]))
+        signed = self.signer.sign_delta(data)
+        verify_signed_delta(data, signed.signatures, self.infos, [self.pki.root], now=LATER)
+        other = convert.serialize_wavelet_delta(
+            WaveletDelta("bob@b.test", HashedVersion(0, b""), [NoOp()]))
+        signed = self.signer.sign_delta(other)
+        self.assertRaises(AuthorityError, verify_signed_delta, other, signed.signatures,
+                          self.infos, [self.pki.root], now=LATER)
+
+    def test_unparseable_signed_bytes_fail(self):
+        e = self.assertRaises(InvalidSignatureError, verify_signed_delta, b"\xff", [], {}, [],
+                              now=LATER)
+        self.assertIn("does not parse", str(e))
 
     def test_address_path_is_not_signed(self):
         self.assertRaises(SignatureError, self.signer.sign_delta, self.bytes,

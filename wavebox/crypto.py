@@ -26,14 +26,12 @@ from cryptography.x509.oid import ExtensionOID, NameOID
 
 from wavebox.model.delta import SHA1_RSA, Signature, SignedDelta
 from wavebox.model.errors import ModelError
+from wavebox.model.signer import SHA256, SHA512, SignerInfo, pkipath, signer_id  # noqa: F401
+from wavebox.wire import convert
 
 #: The "wave" certificate extension; certificates may mark it critical so
 #: that they cannot double as TLS server certificates.
 WAVE_EXTENSION_OID = x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.1.1")
-
-SHA256 = "SHA256"
-SHA512 = "SHA512"
-_SIGNER_ID_HASHES = {SHA256: hashlib.sha256, SHA512: hashlib.sha512}
 
 # Critical extensions a chain may carry: the ones the checks below (or
 # Java's PKIX validator, for the policy ones, which never restrict a path
@@ -148,64 +146,6 @@ def system_trusted_roots():
     return []
 
 
-# --- signer ids ---------------------------------------------------------------------
-
-def _der_length(n):
-    if n < 0x80:
-        return bytes([n])
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(body)]) + body
-
-
-def pkipath(der_certificates):
-    """The PkiPath DER of a chain given leaf first: SEQUENCE OF the certificates, root first."""
-    body = b"".join(bytes(c) for c in reversed(list(der_certificates)))
-    return b"\x30" + _der_length(len(body)) + body
-
-
-def signer_id(der_certificates, hash_algorithm=SHA256):
-    """The signer id naming a chain (leaf first): hash of its PkiPath."""
-    try:
-        digest = _SIGNER_ID_HASHES[hash_algorithm]
-    except KeyError:
-        raise SignatureError(f"unknown signer-id hash algorithm {hash_algorithm!r}") from None
-    return digest(pkipath(der_certificates)).digest()
-
-
-@dataclass(frozen=True)
-class SignerInfo:
-    """
-    A signer's certificate chain as ProtocolSignerInfo carries it: the
-    domain it signs for, the signer-id hash algorithm, and the DER
-    certificates, the signer's own first.
-    """
-
-    domain: str
-    certificates: tuple
-    hash_algorithm: str = SHA256
-
-    def __post_init__(self):
-        certs = tuple(
-            c.public_bytes(serialization.Encoding.DER) if isinstance(c, x509.Certificate)
-            else bytes(c) for c in self.certificates)
-        if not certs:
-            raise CertificateChainError(f"signer info for {self.domain} has no certificate")
-        if self.hash_algorithm not in _SIGNER_ID_HASHES:
-            raise SignatureError(f"unknown signer-id hash algorithm {self.hash_algorithm!r}")
-        object.__setattr__(self, "certificates", certs)
-
-    @property
-    def signer_id(self):
-        return signer_id(self.certificates, self.hash_algorithm)
-
-    def chain(self):
-        """The parsed certificates, leaf first."""
-        return [_certificate(c) for c in self.certificates]
-
-    def leaf(self):
-        return _certificate(self.certificates[0])
-
-
 # --- signing -----------------------------------------------------------------------
 
 class Signer:
@@ -222,7 +162,8 @@ class Signer:
                 "the signing key does not match the first certificate of the chain")
         self.key = key
         self.domain = domain
-        self.signer_info = SignerInfo(domain, certs, hash_algorithm)
+        self.signer_info = SignerInfo(
+            domain, [c.public_bytes(serialization.Encoding.DER) for c in certs], hash_algorithm)
         self.signer_id = self.signer_info.signer_id
 
     def sign(self, delta_bytes):
@@ -447,7 +388,6 @@ def verify_signed_delta(signed_delta_bytes, signatures, signer_infos_by_id, trus
     with ``get``).  Raises a SignatureError subclass.
     """
     if delta is None:
-        from wavebox.wire import convert
         try:
             delta = convert.parse_wavelet_delta(signed_delta_bytes)
         except ModelError as e:

@@ -74,3 +74,11 @@ class NotAParticipant(InvalidDelta):
 
 class WireError(ModelError):
     """Bytes or base64 from the network do not decode to the expected protocol message."""
+
+
+class InvalidSignerInfo(ModelError):
+    """A signer info (certificate chain description) is malformed."""
+
+
+class InvalidSnapshot(ModelError):
+    """A stored wavelet snapshot cannot be read back (corrupt, or from another format)."""
