@@ -33,8 +33,9 @@ def serialize_delta(delta):
 
 def sign(signer, delta, delta_bytes):
     """A SignedDelta of ``delta_bytes``, signed by ``signer`` (none when it is None)."""
-    signatures = () if signer is None else (signer.sign(delta_bytes),)
-    return SignedDelta(delta_bytes, signatures, delta)
+    if signer is None:
+        return SignedDelta(delta_bytes, (), delta)
+    return signer.sign_delta(delta_bytes, delta)
 
 
 def signed_delta_bytes(signed):

@@ -34,17 +34,18 @@ class WaveServer:
     The registry of wavelet containers and the entry point of every change.
 
     ``store`` is an :class:`wavebox.store.interface.IWaveletStore`;
-    ``domains`` the hosted domains; ``signer`` signs local users' deltas
-    (:mod:`wavebox.crypto`; None leaves them unsigned, as WIAB does without
-    federation); ``clock`` gives the application timestamps (IReactorTime).
+    ``domains`` the hosted domains; ``signers`` maps a hosted domain to the
+    :class:`wavebox.crypto.Signer` of its users' deltas (a domain without
+    one leaves them unsigned, as WIAB does without federation); ``clock``
+    gives the application timestamps (IReactorTime).
     """
 
-    def __init__(self, store, domains, signer=None, clock=None, snapshot_interval=100):
+    def __init__(self, store, domains, signers=None, clock=None, snapshot_interval=100):
         if clock is None:
             from twisted.internet import reactor as clock
         self.store = store
         self.domains = tuple(d.lower() for d in domains)
-        self.signer = signer
+        self.signers = dict(signers or {})
         self.clock = clock
         self.snapshot_interval = snapshot_interval
         self._containers = {}
@@ -79,6 +80,15 @@ class WaveServer:
     def wavelet(self, name):
         """Fires with the loaded wavelet state (read it, do not change it)."""
         return self.container(name).read()
+
+    def current_state(self, name):
+        """
+        The wavelet state as it is now, if loaded, else None.  Listeners read
+        it while being told of an update: it is then the state that update
+        made.
+        """
+        c = self._containers.get(name)
+        return c.state if c is not None else None
 
     def hashed_version(self, name):
         """Fires with the wavelet's current hashed version (version 0 if unknown)."""
@@ -136,7 +146,7 @@ class WaveServer:
             if not delta.operations:
                 raise errors.EmptyDelta("empty delta from %s" % (delta.author,))
             data = serialize_delta(delta)
-            signed = sign(self.signer, delta, data)
+            signed = sign(self.signers.get(delta.author.domain), delta, data)
         except Exception:
             return defer.fail()
         if self.is_local(name):

@@ -1,0 +1,107 @@
+"""
+Deltas per second through the whole submit pipeline -- validate, transform,
+apply, hash, sign (SHA1withRSA), store, acknowledge -- for:
+
+* one wavelet, one writer that waits for each acknowledgement (the latency
+  of a single chat line);
+* 100 wavelets, one such writer on each, all at once (how far group commit
+  in the store carries concurrent wavelets);
+
+with the SQLite store (WAL, synchronous=FULL: every acknowledged delta is
+synced) and the memory store as a baseline, in the same run.
+
+    python benchmarks/bench_submit.py [--seconds S] [--wavelets N] [--no-sign]
+"""
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from twisted.internet import defer, task  # noqa: E402
+
+from wavebox.certs import make_self_signed  # noqa: E402
+from wavebox.crypto import Signer  # noqa: E402
+from wavebox.model import conversation  # noqa: E402
+from wavebox.model.delta import HashedVersion, WaveletDelta  # noqa: E402
+from wavebox.model.ids import IdGenerator, ParticipantId  # noqa: E402
+from wavebox.server.waveserver import WaveServer  # noqa: E402
+from wavebox.store import open_store  # noqa: E402
+
+DOMAIN = "bench.test"
+AUTHOR = ParticipantId("alice@" + DOMAIN)
+
+
+@defer.inlineCallbacks
+def writer(server, name, generator, deadline, counter):
+    """Create a wave, then append blips one at a time until the deadline."""
+    delta = WaveletDelta(AUTHOR, HashedVersion.zero(name),
+                         conversation.create_wave_operations(AUTHOR))
+    yield server.submit(name, delta)
+    n = 0
+    while time.perf_counter() < deadline:
+        state = server.current_state(name)
+        ops = conversation.append_blip_operations(state, AUTHOR, generator.new_blip_id(),
+                                                  "line %d" % n)
+        yield server.submit(name, WaveletDelta(AUTHOR, state.hashed_version, ops))
+        counter[0] += 1
+        n += 1
+
+
+@defer.inlineCallbacks
+def run_case(reactor, store_url, wavelets, seconds, signers):
+    tmp = tempfile.mkdtemp(prefix="wavebox-bench-")
+    store = open_store(store_url, tmp, reactor=reactor)
+    try:
+        server = WaveServer(store, [DOMAIN], signers=signers, clock=reactor,
+                            snapshot_interval=100)
+        generator = IdGenerator(DOMAIN)
+        names = [generator.new_conversation_root() for _ in range(wavelets)]
+        counter = [0]
+        commits_before = store.commit_count
+        start = time.perf_counter()
+        deadline = start + seconds
+        yield defer.gatherResults([writer(server, n, generator, deadline, counter)
+                                   for n in names], consumeErrors=True)
+        elapsed = time.perf_counter() - start
+        commits = store.commit_count - commits_before
+        return counter[0], elapsed, commits
+    finally:
+        yield store.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@defer.inlineCallbacks
+def main(reactor, args):
+    signers = {}
+    if not args.no_sign:
+        cert, key = make_self_signed([DOMAIN], key_size=2048)
+        signers = {DOMAIN: Signer(key, cert, DOMAIN)}
+    print("submit -> store -> acknowledge, %.0f s per case, deltas signed: %s"
+          % (args.seconds, "yes (RSA 2048)" if signers else "no"))
+    print("%-8s %9s %10s %11s %10s %12s" % ("store", "wavelets", "deltas", "deltas/s",
+                                          "commits", "deltas/commit"))
+    for url, label in (("memory:", "memory"), ("sqlite:bench.sqlite3", "sqlite")):
+        for wavelets in (1, args.wavelets):
+            done, elapsed, commits = yield run_case(reactor, url, wavelets, args.seconds,
+                                                    signers)
+            print("%-8s %9d %10d %11.0f %10d %12.1f" % (
+                label, wavelets, done, done / elapsed, commits,
+                (done + wavelets) / commits if commits else float("nan")))
+            sys.stdout.flush()
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seconds", type=float, default=5.0, help="duration of each case")
+    p.add_argument("--wavelets", type=int, default=100, help="wavelets in the concurrent case")
+    p.add_argument("--no-sign", action="store_true", help="leave deltas unsigned")
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    task.react(main, [parse(sys.argv[1:])])

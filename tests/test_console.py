@@ -1,0 +1,372 @@
+"""
+The console, driven over TCP on loopback as telnet would: login, commands,
+errors that leave the session running, live updates between sessions, and
+the notice of being added to a wave.
+"""
+
+import re
+
+from twisted.internet import defer, protocol, reactor
+from twisted.protocols.basic import LineReceiver
+from twisted.trial import unittest
+
+from wavebox.console.session import ConsoleFactory
+from wavebox.server.modelbridge import parse_applied_delta
+from wavebox.server.waveserver import WaveServer
+from wavebox.store.accounts import hash_password, verify_password
+from wavebox.store.memory import MemoryStore
+
+#: How long a test waits for an expected line before it fails.
+TIMEOUT = 10
+
+
+def quick_hash(password):
+    """A cheap scrypt hash: verification reads the parameters from the string."""
+    return hash_password(password, n=2 ** 4, r=8, p=1)
+
+
+class Client(LineReceiver):
+    """A telnet-like test client: collects lines, waits for the ones it expects."""
+
+    delimiter = b"\n"
+
+    def __init__(self):
+        self.lines = []
+        self.cursor = 0
+        self.waiting = None
+        self.closed = defer.Deferred()
+
+    def lineReceived(self, line):
+        self.lines.append(line.rstrip(b"\r").decode("utf-8"))
+        self._check()
+
+    def connectionLost(self, reason):
+        self.closed.callback(None)
+
+    def send(self, text):
+        self.transport.write(text.encode("utf-8") + b"\r\n")
+
+    def expect(self, pattern):
+        """Fires with the first line from the cursor on matching ``pattern`` (a regex)."""
+        d = defer.Deferred()
+        self.waiting = (re.compile(pattern), d)
+        timer = reactor.callLater(TIMEOUT, self._timeout, pattern, d)
+        d.addBoth(self._cancel, timer)
+        self._check()
+        return d
+
+    def _cancel(self, result, timer):
+        if timer.active():
+            timer.cancel()
+        return result
+
+    def _timeout(self, pattern, d):
+        if self.waiting and self.waiting[1] is d:
+            self.waiting = None
+            d.errback(AssertionError("no line matching %r; got %r"
+                                     % (pattern, self.lines[self.cursor:])))
+
+    def _check(self):
+        if self.waiting is None:
+            return
+        regex, d = self.waiting
+        while self.cursor < len(self.lines):
+            line = self.lines[self.cursor]
+            self.cursor += 1
+            match = regex.search(line)
+            if match:
+                self.waiting = None
+                d.callback(match)
+                return
+
+    def since(self, mark):
+        return self.lines[mark:]
+
+
+class ConsoleTestCase(unittest.TestCase):
+
+    domains = ["a.test", "b.test"]
+
+    def setUp(self):
+        self.store = MemoryStore()
+        for user in ("alice@a.test", "bob@a.test", "carol@b.test"):
+            self.successResultOf(self.store.add_account(user, quick_hash("pw-" + user[:3])))
+        self.server = WaveServer(self.store, self.domains)
+        self.factory = ConsoleFactory(self.server, self.domains,
+                                      verify_password=lambda p, h: defer.succeed(
+                                          verify_password(p, h)))
+        self.port = reactor.listenTCP(0, self.factory, interface="127.0.0.1")
+        self.addCleanup(self.port.stopListening)
+
+    @defer.inlineCallbacks
+    def connect(self):
+        creator = protocol.ClientCreator(reactor, Client)
+        client = yield creator.connectTCP("127.0.0.1", self.port.getHost().port)
+        self.addCleanup(self._close, client)
+        yield client.expect("^wavebox console")
+        return client
+
+    def _close(self, client):
+        if client.transport.connected:
+            client.transport.loseConnection()
+            return client.closed
+
+    @defer.inlineCallbacks
+    def login(self, user="alice"):
+        client = yield self.connect()
+        client.send("/login %s pw-%s" % (user, user[:3]))
+        yield client.expect("^logged in as ")
+        return client
+
+    @defer.inlineCallbacks
+    def command(self, client, line, pattern):
+        client.send(line)
+        match = yield client.expect(pattern)
+        return match
+
+
+class LoginTests(ConsoleTestCase):
+
+    @defer.inlineCallbacks
+    def test_nothing_but_login_works_before_login(self):
+        c = yield self.connect()
+        yield self.command(c, "/list", "^error: log in first")
+        yield self.command(c, "hello there", "^error: log in first")
+        yield self.command(c, "/new", "^error: log in first")
+        yield self.command(c, "/help", "/login USER PASSWORD")
+
+    @defer.inlineCallbacks
+    def test_login_without_domain_means_the_first_domain(self):
+        c = yield self.connect()
+        yield self.command(c, "/login alice pw-ali", "^logged in as alice@a.test: 0 wave")
+
+    @defer.inlineCallbacks
+    def test_login_with_domain(self):
+        c = yield self.connect()
+        yield self.command(c, "/login carol@b.test pw-car", "^logged in as carol@b.test")
+
+    @defer.inlineCallbacks
+    def test_wrong_password_is_refused_and_the_session_goes_on(self):
+        c = yield self.connect()
+        yield self.command(c, "/login alice nope", "^error: login failed")
+        yield self.command(c, "/login nobody pw", "^error: login failed")
+        yield self.command(c, "/login alice pw-ali", "^logged in as alice@a.test")
+
+    @defer.inlineCallbacks
+    def test_three_failed_logins_close_the_session(self):
+        c = yield self.connect()
+        for _ in range(3):
+            c.send("/login alice nope")
+        yield c.closed
+        self.assertIn("error: login failed; too many tries, goodbye", c.lines)
+
+    @defer.inlineCallbacks
+    def test_login_needs_user_and_password(self):
+        c = yield self.connect()
+        yield self.command(c, "/login alice", "^error: usage: /login USER PASSWORD")
+
+    @defer.inlineCallbacks
+    def test_quit_says_bye_and_closes(self):
+        c = yield self.connect()
+        c.send("/quit")
+        yield c.closed
+        self.assertEqual(c.lines[-1], "bye")
+
+
+class CommandErrorTests(ConsoleTestCase):
+
+    @defer.inlineCallbacks
+    def test_unknown_command_is_one_error_line(self):
+        c = yield self.login()
+        mark = len(c.lines)
+        yield self.command(c, "/frobnicate now", "^error: unknown command /frobnicate")
+        yield self.command(c, "/help", "^commands:")
+        self.assertEqual(c.since(mark)[0], "error: unknown command /frobnicate; "
+                                           "/help lists the commands")
+
+    @defer.inlineCallbacks
+    def test_bad_arguments_are_error_lines(self):
+        c = yield self.login()
+        yield self.command(c, "/open", "^error: usage: /open N")
+        yield self.command(c, "/open x", "^error: /open needs a wave number")
+        yield self.command(c, "/open 3", "^error: no wave 3 in your inbox")
+        yield self.command(c, "/add bob@a.test", "^error: no wave is open")
+        yield self.command(c, "/view fancy", "^error: usage: /view normal")
+        yield self.command(c, "/new now", "^error: usage: /new")
+        yield self.command(c, "/new", "^created wave ")
+        yield self.command(c, "/add not-an-address", "^error: /add: ")
+        yield self.command(c, "/add a@b c@d", "^error: usage: /add USER@DOMAIN")
+        yield self.command(c, "/remove", "^error: usage: /remove USER@DOMAIN")
+        yield self.command(c, "/remove bob@a.test", "^error: .*not a participant")
+        yield self.command(c, "still here", "^alice@a.test: still here$")
+
+    @defer.inlineCallbacks
+    def test_text_without_an_open_wave_is_an_error(self):
+        c = yield self.login()
+        yield self.command(c, "hello", "^error: no wave is open")
+
+    @defer.inlineCallbacks
+    def test_bad_utf8_is_an_error_line_not_a_crash(self):
+        c = yield self.login()
+        c.transport.write(b"caf\xe9 \xff\r\n")
+        yield c.expect("^error: the line is not valid UTF-8")
+        yield self.command(c, "/list", "^your inbox is empty")
+
+    @defer.inlineCallbacks
+    def test_over_long_line_is_an_error_and_the_next_line_works(self):
+        c = yield self.login()
+        c.transport.write(b"x" * 20000 + b"\r\n/list\r\n")
+        yield c.expect("^error: line too long")
+        yield c.expect("^your inbox is empty")
+
+    @defer.inlineCallbacks
+    def test_lf_only_lines_work(self):
+        c = yield self.login()
+        c.transport.write(b"/list\n")
+        yield c.expect("^your inbox is empty")
+
+
+class WaveTests(ConsoleTestCase):
+
+    @defer.inlineCallbacks
+    def test_new_wave_opens_and_lines_come_back_as_blips(self):
+        c = yield self.login()
+        yield self.command(c, "/new", r"^created wave a\.test/w\+")
+        yield c.expect(r"^--- wave a\.test/w\+\S+, version 2 .*participants: alice@a.test ---")
+        yield self.command(c, "hello, wave", "^alice@a.test: hello, wave$")
+        yield self.command(c, "ünïcödé ✓", "^alice@a.test: ünïcödé ✓$")
+
+    @defer.inlineCallbacks
+    def test_list_shows_participants_unread_mark_and_newest_first(self):
+        c = yield self.login()
+        yield self.command(c, "/new", "^created wave (.*)")
+        yield self.command(c, "first wave", "^alice@a.test: first wave")
+        yield self.command(c, "/new", "^created wave (.*)")
+        yield self.command(c, "second wave", "^alice@a.test: second wave")
+        yield self.command(c, "/add bob@a.test", r"^\* alice@a.test added bob@a.test")
+        c.send("/list")
+        first = yield c.expect(r"^  0 \*> \S+  alice@a.test, bob@a.test  \"second wave\"$")
+        second = yield c.expect(r"^  1 \*  \S+  alice@a.test  \"first wave\"$")
+        self.assertTrue(first and second)
+        yield self.command(c, "/read", "^marked 2 wave")
+        yield self.command(c, "/list", r"^  0  > ")
+        yield self.command(c, "/read", "^marked 0 wave")
+
+    @defer.inlineCallbacks
+    def test_open_shows_the_wave_and_view_xml_shows_the_documents(self):
+        c = yield self.login()
+        yield self.command(c, "/new", "^created wave")
+        yield self.command(c, "one", "^alice@a.test: one")
+        yield self.command(c, "two", "^alice@a.test: two")
+        yield self.command(c, "/list", "^  0")
+        c.send("/open 0")
+        yield c.expect("^--- wave ")
+        yield c.expect("^alice@a.test: one$")
+        yield c.expect("^alice@a.test: two$")
+        c.send("/view xml")
+        yield c.expect("^--- wave ")
+        yield c.expect(r"<conversation>.*<blip id=\"b\+\S+\">")
+        yield c.expect("two")
+        yield self.command(c, "three", "three")
+        c.send("/view normal")
+        yield c.expect("^--- wave ")
+        yield c.expect("^alice@a.test: one$")
+
+    @defer.inlineCallbacks
+    def test_added_user_is_told_at_once_and_sees_live_changes(self):
+        alice = yield self.login("alice")
+        bob = yield self.login("bob")
+        yield self.command(alice, "/new", "^created wave (.*)")
+        yield self.command(alice, "hi bob", "^alice@a.test: hi bob")
+        alice.send("/add bob@a.test")
+        notice = yield bob.expect(r"^\* alice@a.test added you to wave (\S+); /list shows it")
+        yield alice.expect(r"^\* alice@a.test added bob@a.test")
+        bob.send("/list")
+        yield bob.expect(r"^  0 \*  %s  alice@a.test, bob@a.test  \"hi bob\"$"
+                         % re.escape(notice.group(1)))
+        bob.send("/open 0")
+        yield bob.expect("^alice@a.test: hi bob$")
+        yield self.command(alice, "are you there?", "^alice@a.test: are you there")
+        yield bob.expect("^alice@a.test: are you there\\?$")
+        bob.send("yes")
+        yield bob.expect("^bob@a.test: yes$")
+        yield alice.expect("^bob@a.test: yes$")
+        alice.send("/remove bob@a.test")
+        yield bob.expect(r"^\* alice@a.test removed you$")
+        yield alice.expect(r"^\* alice@a.test removed bob@a.test$")
+        yield self.command(bob, "one more", "^error: .*not a participant")
+
+    @defer.inlineCallbacks
+    def test_removed_user_not_looking_at_the_wave_is_told(self):
+        alice = yield self.login("alice")
+        bob = yield self.login("bob")
+        yield self.command(alice, "/new", "^created wave")
+        alice.send("/add bob@a.test")
+        yield bob.expect(r"added you to wave")
+        alice.send("/remove bob@a.test")
+        yield bob.expect(r"^\* alice@a.test removed you from wave ")
+
+    @defer.inlineCallbacks
+    def test_two_sessions_typing_at_the_same_version_converge(self):
+        from tests.test_waveserver import ControlledStore
+        store = ControlledStore()
+        store.hold = False
+        for user in ("alice@a.test", "bob@a.test"):
+            self.successResultOf(store.add_account(user, quick_hash("pw-" + user[:3])))
+        self.server.store = store
+        alice = yield self.login("alice")
+        bob = yield self.login("bob")
+        yield self.command(alice, "/new", "^created wave")
+        yield self.command(alice, "/add bob@a.test", "added bob")
+        yield self.command(bob, "/open 0", "^--- wave .*version 3 ")
+        [container] = self.server._containers.values()
+        store.hold = True
+        alice.send("from alice")
+        yield _until(lambda: len(store.waiting) == 1)
+        bob.send("from bob")
+        # Bob's line reaches the server while alice's write is in flight, so
+        # it is made against the same version as hers.
+        yield _until(lambda: len(container.lock.waiting) == 1)
+        store.hold = False
+        store.release()
+        for client in (alice, bob):
+            yield client.expect("^alice@a.test: from alice$")
+            yield client.expect("^bob@a.test: from bob$")
+        alice.send("/view normal")
+        bob.send("/view normal")
+        a = yield alice.expect("^--- wave .*version (\\d+) \\(hash (\\w+)\\)")
+        b = yield bob.expect("^--- wave .*version (\\d+) \\(hash (\\w+)\\)")
+        self.assertEqual(a.groups(), b.groups())
+        a_lines = yield _collect(alice, 2)
+        b_lines = yield _collect(bob, 2)
+        self.assertEqual(a_lines, b_lines)
+        self.assertEqual(sorted(a_lines), ["alice@a.test: from alice", "bob@a.test: from bob"])
+        stored = self.successResultOf(store.deltas(container.uri))
+        applied = [parse_applied_delta(s.applied_delta) for s in stored[-2:]]
+        self.assertEqual([a.delta.hashed_version.version for a in applied], [3, 3])
+        self.assertEqual([a.applied_at.version for a in applied], [3, 5])
+        self.assertEqual(a.group(1), str(applied[-1].resulting_version.version))
+
+
+def _tick():
+    d = defer.Deferred()
+    reactor.callLater(0.01, d.callback, None)
+    return d
+
+
+@defer.inlineCallbacks
+def _until(predicate, tries=500):
+    for _ in range(tries):
+        if predicate():
+            return
+        yield _tick()
+    raise AssertionError("condition never became true")
+
+
+@defer.inlineCallbacks
+def _collect(client, n):
+    lines = []
+    for _ in range(n):
+        m = yield client.expect("^(alice|bob)@a.test: ")
+        lines.append(m.string)
+    return lines

@@ -1,0 +1,166 @@
+"""
+Durability across restarts of the real program: ``twistd -n wavebox`` in a
+subprocess with an SQLite store, driven through its console over TCP.  Every
+line the console echoed back (acknowledged, so durable) is still there after
+a clean stop and after SIGKILL, and the wave reopens at the same hashed
+version.
+"""
+
+import os
+import re
+import signal
+import sys
+
+from twisted.internet import defer, protocol, reactor
+from twisted.trial import unittest
+
+import wavebox
+from tests.test_console import Client, quick_hash
+from wavebox.store import open_store
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(wavebox.__file__)))
+LISTENING = re.compile(rb"console listening on 127\.0\.0\.1:(\d+)")
+#: How long a test waits for the server to start or stop before it fails.
+TIMEOUT = 60
+
+
+class ServerProcess(protocol.ProcessProtocol):
+    """A ``twistd -n wavebox`` child: its output, its console port, its end."""
+
+    def __init__(self):
+        self.output = b""
+        self.port = defer.Deferred()
+        self.ended = defer.Deferred()
+        self.running = True
+
+    def outReceived(self, data):
+        self.output += data
+        m = LISTENING.search(self.output)
+        if m and not self.port.called:
+            self.port.callback(int(m.group(1)))
+
+    errReceived = outReceived
+
+    def processEnded(self, reason):
+        self.running = False
+        if not self.port.called:
+            self.port.errback(AssertionError("server ended before listening:\n"
+                                             + self.output.decode("utf-8", "replace")))
+        self.ended.callback(reason.value.exitCode)
+
+
+class RestartTests(unittest.TestCase):
+
+    def setUp(self):
+        self.dir = os.path.abspath(self.mktemp())
+        os.makedirs(self.dir)
+        self.data = os.path.join(self.dir, "data")
+        return self._add_account()
+
+    @defer.inlineCallbacks
+    def _add_account(self):
+        store = open_store("sqlite:wavebox.sqlite3", self.data)
+        try:
+            yield store.add_account("alice@a.test", quick_hash("secret"))
+        finally:
+            yield store.close()
+
+    @defer.inlineCallbacks
+    def start(self):
+        proc = ServerProcess()
+        args = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+                "-n", "--pidfile=", "--logfile=-", "wavebox",
+                "--domain", "a.test", "--data-dir", self.data,
+                "--console-interface", "127.0.0.1", "--console-port", "0",
+                "--s2s-interface", "127.0.0.1", "--s2s-port", "0",
+                "--snapshot-interval", "4"]
+        env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        reactor.spawnProcess(proc, sys.executable, args, env=env, path=self.dir)
+        self.addCleanup(self._reap, proc)
+        timer = reactor.callLater(TIMEOUT, proc.port.cancel)
+        port = yield proc.port
+        timer.cancel()
+        return proc, port
+
+    def _reap(self, proc):
+        if proc.running:
+            proc.transport.signalProcess("KILL")
+            return proc.ended
+
+    @defer.inlineCallbacks
+    def console(self, port):
+        client = yield protocol.ClientCreator(reactor, Client).connectTCP("127.0.0.1", port)
+        self.addCleanup(self._hang_up, client)
+        yield client.expect("^wavebox console")
+        client.send("/login alice secret")
+        yield client.expect("^logged in as alice@a.test")
+        return client
+
+    def _hang_up(self, client):
+        if client.transport.connected:
+            client.transport.loseConnection()
+            return client.closed
+
+    @defer.inlineCallbacks
+    def write_lines(self, client, lines):
+        """Type lines; each is acknowledged when the console echoes it."""
+        for line in lines:
+            client.send(line)
+            yield client.expect("^alice@a.test: %s$" % (re.escape(line),))
+
+    @defer.inlineCallbacks
+    def view(self, client):
+        """(version/hash header, blip lines) of the open wave as the server shows it."""
+        client.send("/view normal")
+        header = yield client.expect(r"^--- wave \S+, version \d+ \(hash \w+\)")
+        mark = client.cursor
+        client.send("/help")
+        yield client.expect("^commands:")
+        lines = [l for l in client.lines[mark:client.cursor - 1] if l.startswith("alice@")]
+        return header.group(0), lines
+
+    @defer.inlineCallbacks
+    def reopen(self, port):
+        client = yield self.console(port)
+        client.send("/list")
+        yield client.expect(r"^  0 ")
+        client.send("/open 0")
+        yield client.expect("^--- wave ")
+        result = yield self.view(client)
+        return client, result
+
+    @defer.inlineCallbacks
+    def test_acknowledged_lines_survive_sigkill(self):
+        proc, port = yield self.start()
+        client = yield self.console(port)
+        client.send("/new")
+        yield client.expect("^created wave")
+        typed = ["line %d" % i for i in range(12)]
+        yield self.write_lines(client, typed)
+        before = yield self.view(client)
+        proc.transport.signalProcess("KILL")
+        code = yield proc.ended
+        self.assertIsNone(code)     # killed by a signal, not exited
+
+        proc, port = yield self.start()
+        client, after = yield self.reopen(port)
+        self.assertEqual(after, before)
+        self.assertEqual(after[1], ["alice@a.test: " + t for t in typed])
+        # And the wave goes on from there.
+        yield self.write_lines(client, ["after the crash"])
+
+    @defer.inlineCallbacks
+    def test_clean_stop_and_start_keeps_everything(self):
+        proc, port = yield self.start()
+        client = yield self.console(port)
+        client.send("/new")
+        yield client.expect("^created wave")
+        yield self.write_lines(client, ["one", "two", "three"])
+        before = yield self.view(client)
+        proc.transport.signalProcess("TERM")
+        code = yield proc.ended
+        self.assertEqual(code, 0)
+
+        proc, port = yield self.start()
+        _, after = yield self.reopen(port)
+        self.assertEqual(after, before)

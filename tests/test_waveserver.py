@@ -1,0 +1,524 @@
+"""
+The wave server core: the submit pipeline (validate, transform, detect
+duplicates, apply, hash, sign, store, then answer and tell), containers
+loaded from the store, remote wavelets fed with applied deltas, history.
+"""
+
+from twisted.internet import defer, task
+from twisted.trial import unittest
+from zope.interface import implementer
+
+from wavebox.model.delta import HashedVersion, WaveletDelta, next_hash
+from wavebox.model.docop import DocOpBuilder
+from wavebox.model.errors import InvalidDelta, InvalidOperation, NotAParticipant
+from wavebox.model.ids import ParticipantId, WaveletName
+from wavebox.model.operations import AddParticipant, MutateDocument, RemoveParticipant
+from wavebox.server import errors
+from wavebox.server.interfaces import IWaveletListener
+from wavebox.server.modelbridge import parse_applied_delta
+from wavebox.server.waveserver import WaveServer
+from wavebox.store.memory import MemoryStore
+
+ALICE = ParticipantId("alice@a.test")
+BOB = ParticipantId("bob@a.test")
+CAROL = ParticipantId("carol@b.test")
+NAME = WaveletName.of("a.test", "w+abc", "a.test", "conv+root")
+OTHER = WaveletName.of("a.test", "w+def", "a.test", "conv+root")
+REMOTE = WaveletName.of("b.test", "w+xyz", "b.test", "conv+root")
+
+
+def insert(text, at=0, size=0):
+    """A document op inserting ``text`` at ``at`` in a document of ``size`` items."""
+    b = DocOpBuilder()
+    if at:
+        b.retain(at)
+    b.characters(text)
+    if size - at:
+        b.retain(size - at)
+    return b.build()
+
+
+def write(doc, text, at=0, size=0):
+    return MutateDocument(doc, insert(text, at, size))
+
+
+@implementer(IWaveletListener)
+class Recorder:
+    def __init__(self):
+        self.updates = []
+
+    def wavelet_updated(self, update):
+        self.updates.append(update)
+
+
+class ControlledStore(MemoryStore):
+    """A memory store whose appends wait until the test lets them through."""
+
+    def __init__(self):
+        MemoryStore.__init__(self)
+        self.waiting = []     # (wavelet name, Deferred to fire, real append args)
+        self.hold = True
+
+    def append_delta(self, wavelet_name, delta, **kwargs):
+        if not self.hold:
+            return MemoryStore.append_delta(self, wavelet_name, delta, **kwargs)
+        d = defer.Deferred()
+        self.waiting.append((wavelet_name, d, delta, kwargs))
+        return d
+
+    def release(self, i=0):
+        name, d, delta, kwargs = self.waiting.pop(i)
+        MemoryStore.append_delta(self, name, delta, **kwargs).chainDeferred(d)
+
+    def fail(self, i=0, exc=None):
+        name, d, delta, kwargs = self.waiting.pop(i)
+        d.errback(exc or IOError("disk on fire"))
+
+
+class ServerTestCase(unittest.TestCase):
+
+    def setUp(self):
+        self.clock = task.Clock()
+        self.clock.advance(1000)
+        self.store = MemoryStore()
+        self.server = self.make_server(self.store)
+        self.heard = Recorder()
+        self.server.add_listener(self.heard)
+
+    def make_server(self, store, **kwargs):
+        return WaveServer(store, ["a.test"], clock=self.clock, **kwargs)
+
+    def submit(self, ops, author=ALICE, version=None, name=NAME, server=None):
+        server = server or self.server
+        if version is None:
+            version = self.successResultOf(server.hashed_version(name))
+        return server.submit(name, WaveletDelta(author, version, ops))
+
+    def create(self, name=NAME, server=None):
+        """Make the wavelet: alice, and a document 'b+1' holding 'hello'."""
+        return self.successResultOf(self.submit(
+            [AddParticipant(ALICE), write("b+1", "hello")],
+            version=HashedVersion.zero(name), name=name, server=server))
+
+    def stored(self, name=NAME, store=None):
+        return self.successResultOf((store or self.store).deltas(name.uri))
+
+    def state(self, name=NAME, server=None):
+        return self.successResultOf((server or self.server).wavelet(name))
+
+    def text(self, doc="b+1", name=NAME, server=None):
+        return self.state(name, server).documents[doc].text()
+
+
+class SubmitTests(ServerTestCase):
+
+    def test_first_delta_creates_the_wavelet_and_hashes_the_exact_bytes(self):
+        result = self.create()
+        self.assertEqual(result.operations_applied, 2)
+        [stored] = self.stored()
+        expected = next_hash(NAME.uri.encode("utf-8"), stored.applied_delta)
+        self.assertEqual(result.hashed_version_after, HashedVersion(2, expected))
+        self.assertEqual(stored.resulting_hash, expected)
+        self.assertEqual(self.state().hashed_version, result.hashed_version_after)
+        self.assertEqual(result.timestamp_ms, 1000 * 1000)
+
+    def test_applied_delta_records_version_count_and_timestamp(self):
+        self.create()
+        self.clock.advance(5)
+        before = self.state().hashed_version
+        result = self.successResultOf(self.submit([AddParticipant(BOB)]))
+        applied = parse_applied_delta(self.stored()[-1].applied_delta)
+        self.assertEqual(applied.applied_at, before)
+        self.assertEqual(applied.operations_applied, 1)
+        self.assertEqual(applied.application_timestamp, 1005 * 1000)
+        self.assertEqual(applied.resulting_version, result.hashed_version_after)
+        self.assertEqual(applied.delta.author, ALICE)
+
+    def test_stale_delta_is_transformed_against_the_history(self):
+        self.create()
+        v = self.state().hashed_version
+        self.successResultOf(self.submit([write("b+1", "A", 0, 5)], version=v))
+        result = self.successResultOf(self.submit([write("b+1", "Z", 5, 5)], version=v))
+        self.assertEqual(result.hashed_version_after.version, v.version + 2)
+        self.assertEqual(self.text(), "AhelloZ")
+
+    def test_concurrent_inserts_at_one_place_converge_client_first(self):
+        self.create()
+        v = self.state().hashed_version
+        self.successResultOf(self.submit([write("b+1", "1", 5, 5)], version=v))
+        self.successResultOf(self.submit([write("b+1", "2", 5, 5)], author=ALICE, version=v))
+        # The later (client) insert goes left of the concurrent one (6.5 tie-break).
+        self.assertEqual(self.text(), "hello21")
+
+    def test_wrong_hash_at_current_version_is_refused(self):
+        self.create()
+        v = self.state().hashed_version
+        d = self.submit([AddParticipant(BOB)], version=HashedVersion(v.version, b"x" * 20))
+        self.failureResultOf(d, errors.HashMismatch)
+        self.assertEqual(len(self.stored()), 1)
+
+    def test_wrong_hash_at_older_version_is_refused(self):
+        self.create()
+        self.successResultOf(self.submit([AddParticipant(BOB)]))
+        d = self.submit([AddParticipant(CAROL)], version=HashedVersion(2, b"y" * 20))
+        self.failureResultOf(d, errors.HashMismatch)
+        self.assertEqual(len(self.stored()), 2)
+
+    def test_future_version_is_refused(self):
+        self.create()
+        d = self.submit([AddParticipant(BOB)], version=HashedVersion(7, b"z" * 20))
+        self.failureResultOf(d, errors.FutureVersion)
+
+    def test_version_inside_a_delta_is_refused(self):
+        self.create()
+        self.successResultOf(self.submit([AddParticipant(BOB)]))
+        d = self.submit([AddParticipant(CAROL)], version=HashedVersion(1, b"z" * 20))
+        self.failureResultOf(d, errors.NotADeltaBoundary)
+
+    def test_non_participant_is_refused_and_nothing_is_stored_or_told(self):
+        self.create()
+        self.heard.updates[:] = []
+        d = self.submit([write("b+1", "!", 5, 5)], author=BOB)
+        self.failureResultOf(d, NotAParticipant)
+        self.assertEqual(len(self.stored()), 1)
+        self.assertEqual(self.heard.updates, [])
+
+    def test_first_delta_must_add_its_author(self):
+        d = self.submit([AddParticipant(BOB)], version=HashedVersion.zero(NAME))
+        self.failureResultOf(d, NotAParticipant)
+        self.assertEqual(self.stored(), [])
+
+    def test_empty_delta_is_refused(self):
+        self.create()
+        self.failureResultOf(self.submit([]), errors.EmptyDelta)
+        self.assertEqual(len(self.stored()), 1)
+
+    def test_delta_that_does_not_fit_is_refused_and_changes_nothing(self):
+        self.create()
+        self.heard.updates[:] = []
+        v = self.state().hashed_version
+        d = self.submit([AddParticipant(BOB), write("b+1", "x", 9, 9)])
+        self.failureResultOf(d, InvalidOperation)
+        self.assertEqual(self.state().hashed_version, v)
+        self.assertNotIn(BOB, self.state().participants)
+        self.assertEqual(len(self.stored()), 1)
+        self.assertEqual(self.heard.updates, [])
+        self.successResultOf(self.submit([AddParticipant(BOB)], version=v))
+
+    def test_duplicate_resubmission_is_idempotent(self):
+        self.create()
+        v = self.state().hashed_version
+        delta = WaveletDelta(ALICE, v, [write("b+1", "A", 0, 5)])
+        first = self.successResultOf(self.server.submit(NAME, delta))
+        self.successResultOf(self.submit([AddParticipant(BOB)]))
+        self.heard.updates[:] = []
+        again = self.successResultOf(self.server.submit(NAME, delta))
+        self.assertTrue(again.duplicate)
+        self.assertEqual((again.operations_applied, again.hashed_version_after,
+                          again.timestamp_ms),
+                         (first.operations_applied, first.hashed_version_after,
+                          first.timestamp_ms))
+        self.assertEqual(len(self.stored()), 3)
+        self.assertEqual(self.text(), "Ahello")
+        self.assertEqual(self.heard.updates, [])
+
+    def test_users_of_other_domains_cannot_submit_here(self):
+        d = self.submit([AddParticipant(CAROL)], author=CAROL,
+                        version=HashedVersion.zero(NAME))
+        self.failureResultOf(d, InvalidDelta)
+        self.assertEqual(self.stored(), [])
+
+
+class DurabilityTests(ServerTestCase):
+
+    def setUp(self):
+        ServerTestCase.setUp(self)
+        self.store = ControlledStore()
+        self.server = self.make_server(self.store)
+        self.server.add_listener(self.heard)
+
+    def test_answer_and_listeners_wait_for_the_store(self):
+        d = self.submit([AddParticipant(ALICE)], version=HashedVersion.zero(NAME))
+        self.assertNoResult(d)
+        self.assertEqual(len(self.store.waiting), 1)
+        self.assertEqual(self.heard.updates, [])
+        self.store.release()
+        result = self.successResultOf(d)
+        [update] = self.heard.updates
+        self.assertEqual(update.resulting_version, result.hashed_version_after)
+        self.assertEqual(update.participants_after, frozenset([ALICE]))
+
+    def test_failed_store_write_answers_with_the_failure_and_tells_nobody(self):
+        d = self.submit([AddParticipant(ALICE)], version=HashedVersion.zero(NAME))
+        self.store.fail()
+        self.failureResultOf(d, IOError)
+        self.assertEqual(self.heard.updates, [])
+        # The in-memory copy was dropped: the wavelet is still at version 0.
+        self.store.hold = False
+        self.assertEqual(self.successResultOf(self.server.hashed_version(NAME)),
+                         HashedVersion.zero(NAME))
+        self.create()
+
+    def test_submits_to_one_wavelet_go_one_at_a_time(self):
+        self.store.hold = False
+        self.create()
+        self.store.hold = True
+        v = self.state().hashed_version
+        d1 = self.submit([write("b+1", "1", 0, 5)], version=v)
+        d2 = self.submit([write("b+1", "2", 0, 5)], version=v)
+        self.assertEqual(len(self.store.waiting), 1)
+        self.store.release()
+        self.successResultOf(d1)
+        self.assertEqual(len(self.store.waiting), 1)
+        self.assertNoResult(d2)
+        self.store.release()
+        self.assertEqual(self.successResultOf(d2).hashed_version_after.version, v.version + 2)
+
+    def test_different_wavelets_proceed_independently(self):
+        d1 = self.submit([AddParticipant(ALICE)], version=HashedVersion.zero(NAME))
+        d2 = self.submit([AddParticipant(ALICE)], version=HashedVersion.zero(OTHER), name=OTHER)
+        self.assertEqual(len(self.store.waiting), 2)
+        self.store.release(1)
+        self.successResultOf(d2)
+        self.assertNoResult(d1)
+        self.store.release()
+        self.successResultOf(d1)
+
+
+class RestartTests(ServerTestCase):
+
+    def fill(self, n):
+        self.create()
+        for i in range(n):
+            size = len(self.text())
+            self.successResultOf(self.submit([write("b+1", str(i % 10), size, size)]))
+
+    def restarted(self):
+        return self.make_server(self.store, snapshot_interval=3)
+
+    def test_restart_reopens_the_same_content_and_hashed_version(self):
+        self.server.snapshot_interval = 3
+        self.fill(7)
+        before = self.state()
+        again = self.restarted()
+        after = self.state(server=again)
+        self.assertEqual(after.hashed_version, before.hashed_version)
+        self.assertEqual(after.participants, before.participants)
+        self.assertEqual(after.documents["b+1"].to_xml(), before.documents["b+1"].to_xml())
+        self.assertIsNotNone(self.successResultOf(self.store.latest_snapshot(NAME.uri)))
+
+    def test_stale_delta_before_the_snapshot_is_transformed_after_restart(self):
+        self.server.snapshot_interval = 3
+        self.create()
+        old = self.state().hashed_version
+        for i in range(5):
+            size = len(self.text())
+            self.successResultOf(self.submit([write("b+1", "x", size, size)]))
+        snap_version, _ = self.successResultOf(self.store.latest_snapshot(NAME.uri))
+        self.assertGreater(snap_version, old.version)
+        again = self.restarted()
+        self.successResultOf(self.submit([write("b+1", "A", 0, 5)], version=old, server=again))
+        self.assertEqual(self.text(server=again), "Ahelloxxxxx")
+
+    def test_duplicate_from_before_the_restart_is_still_recognised(self):
+        self.create()
+        v = self.state().hashed_version
+        delta = WaveletDelta(ALICE, v, [write("b+1", "A", 0, 5)])
+        first = self.successResultOf(self.server.submit(NAME, delta))
+        again = self.successResultOf(self.restarted().submit(NAME, delta))
+        self.assertTrue(again.duplicate)
+        self.assertEqual(again.hashed_version_after, first.hashed_version_after)
+
+    def test_tampered_history_marks_the_wavelet_corrupted(self):
+        self.fill(2)
+        w = self.store._wavelets[NAME.uri]
+        bad = w.deltas[1]
+        w.deltas[1] = type(bad)(bad.applied_at_version, bad.resulting_version, b"\0" * 20,
+                                bad.applied_delta, bad.author, bad.timestamp_ms)
+        again = self.make_server(self.store)
+        self.failureResultOf(again.wavelet(NAME), errors.WaveletCorrupted)
+        self.failureResultOf(again.wavelet(NAME), errors.WaveletCorrupted)
+
+
+class ListenerTests(ServerTestCase):
+
+    def test_wavelet_listener_hears_only_its_wavelet(self):
+        mine = Recorder()
+        self.server.subscribe(NAME, mine)
+        self.create()
+        self.create(OTHER)
+        self.assertEqual([u.wavelet_name for u in mine.updates], [NAME])
+        self.server.unsubscribe(NAME, mine)
+        self.successResultOf(self.submit([AddParticipant(BOB)]))
+        self.assertEqual(len(mine.updates), 1)
+
+    def test_participant_listener_hears_of_being_added_and_removed(self):
+        bob = Recorder()
+        self.server.subscribe_participant(BOB, bob)
+        self.create()
+        self.assertEqual(bob.updates, [])
+        self.successResultOf(self.submit([AddParticipant(BOB)]))
+        self.successResultOf(self.submit([RemoveParticipant(BOB)]))
+        self.assertEqual([u.added for u in bob.updates], [frozenset([BOB]), frozenset()])
+        self.assertEqual([u.removed for u in bob.updates], [frozenset(), frozenset([BOB])])
+        self.successResultOf(self.submit([write("b+1", "x", 5, 5)]))
+        self.assertEqual(len(bob.updates), 2)
+
+    def test_failing_listener_does_not_stop_the_others(self):
+        class Broken:
+            def wavelet_updated(self, update):
+                raise RuntimeError("boom")
+        self.server.subscribe(NAME, Broken())
+        self.create()
+        self.assertEqual(len(self.heard.updates), 1)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_update_names_the_remote_domains_to_push_to(self):
+        self.create()
+        self.successResultOf(self.submit([AddParticipant(CAROL)]))
+        self.assertEqual(self.heard.updates[-1].remote_domains(["a.test"]), ["b.test"])
+        self.successResultOf(self.submit([RemoveParticipant(CAROL)]))
+        # The delta that removes carol still goes to her domain (7(a)4).
+        self.assertEqual(self.heard.updates[-1].remote_domains(["a.test"]), ["b.test"])
+        self.assertTrue(self.heard.updates[-1].hosted)
+
+    def test_outbox_entries_are_stored_with_the_delta(self):
+        class Source:
+            def outbox_for(self, update):
+                return [(d, update.applied_delta_bytes)
+                        for d in update.remote_domains(["a.test"])]
+        self.server.set_outbox_source(Source())
+        self.create()
+        self.successResultOf(self.submit([AddParticipant(CAROL)]))
+        [item] = self.successResultOf(self.store.outbox_pending("b.test"))
+        self.assertEqual(item.payload, self.stored()[-1].applied_delta)
+        self.assertEqual(self.heard.updates[-1].outbox_ids, (item.id,))
+
+
+class FederationSeamTests(ServerTestCase):
+    """The calls the federation layer makes into the core, with a second server as host."""
+
+    def setUp(self):
+        ServerTestCase.setUp(self)
+        self.host_store = MemoryStore()
+        self.host = WaveServer(self.host_store, ["b.test"], clock=self.clock)
+        self.pushed = Recorder()
+        self.host.add_listener(self.pushed)
+        carol = ParticipantId("carol@b.test")
+        self.successResultOf(self.host.submit(REMOTE, WaveletDelta(
+            carol, HashedVersion.zero(REMOTE), [AddParticipant(carol), write("b+1", "hi")])))
+        self.successResultOf(self.submit([AddParticipant(ALICE)], author=carol, name=REMOTE,
+                                         server=self.host))
+        v = self.state(REMOTE, self.host).hashed_version
+        # Two concurrent edits, the second transformed on the host.
+        self.successResultOf(self.submit([write("b+1", "A", 0, 2)], author=carol,
+                                         name=REMOTE, server=self.host, version=v))
+        self.successResultOf(self.submit([write("b+1", "Z", 2, 2)], author=carol,
+                                         name=REMOTE, server=self.host, version=v))
+        self.applied = [u.applied_delta_bytes for u in self.pushed.updates]
+
+    def test_remote_deltas_in_order_rebuild_the_hosts_wavelet(self):
+        result = self.successResultOf(self.server.apply_remote_deltas(REMOTE, self.applied))
+        host_state = self.state(REMOTE, self.host)
+        self.assertEqual(result.current, host_state.hashed_version)
+        self.assertIsNone(result.missing)
+        self.assertEqual(self.text(name=REMOTE), "AhiZ")
+        self.assertEqual([s.applied_delta for s in self.stored(REMOTE)], self.applied)
+        self.assertFalse(self.heard.updates[-1].hosted)
+
+    def test_remote_deltas_after_a_gap_wait_for_the_history(self):
+        result = self.successResultOf(self.server.apply_remote_deltas(REMOTE, self.applied[2:]))
+        self.assertEqual(result.current, HashedVersion.zero(REMOTE))
+        self.assertEqual(result.missing, (HashedVersion.zero(REMOTE),
+                                          parse_applied_delta(self.applied[2]).applied_at.version))
+        self.assertEqual(self.stored(REMOTE), [])
+        result = self.successResultOf(self.server.apply_remote_deltas(REMOTE, self.applied[:2]))
+        self.assertIsNone(result.missing)
+        self.assertEqual(len(result.updates), 4)
+        self.assertEqual(self.text(name=REMOTE), "AhiZ")
+
+    def test_old_remote_deltas_are_dropped_as_duplicates(self):
+        self.successResultOf(self.server.apply_remote_deltas(REMOTE, self.applied))
+        result = self.successResultOf(self.server.apply_remote_deltas(REMOTE, self.applied[1:3]))
+        self.assertEqual(result.updates, ())
+        self.assertEqual(len(self.stored(REMOTE)), 4)
+
+    def test_remote_delta_that_breaks_our_hash_chain_corrupts_the_copy(self):
+        self.successResultOf(self.server.apply_remote_deltas(REMOTE, self.applied[:1]))
+        forged = WaveServer(MemoryStore(), ["b.test"], clock=self.clock)
+        carol = ParticipantId("carol@b.test")
+        recorder = Recorder()
+        forged.add_listener(recorder)
+        self.successResultOf(forged.submit(REMOTE, WaveletDelta(
+            carol, HashedVersion.zero(REMOTE), [AddParticipant(carol), write("b+1", "ho")])))
+        self.successResultOf(forged.submit(REMOTE, WaveletDelta(
+            carol, self.state(REMOTE, forged).hashed_version, [AddParticipant(ALICE)])))
+        self.failureResultOf(self.server.apply_remote_deltas(
+            REMOTE, [recorder.updates[1].applied_delta_bytes]), errors.WaveletCorrupted)
+
+    def test_updates_to_a_hosted_wavelet_are_refused(self):
+        self.create()
+        self.failureResultOf(self.server.apply_remote_deltas(NAME, []), errors.HostedHere)
+
+    def test_history_gives_the_exact_bytes_between_boundaries(self):
+        hv = [parse_applied_delta(a).resulting_version for a in self.applied]
+        got = self.successResultOf(self.host.history(REMOTE, HashedVersion.zero(REMOTE), hv[2]))
+        self.assertEqual(got, self.applied[:3])
+        got = self.successResultOf(self.host.history(REMOTE, hv[0], hv[3]))
+        self.assertEqual(got, self.applied[1:])
+
+    def test_history_refuses_unknown_boundaries_and_hashes(self):
+        hv = [parse_applied_delta(a).resulting_version for a in self.applied]
+        self.failureResultOf(self.host.history(REMOTE, HashedVersion(1, b"x"), hv[2]),
+                             errors.NotADeltaBoundary)
+        self.failureResultOf(self.host.history(REMOTE, HashedVersion(hv[0].version, b"x" * 20),
+                                               hv[2]), errors.HashMismatch)
+        self.failureResultOf(self.host.history(REMOTE, HashedVersion.zero(REMOTE),
+                                               HashedVersion(99, b"")), errors.FutureVersion)
+        self.failureResultOf(self.server.history(REMOTE, HashedVersion.zero(REMOTE), hv[0]),
+                             errors.NotHostedHere)
+
+    def test_remote_submit_goes_through_the_host_pipeline(self):
+        from wavebox.server.modelbridge import serialize_delta, sign, signed_delta_bytes
+        self.successResultOf(self.server.apply_remote_deltas(REMOTE, self.applied))
+        v = self.state(REMOTE).hashed_version
+        delta = WaveletDelta(ALICE, v, [write("b+1", "!", 0, 4)])
+        data = signed_delta_bytes(sign(None, delta, serialize_delta(delta)))
+        result = self.successResultOf(self.host.submit_signed(REMOTE, data, "a.test"))
+        self.assertEqual(result.hashed_version_after.version, v.version + 1)
+        self.assertEqual(self.text(name=REMOTE, server=self.host), "!AhiZ")
+
+    def test_remote_servers_may_not_create_wavelets_or_act_for_others(self):
+        from wavebox.server.modelbridge import serialize_delta, sign, signed_delta_bytes
+        name = WaveletName.of("b.test", "w+new", "b.test", "conv+root")
+        delta = WaveletDelta(ALICE, HashedVersion.zero(name), [AddParticipant(ALICE)])
+        data = signed_delta_bytes(sign(None, delta, serialize_delta(delta)))
+        self.failureResultOf(self.host.submit_signed(name, data, "a.test"), InvalidDelta)
+        v = self.state(REMOTE, self.host).hashed_version
+        delta = WaveletDelta(ALICE, v, [write("b+1", "!", 0, 4)])
+        data = signed_delta_bytes(sign(None, delta, serialize_delta(delta)))
+        self.failureResultOf(self.host.submit_signed(REMOTE, data, "c.test"), InvalidDelta)
+
+    def test_local_user_on_a_remote_wavelet_needs_federation(self):
+        self.successResultOf(self.server.apply_remote_deltas(REMOTE, self.applied))
+        d = self.submit([write("b+1", "x", 0, 4)], name=REMOTE)
+        self.failureResultOf(d, errors.NoFederation)
+
+    def test_local_user_on_a_remote_wavelet_goes_to_the_remote_submitter(self):
+        from wavebox.server.interfaces import SubmitResult
+        from wavebox.server.modelbridge import parse_signed_delta
+        sent = []
+
+        class Submitter:
+            def submit(self, name, signed):
+                sent.append((name, signed))
+                return defer.succeed(SubmitResult(1, HashedVersion(9, b"h" * 20), 5))
+        self.server.remote_submitter = Submitter()
+        self.successResultOf(self.server.apply_remote_deltas(REMOTE, self.applied))
+        result = self.successResultOf(self.submit([write("b+1", "x", 0, 4)], name=REMOTE))
+        self.assertEqual(result.hashed_version_after.version, 9)
+        [(name, signed)] = sent
+        self.assertEqual(name, REMOTE)
+        self.assertEqual(parse_signed_delta(signed).delta.author, ALICE)
+        # Our copy changes only when the host's update comes back (7(b)6).
+        self.assertEqual(len(self.stored(REMOTE)), 4)

@@ -1,0 +1,417 @@
+"""
+The console: a UTF-8 line protocol for people, the server side of FedOne's
+console client (wave protocol notes section 10.2), usable with plain telnet
+or nc.
+
+One :class:`ConsoleSession` per connection.  Nothing but ``/login``,
+``/help`` and ``/quit`` works before a login.  Then a session has an inbox
+(the waves its user takes part in) and at most one open wave.  A line not
+starting with ``/`` becomes a new blip on the open wave; every change to the
+open wave, by anyone, is shown at once as ``AUTHOR: TEXT`` lines (participant
+changes as ``*`` notice lines), and a wave the user was just added to is
+announced with a one-line notice.
+
+Lines are handled one at a time, in order: a command that waits for the
+store holds back the lines typed after it, so their output never overtakes it.
+"""
+
+from twisted.internet import defer, protocol
+from twisted.logger import Logger
+from twisted.protocols.basic import LineReceiver
+from zope.interface import implementer
+
+from wavebox.console import view
+from wavebox.model.delta import HashedVersion, WaveletDelta
+from wavebox.model.errors import InvalidParticipantId, ModelError
+from wavebox.model.ids import IdGenerator, ParticipantId
+from wavebox.model.operations import AddParticipant, RemoveParticipant
+from wavebox.server.errors import WaveServerError
+from wavebox.server.interfaces import IWaveletListener
+from wavebox.store.accounts import verify_password_in_thread
+
+log = Logger()
+
+HELP = """\
+commands:
+  /login USER PASSWORD    log in (USER may leave out @DOMAIN)
+  /new                    create a wave and open it
+  /list                   your inbox: number, unread mark (*), participants
+  /open N                 open wave N of the inbox
+  /add USER@DOMAIN        add a participant to the open wave
+  /remove USER@DOMAIN     remove a participant from the open wave
+  /read                   mark every wave read
+  /view normal|xml        show the open wave as text or as XML
+  /help                   this text
+  /quit                   leave
+  any other line          a new message (blip) on the open wave"""
+
+#: A session is closed after this many failed logins in a row.
+MAX_LOGIN_FAILURES = 3
+
+
+class UsageError(Exception):
+    """A command was given wrong arguments, or cannot be used now; the text says why."""
+
+
+class ConsoleFactory(protocol.ServerFactory):
+    """Makes a session per connection; holds what sessions share."""
+
+    def __init__(self, wave_server, domains, verify_password=verify_password_in_thread):
+        self.wave_server = wave_server
+        self.domains = list(domains)
+        self.verify_password = verify_password
+        self.id_generators = {d: IdGenerator(d) for d in self.domains}
+        self.sessions = set()
+
+    def buildProtocol(self, addr):
+        session = ConsoleSession()
+        session.factory = self
+        return session
+
+
+@implementer(IWaveletListener)
+class _WaveWatcher:
+    """The open wave's listener: shows every change as it becomes durable."""
+
+    def __init__(self, session):
+        self.session = session
+
+    def wavelet_updated(self, update):
+        self.session.wave_changed(update)
+
+
+@implementer(IWaveletListener)
+class _InboxWatcher:
+    """The user's listener: announces waves they were added to or removed from."""
+
+    def __init__(self, session):
+        self.session = session
+
+    def wavelet_updated(self, update):
+        self.session.inbox_changed(update)
+
+
+class ConsoleSession(LineReceiver):
+    delimiter = b"\n"
+    MAX_LENGTH = 16384
+
+    def __init__(self):
+        self.user = None               # ParticipantId once logged in
+        self.open_name = None          # WaveletName of the open wave
+        self.mode = "normal"
+        self.inbox_names = []          # WaveletNames of the last /list, in its order
+        self.shown = set()             # blip ids of the open wave already shown
+        self.login_failures = 0
+        self._discarding = False
+        self._queue = defer.succeed(None)
+        self._wave_watcher = _WaveWatcher(self)
+        self._inbox_watcher = _InboxWatcher(self)
+        self.closed = False
+
+    @property
+    def server(self):
+        return self.factory.wave_server
+
+    # -- connection -------------------------------------------------------------
+
+    def connectionMade(self):
+        self.factory.sessions.add(self)
+        self.say("wavebox console for %s.  /login USER PASSWORD to begin; /help lists "
+                 "the commands." % (", ".join(self.factory.domains),))
+
+    def connectionLost(self, reason):
+        self.closed = True
+        self.factory.sessions.discard(self)
+        self._close_wave()
+        if self.user is not None:
+            self.server.unsubscribe_participant(self.user, self._inbox_watcher)
+
+    def say(self, text):
+        """Send lines of text, CRLF-terminated as telnet expects."""
+        if self.closed or self.transport is None:
+            return
+        for line in text.split("\n"):
+            self.transport.write(line.encode("utf-8") + b"\r\n")
+
+    def error(self, text):
+        self.say("error: " + text)
+
+    # -- lines in ---------------------------------------------------------------
+
+    def dataReceived(self, data):
+        if self._discarding:
+            # The rest of an over-long line: skip up to its end.
+            end = data.find(self.delimiter)
+            if end < 0:
+                return
+            self._discarding = False
+            data = data[end + 1:]
+        LineReceiver.dataReceived(self, data)
+
+    def lineLengthExceeded(self, line):
+        self.error("line too long (over %d bytes); ignored" % (self.MAX_LENGTH,))
+        rest = line[line.find(self.delimiter) + 1:] if self.delimiter in line else b""
+        if self.delimiter not in line:
+            self._discarding = True
+        elif rest:
+            LineReceiver.dataReceived(self, rest)
+
+    def lineReceived(self, raw):
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            self.error("the line is not valid UTF-8; ignored")
+            return
+        self._queue.addCallback(lambda _: self._handle(line))
+
+    def _handle(self, line):
+        d = defer.maybeDeferred(self.dispatch, line)
+        d.addErrback(self._failed, line)
+        return d
+
+    def _failed(self, failure, line):
+        if failure.check(UsageError, ModelError, WaveServerError):
+            self.error(str(failure.value))
+        else:
+            log.failure("console command {line!r} failed", failure, line=line[:80])
+            self.error("internal error; see the server log")
+
+    def dispatch(self, line):
+        stripped = line.strip()
+        if not stripped.startswith("/"):
+            if self.user is None:
+                raise UsageError("log in first: /login USER PASSWORD")
+            if not stripped:
+                return None
+            return self.do_text(line)
+        command, _, rest = stripped[1:].partition(" ")
+        command = command.lower()
+        handler = getattr(self, "cmd_" + command, None)
+        if handler is None:
+            raise UsageError("unknown command /%s; /help lists the commands" % (command,))
+        if self.user is None and command not in ("login", "help", "quit"):
+            raise UsageError("log in first: /login USER PASSWORD")
+        return handler(rest.strip())
+
+    # -- commands -----------------------------------------------------------------
+
+    def cmd_help(self, rest):
+        self.say(HELP)
+
+    def cmd_quit(self, rest):
+        self.say("bye")
+        self.transport.loseConnection()
+
+    @defer.inlineCallbacks
+    def cmd_login(self, rest):
+        if self.user is not None:
+            raise UsageError("already logged in as %s" % (self.user,))
+        name, _, password = rest.partition(" ")
+        if not name or not password:
+            raise UsageError("usage: /login USER PASSWORD")
+        try:
+            user = self._participant(name)
+        except InvalidParticipantId:
+            user = None
+        account = None
+        if user is not None and user.domain in self.factory.domains:
+            account = yield self.server.store.get_account(user.address)
+        ok = False
+        if account is not None:
+            ok = yield self.factory.verify_password(password, account.password_hash)
+        if not ok:
+            self.login_failures += 1
+            if self.login_failures >= MAX_LOGIN_FAILURES:
+                self.error("login failed; too many tries, goodbye")
+                self.transport.loseConnection()
+                return
+            raise UsageError("login failed: wrong user or password")
+        self.user = user
+        self.server.subscribe_participant(user, self._inbox_watcher)
+        inbox = yield self.server.inbox(user)
+        unread = sum(1 for info in inbox if info.unread)
+        self.say("logged in as %s: %d wave(s), %d unread.  /list shows them." % (
+            user, len(inbox), unread))
+
+    @defer.inlineCallbacks
+    def cmd_new(self, rest):
+        if rest:
+            raise UsageError("usage: /new")
+        generator = self.factory.id_generators[self.user.domain]
+        name = generator.new_conversation_root()
+        delta = WaveletDelta(self.user, HashedVersion.zero(name),
+                             view.new_wave_operations(self.user))
+        yield self.server.submit(name, delta)
+        self.say("created wave %s" % (view.wave_label(name),))
+        yield self._open(name)
+
+    @defer.inlineCallbacks
+    def cmd_list(self, rest):
+        if rest:
+            raise UsageError("usage: /list")
+        inbox = yield self.server.inbox(self.user)
+        self.inbox_names = [view.name_from_uri(info.name) for info in inbox]
+        if not inbox:
+            self.say("your inbox is empty; /new creates a wave")
+            return
+        for i, info in enumerate(inbox):
+            name = self.inbox_names[i]
+            digest = ""
+            try:
+                state = yield self.server.wavelet(name)
+                digest = view.digest(state)
+            except Exception:
+                log.failure("cannot load {uri} for the inbox", uri=info.name)
+            self.say(view.inbox_line(i, info, name, digest, opened=(name == self.open_name)))
+
+    @defer.inlineCallbacks
+    def cmd_open(self, rest):
+        if not rest:
+            raise UsageError("usage: /open N  (N from /list)")
+        try:
+            n = int(rest)
+        except ValueError:
+            raise UsageError("/open needs a wave number from /list, not %r" % (rest,))
+        names = self.inbox_names
+        if not names:
+            inbox = yield self.server.inbox(self.user)
+            names = self.inbox_names = [view.name_from_uri(info.name) for info in inbox]
+        if not 0 <= n < len(names):
+            raise UsageError("no wave %d in your inbox (%s)" % (
+                n, "0 to %d" % (len(names) - 1) if names else "it is empty"))
+        yield self._open(names[n])
+
+    def cmd_add(self, rest):
+        return self._participant_change(rest, AddParticipant, "add")
+
+    def cmd_remove(self, rest):
+        return self._participant_change(rest, RemoveParticipant, "remove")
+
+    @defer.inlineCallbacks
+    def _participant_change(self, rest, operation, verb):
+        if not rest or " " in rest:
+            raise UsageError("usage: /%s USER@DOMAIN" % (verb,))
+        self._need_open_wave()
+        try:
+            participant = ParticipantId(rest)
+        except InvalidParticipantId as e:
+            raise UsageError("/%s: %s" % (verb, e))
+        yield self._submit([operation(participant)])
+
+    @defer.inlineCallbacks
+    def cmd_read(self, rest):
+        if rest:
+            raise UsageError("usage: /read")
+        inbox = yield self.server.inbox(self.user)
+        count = 0
+        for info in inbox:
+            if info.unread:
+                yield self.server.mark_read(self.user, view.name_from_uri(info.name))
+                count += 1
+        self.say("marked %d wave(s) read" % (count,))
+
+    @defer.inlineCallbacks
+    def cmd_view(self, rest):
+        if rest not in ("normal", "xml"):
+            raise UsageError("usage: /view normal  or  /view xml")
+        self.mode = rest
+        if self.open_name is not None:
+            state = yield self.server.wavelet(self.open_name)
+            self._show_all(state)
+        else:
+            self.say("view: %s (no wave open)" % (rest,))
+
+    @defer.inlineCallbacks
+    def do_text(self, line):
+        self._need_open_wave()
+        # What the user saw when they typed: the state as it is now, without
+        # queueing behind submits in flight (the core transforms if needed).
+        state = self.server.current_state(self.open_name)
+        if state is None:
+            state = yield self.server.wavelet(self.open_name)
+        generator = self.factory.id_generators[self.user.domain]
+        operations = view.append_blip_operations(state, self.user, generator.new_blip_id(), line)
+        yield self._submit(operations, state.hashed_version)
+
+    # -- the open wave ------------------------------------------------------------
+
+    def _need_open_wave(self):
+        if self.open_name is None:
+            raise UsageError("no wave is open: /list, then /open N (or /new)")
+
+    @defer.inlineCallbacks
+    def _submit(self, operations, target=None):
+        name = self.open_name
+        if target is None:
+            state = yield self.server.wavelet(name)
+            target = state.hashed_version
+        yield self.server.submit(name, WaveletDelta(self.user, target, operations))
+
+    @defer.inlineCallbacks
+    def _open(self, name):
+        state = yield self.server.wavelet(name)
+        if self.user not in view.participants(state):
+            raise UsageError("you are not a participant of %s" % (view.wave_label(name),))
+        self._close_wave()
+        self.open_name = name
+        self.server.subscribe(name, self._wave_watcher)
+        self._show_all(state)
+
+    def _close_wave(self):
+        if self.open_name is not None:
+            self.server.unsubscribe(self.open_name, self._wave_watcher)
+        self.open_name = None
+        self.shown = set()
+
+    def _show_all(self, state):
+        self.say(view.header(self.open_name, state))
+        if self.mode == "xml":
+            self.say(view.wave_xml(state))
+        else:
+            for blip_id, author, text in view.blips(state):
+                self.say("%s: %s" % (author, text))
+        self.shown = {blip_id for blip_id, _, _ in view.blips(state)}
+
+    # -- listeners ----------------------------------------------------------------
+
+    def wave_changed(self, update):
+        """A durable delta of the open wave: show what it did."""
+        if update.wavelet_name != self.open_name:
+            return
+        for line in view.participant_notices(update, self.user):
+            self.say(line)
+        state = self.server.current_state(update.wavelet_name)
+        if state is not None:
+            self._show_new(state, update)
+
+    def _show_new(self, state, update):
+        if update.wavelet_name != self.open_name:
+            return
+        if self.mode == "xml":
+            for document_id in view.touched_documents(update):
+                self.say("%s: %s" % (document_id, view.document_xml(state, document_id)))
+            return
+        for blip_id, author, text in view.blips(state):
+            if blip_id not in self.shown:
+                self.shown.add(blip_id)
+                self.say("%s: %s" % (author, text))
+
+    def inbox_changed(self, update):
+        """A durable delta of any wave of ours: announce being added or removed."""
+        if update.wavelet_name == self.open_name:
+            return   # the open wave shows its own notices
+        if update.author == self.user:
+            return   # the user did it here, and was told
+        if self.user in update.added:
+            self.say("* %s added you to wave %s; /list shows it"
+                     % (update.author, view.wave_label(update.wavelet_name)))
+        elif self.user in update.removed:
+            self.say("* %s removed you from wave %s"
+                     % (update.author, view.wave_label(update.wavelet_name)))
+
+    def _participant(self, name):
+        if "@" not in name:
+            name = "%s@%s" % (name, self.factory.domains[0])
+        return ParticipantId(name)

@@ -1,0 +1,100 @@
+"""
+How the console shows waves, and how it turns what people type into wavelet
+operations.  The conversation model itself (the manifest, blips, their XML)
+is :mod:`wavebox.model.conversation`'s; this module only words it for a
+terminal, one line per thing.
+"""
+
+from wavebox.model import conversation
+from wavebox.model.ids import WaveletName
+from wavebox.model.operations import AddParticipant, MutateDocument, RemoveParticipant
+
+#: Longest digest of a wave's first message in /list.
+DIGEST_LENGTH = 40
+
+
+def name_from_uri(uri):
+    return WaveletName.from_uri(uri)
+
+
+def wave_label(name):
+    """How a wave is named to people: its wave id, ``domain/w+abc``."""
+    return str(name.wave_id)
+
+
+def participants(state):
+    return list(state.participants)
+
+
+# -- operations ------------------------------------------------------------------
+
+def new_wave_operations(author):
+    """The first delta of a new wave: add the creator, make the manifest."""
+    return conversation.create_wave_operations(author)
+
+
+def append_blip_operations(state, author, blip_id, text):
+    """A new blip holding ``text`` at the end of the conversation."""
+    return conversation.append_blip_operations(state, author, blip_id, text)
+
+
+# -- rendering -------------------------------------------------------------------
+
+def blips(state):
+    """``[(blip id, author, text)]`` in conversation order."""
+    return [(b.blip_id, b.author, b.text) for b in conversation.blips(state)]
+
+
+def wave_xml(state):
+    return conversation.to_xml(state)
+
+
+def document_xml(state, document_id):
+    document = state.documents.get(document_id)
+    return document.to_xml() if document is not None else ""
+
+
+def digest(state):
+    """The start of the wave's first message, for /list."""
+    for _, _, text in blips(state):
+        text = " ".join(text.split())
+        if text:
+            return text if len(text) <= DIGEST_LENGTH else text[:DIGEST_LENGTH - 1] + "…"
+    return ""
+
+
+def header(name, state):
+    return "--- wave %s, version %d (hash %s); participants: %s ---" % (
+        wave_label(name), state.hashed_version.version,
+        state.hashed_version.history_hash[:8].hex(),
+        ", ".join(str(p) for p in participants(state)) or "none")
+
+
+def inbox_line(index, info, name, digest_text, opened=False):
+    """``N * wave  participants  "digest"`` -- ``*`` marks unread, ``>`` the open wave."""
+    mark = ("*" if info.unread else " ") + (">" if opened else " ")
+    line = "%3d %s %s  %s" % (index, mark, wave_label(name), ", ".join(info.participants))
+    if digest_text:
+        line += '  "%s"' % (digest_text,)
+    return line
+
+
+def participant_notices(update, viewer):
+    """One ``*`` line per participant added or removed by ``update``."""
+    lines = []
+    for op in update.operations:
+        if isinstance(op, AddParticipant):
+            who = "you" if op.participant == viewer else str(op.participant)
+            lines.append("* %s added %s" % (update.author, who))
+        elif isinstance(op, RemoveParticipant):
+            who = "you" if op.participant == viewer else str(op.participant)
+            lines.append("* %s removed %s" % (update.author, who))
+    return lines
+
+
+def touched_documents(update):
+    seen = []
+    for op in update.operations:
+        if isinstance(op, MutateDocument) and op.document_id not in seen:
+            seen.append(op.document_id)
+    return seen
