@@ -215,8 +215,13 @@ class StepsTests(DiscoveryTestCase):
         failure = self.failed()
         self.assertEqual(failure.condition, "remote-server-not-found")
         self.assertFalse(failure.timed_out)
-        self.assertEqual(failure.trace[-1], "step 13: failed: no address for b.test nor for "
-                         "wave.b.test (remote-server-not-found)")
+        self.assertEqual(failure.trace[-1], "step 13: failed: neither b.test nor "
+                         "wave.b.test resolves (remote-server-not-found)")
+
+    def test_failure_after_disco_says_what_disco_gave(self):
+        self.make(addresses={"b.test": ["127.0.0.3"]}, disco=FakeDisco({"b.test": None}))
+        self.assertEqual(self.failed().reason, "b.test: no google-wave disco item; "
+                         "wave.b.test does not resolve")
 
     def test_dns_timeout_then_nothing_is_remote_server_timeout(self):
         self.make(failures={"_xmpp-server._tcp.b.test": DNSTimeoutError("b.test", "t"),

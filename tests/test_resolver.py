@@ -8,7 +8,7 @@ from twisted.internet.error import DNSLookupError
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
-from tests.dnsserver import A, AAAA, SRV, ZoneServer, standard_records
+from tests.dnsserver import A, AAAA, SRV, ZoneServer, standard_records, zone_texts
 from wavebox.xmpp.resolver import (DNSQueryError, DNSTimeoutError, DnspythonResolver,
                                    DomainNotFound, Endpoint, FakeResolver, IResolver,
                                    NoServiceError, ResolutionTimeout, SRVRecord,
@@ -355,7 +355,7 @@ class ZoneServerFixtureTests(ZoneServerMixin, unittest.TestCase):
     def test_runs_as_a_subprocess_printing_its_port(self):
         path = self.mktemp()
         with open(path, "w") as f:
-            f.write("".join(__import__("tests.dnsserver").dnsserver.zone_texts(
+            f.write("".join(zone_texts(
                 standard_records({"a.test": 5269}))))
         child = _PortReader()
         env = dict(os.environ, PYTHONPATH=ROOT)

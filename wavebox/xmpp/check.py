@@ -99,14 +99,18 @@ def _exit(status):
 
 def main(argv):
     parser = _parser()
-    options = parser.parse_args(argv)     # exits 2 with a message on bad arguments
     try:
-        domain = wconfig.options_by_key()["domain"].parse(options.domain)
-        config = load_config(options)
-    except ValueError as e:
-        parser.error("DOMAIN: %s" % (e,))
-    except wconfig.ConfigError as e:
-        parser.error(str(e))
+        # argparse prints its own message and exits 2 (0 for --help).
+        options = parser.parse_args(argv)
+        try:
+            domain = wconfig.options_by_key()["domain"].parse(options.domain)
+            config = load_config(options)
+        except ValueError as e:
+            parser.error("DOMAIN: %s" % (e,))
+        except wconfig.ConfigError as e:
+            parser.error(str(e))
+    except SystemExit as e:
+        return e.code
     try:
         task.react(lambda reactor: run_check(reactor, domain, config, sys.stdout)
                    .addCallback(_exit))

@@ -136,6 +136,7 @@ class _Run:
         self.step5_endpoints = []   # where disco connected (steps 5-6)
         self.failed_jids = set()    # names whose resolution already failed
         self.timed_out = False      # some answer never came
+        self.no_disco_item = None   # why disco gave no usable JID, for step 13
 
 
 class WaveServiceDiscovery:
@@ -234,7 +235,7 @@ class WaveServiceDiscovery:
         guess = self.step_9_guess_service_jid(run)
         guess_endpoints = yield self.step_10_resolve_guess(run, guess)
         if not guess_endpoints:
-            self.step_13_fail(run, "no address for %s nor for %s" % (domain, guess))
+            self.step_13_fail(run, guess)
         return self.step_12_use(run, guess, self.step_11_reuse_step_5(run, guess, guess_endpoints))
 
     @defer.inlineCallbacks
@@ -264,22 +265,27 @@ class WaveServiceDiscovery:
             jid = yield d
         except DiscoUnavailable as e:
             run.trace.step(5, "disco: %s" % (e,))
+            run.no_disco_item = "disco %s" % (e,)
             return None
         except defer.TimeoutError:
             run.timed_out = True
             run.trace.step(5, "disco with %s: no answer within %gs" % (run.domain, self.disco_timeout))
+            run.no_disco_item = "disco timed out"
             return None
         except Exception as e:
             run.timed_out = run.timed_out or _is_timeout(e)
             run.trace.step(5, "disco with %s failed: %s"
                            % (run.domain, str(e) or type(e).__name__))
+            run.no_disco_item = "disco failed"
             return None
         if jid is None:
             run.trace.step(6, "disco#items %s -> no collaboration/google-wave item" % (run.domain,))
+            run.no_disco_item = "no google-wave disco item"
             return None
         jid = str(jid).strip().lower().rstrip(".")
         if not _is_server_jid(jid):
             run.trace.step(6, "disco#items %s -> %s, not a server JID: ignored" % (run.domain, jid))
+            run.no_disco_item = "the google-wave disco item %s is not a server JID" % (jid,)
             return None
         run.trace.step(6, "disco#items %s -> %s (collaboration/google-wave)" % (run.domain, jid))
         return jid
@@ -295,6 +301,7 @@ class WaveServiceDiscovery:
             return (yield self._resolve(run, jid, srv_step=7, target_step=7, a_step=7))
         except ResolutionError:
             run.failed_jids.add(jid)
+            run.no_disco_item = "its google-wave disco item %s does not resolve" % (jid,)
             return []
 
     def step_9_guess_service_jid(self, run):
@@ -337,7 +344,11 @@ class WaveServiceDiscovery:
             jid, endpoints[0], " (then %s)" % (_endpoints_text(rest),) if rest else ""))
         return DiscoveryResult(run.domain, jid, tuple(endpoints), tuple(run.trace))
 
-    def step_13_fail(self, run, reason):
+    def step_13_fail(self, run, guess):
+        if not run.step5_endpoints:
+            reason = "neither %s nor %s resolves" % (run.domain, guess)
+        else:
+            reason = "%s: %s; %s does not resolve" % (run.domain, run.no_disco_item, guess)
         condition = REMOTE_SERVER_TIMEOUT if run.timed_out else REMOTE_SERVER_NOT_FOUND
         if run.timed_out:
             reason += "; something did not answer in time"

@@ -16,6 +16,8 @@ import random as _random
 import socket
 from dataclasses import dataclass
 
+import dns.exception
+import dns.resolver
 from twisted.internet import defer, threads
 from twisted.internet.error import DNSLookupError
 from zope.interface import Interface, implementer
@@ -159,9 +161,11 @@ class DnspythonResolver:
     # What follows runs in a worker thread.
 
     def _resolver(self):
-        import dns.resolver
         if self.nameserver is None:
-            resolver = dns.resolver.Resolver()
+            try:
+                resolver = dns.resolver.Resolver()
+            except dns.exception.DNSException as e:
+                raise DNSQueryError("(system resolver)", "no usable DNS configuration: %s" % (e,))
         else:
             host, port = self.nameserver
             resolver = dns.resolver.Resolver(configure=False)
@@ -174,8 +178,6 @@ class DnspythonResolver:
 
     def _query(self, resolver, name, rdtype):
         """The answer's records, [] for NXDOMAIN/no data, or DNSQueryError."""
-        import dns.exception
-        import dns.resolver
         qname = _normal_name(name) + "."   # absolute: never the search list
         try:
             return list(resolver.resolve(qname, rdtype, search=False))
@@ -194,9 +196,9 @@ class DnspythonResolver:
                 for rr in self._query(self._resolver(), name, "SRV")]
 
     def _addresses_blocking(self, name):
-        # Both families are asked even when A answers: a peer reachable only
-        # over IPv6 must still be found.  One family failing is no failure
-        # when the other gave addresses.
+        # Both families are asked even when A answers, so that the connector
+        # can go on to an IPv6 address when the IPv4 ones do not answer.  One
+        # family failing is no failure when the other gave addresses.
         resolver = self._resolver()
         addresses, errors = [], []
         for rdtype in ("A", "AAAA"):
