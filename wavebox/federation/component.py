@@ -137,11 +137,12 @@ class FederationService(service.Service):
 
         def failed(failure):
             error = as_federation_error(failure)
-            if error.condition == "internal-server-error":
+            if error.condition == "internal-server-error" and not isinstance(
+                    failure.value, FederationError):
                 log.failure("{kind} from {sender} failed", failure, kind=kind, sender=sender)
-            elif isinstance(failure.value, stanzas.MalformedStanza):
-                log.info("malformed {kind} from {sender}: {text}", kind=kind, sender=sender,
-                         text=error.text)
+            else:
+                log.info("{kind} from {sender} refused: {condition} {text}", kind=kind,
+                         sender=sender, condition=error.condition, text=error.text or "")
             return stanzas.build_error_reply(iq, error)
 
         d.addErrback(failed)

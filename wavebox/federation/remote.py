@@ -112,7 +112,7 @@ class FederationRemote:
                                   "no wave service found for %s: %s" % (host, e))
         host_jid = str(host_jid)
         if host not in self._posted:
-            yield self._post_signer(from_jid, host_jid, host)
+            yield self._post_signer(author.domain, from_jid, host_jid, host)
         iq = stanzas.build_submit_request(from_jid, host_jid, self.new_id(),
                                           stanzas.SubmitRequest(name.uri, bytes(signed_delta)))
         try:
@@ -123,7 +123,7 @@ class FederationRemote:
             # The host has lost our chain (or never took it): post it again, once.
             log.info("{host} does not know our signer; posting it again", host=host)
             self._posted.discard(host)
-            yield self._post_signer(from_jid, host_jid, host)
+            yield self._post_signer(author.domain, from_jid, host_jid, host)
             iq["id"] = self.new_id()
             response = yield self._request(iq)
         r = stanzas.parse_submit_response(response)
@@ -131,9 +131,9 @@ class FederationRemote:
                             r.application_timestamp)
 
     @defer.inlineCallbacks
-    def _post_signer(self, from_jid, host_jid, host):
+    def _post_signer(self, domain, from_jid, host_jid, host):
         """Post our signer info; a failure is logged and the submit goes on (§5)."""
-        signer = getattr(self.server, "signer", None)
+        signer = self.server.signers.get(domain)
         if signer is None:
             return
         info = signer.signer_info
