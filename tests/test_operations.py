@@ -48,6 +48,22 @@ class WaveletOpTransformVectorTests(SynchronousTestCase):
 
 class MoreTransformTests(SynchronousTestCase):
 
+    def test_ops_on_same_document_use_document_transform(self):
+        c = MutateDocument("b+1", DocOpBuilder().retain(2).characters("abc").retain(18).build())
+        s = MutateDocument("b+1", DocOpBuilder().retain(2).characters("123").retain(18).build())
+        c_t, s_t = transform(c, A, s, Y)
+        # Client first at a tie (section 9 doc_op_transform "TIE").
+        self.assertEqual(c_t, MutateDocument(
+            "b+1", DocOpBuilder().retain(2).characters("abc").retain(21).build()))
+        self.assertEqual(s_t, MutateDocument(
+            "b+1", DocOpBuilder().retain(5).characters("123").retain(18).build()))
+
+    def test_document_transform_failure_names_the_document(self):
+        c = MutateDocument("b+1", DocOpBuilder().retain(1).build())
+        s = MutateDocument("b+1", DocOpBuilder().characters("x").build())
+        e = self.assertRaises(TransformError, transform, c, A, s, Y)
+        self.assertIn("document b+1", str(e))
+
     def test_remove_against_add_of_same_participant_fails(self):
         self.assertRaises(TransformError, transform, RemoveParticipant(X), A, AddParticipant(X), Y)
 
@@ -147,6 +163,15 @@ class DeltaTransformTests(SynchronousTestCase):
         result = self.submit([AddParticipant(X), MutateDocument("b+1", insert("a"))])
         self.assertEqual(result.operations, (NoOp(), MutateDocument("b+1", insert("a"))))
         self.assertEqual(result.applied_at, self.current)
+
+    def test_stale_document_op_is_shifted_past_history(self):
+        history = [history_delta(Y, 3, [MutateDocument("b+1", insert("zz"))])]
+        self.current = history[0].resulting_version
+        mine = MutateDocument("b+1", insert("a"))
+        result = self.submit([mine], history=history)
+        # Same position, the submitted (client) insertion goes first.
+        self.assertEqual(result.operations, (MutateDocument(
+            "b+1", DocOpBuilder().characters("a").retain(2).build()),))
 
     def test_resubmission_by_same_author_is_a_duplicate(self):
         result = self.submit([AddParticipant(X)], author=Y)

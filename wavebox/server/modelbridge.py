@@ -15,11 +15,15 @@ def empty_state(name):
 
 
 def state_from_snapshot(name, blob):
-    return WaveletState.from_bytes(blob)
+    state = WaveletState.from_snapshot(blob)
+    if state.name != name:
+        from wavebox.model.errors import InvalidSnapshot
+        raise InvalidSnapshot("snapshot of %s stored for %s" % (state.name.uri, name.uri))
+    return state
 
 
 def state_snapshot(state):
-    return state.to_bytes()
+    return state.to_snapshot()
 
 
 def participants_of(state):
@@ -28,7 +32,7 @@ def participants_of(state):
 
 def serialize_delta(delta):
     """The ProtocolWaveletDelta bytes of a delta, made once: these are signed and hashed."""
-    return convert.delta_to_bytes(delta)
+    return convert.serialize_wavelet_delta(delta)
 
 
 def sign(signer, delta, delta_bytes):
@@ -39,18 +43,18 @@ def sign(signer, delta, delta_bytes):
 
 
 def signed_delta_bytes(signed):
-    return convert.signed_delta_to_bytes(signed)
+    return convert.serialize_signed_delta(signed)
 
 
 def parse_signed_delta(data):
-    return convert.signed_delta_from_bytes(data)
+    return convert.parse_signed_delta(data)
 
 
-def applied_delta_bytes(signed_delta, applied_at, operations_applied, timestamp_ms):
-    """The ProtocolAppliedWaveletDelta bytes: applied-at always set (section 2)."""
-    return convert.applied_delta_to_bytes(signed_delta, applied_at, operations_applied,
-                                          timestamp_ms)
+def build_applied_delta(signed_delta, applied_at, operations_applied, timestamp_ms):
+    """A new AppliedDelta and its ProtocolAppliedWaveletDelta bytes (applied-at always set)."""
+    return convert.build_applied_delta(signed_delta, applied_at, operations_applied,
+                                       timestamp_ms)
 
 
 def parse_applied_delta(data):
-    return convert.applied_delta_from_bytes(data)
+    return convert.parse_applied_delta(data)
