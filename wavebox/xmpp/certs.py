@@ -1,0 +1,243 @@
+"""
+Certificates for server-to-server TLS: ``wavebox gencert``, and the
+self-signed certificate the server makes for itself when none is configured.
+
+A wavebox certificate names the hosted domain and its wave service JID as
+DNS subjectAltNames (RFC 6125 DNS-IDs; ``service_identity`` has no pattern
+for the XMPP ``id-on-xmppAddr`` otherName, and peers such as Prosody accept
+DNS-IDs).  Keys are RSA in PKCS#8 PEM, the form FedOne's
+``certificate_private_key`` expects, so the same key can later sign deltas.
+
+``wavebox gencert --make-ca NAME`` makes a small CA for test federations:
+give its certificate to every server as ``trusted_ca`` and sign each
+server's certificate with it (``wavebox gencert DOMAIN --ca-cert --ca-key``).
+"""
+
+import argparse
+import datetime
+import os
+import re
+import sys
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+SELF_SIGNED_CERT = "self-signed.crt"
+SELF_SIGNED_KEY = "self-signed.key"
+RENEW_BEFORE = datetime.timedelta(days=30)
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def new_private_key(bits=2048):
+    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+
+def key_pem(key):
+    """Unencrypted PKCS#8 PEM (FedOne's ``certificate_private_key`` format)."""
+    return key.private_bytes(serialization.Encoding.PEM,
+                             serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def cert_pem(*certificates):
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certificates)
+
+
+def server_names(domain, prefix="wave"):
+    """The names a server certificate for ``domain`` covers: it and its wave service JID."""
+    return [domain, "%s.%s" % (prefix, domain)]
+
+
+def make_ca(name, key=None, days=3650):
+    """A CA certificate (and its key) that can sign server certificates."""
+    key = key or new_private_key()
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = _now()
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject).issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(
+            digital_signature=False, content_commitment=False, key_encipherment=False,
+            data_encipherment=False, key_agreement=False, key_cert_sign=True,
+            crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                       critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return key, certificate
+
+
+def make_server_certificate(names, key=None, ca=None, days=365):
+    """
+    A certificate for the server that answers for ``names`` (the first is the
+    subject CN).  ``ca`` is ``(ca_key, ca_certificate)``; without it the
+    certificate is self-signed.  Both server and client authentication are
+    allowed: on S2S streams a server presents it in both roles.
+    """
+    key = key or new_private_key()
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    if ca is None:
+        issuer_key, issuer = key, subject
+        authority = x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key())
+    else:
+        issuer_key, ca_certificate = ca
+        issuer = ca_certificate.subject
+        authority = x509.AuthorityKeyIdentifier.from_issuer_public_key(
+            ca_certificate.public_key())
+    now = _now()
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject).issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]),
+                       critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(
+            digital_signature=True, content_commitment=False, key_encipherment=True,
+            data_encipherment=False, key_agreement=False, key_cert_sign=False,
+            crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
+                                              ExtendedKeyUsageOID.CLIENT_AUTH]),
+                       critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                       critical=False)
+        .add_extension(authority, critical=False)
+        .sign(issuer_key, hashes.SHA256())
+    )
+    return key, certificate
+
+
+def write_file(path, data, private=False):
+    """Write atomically; private files are readable by their owner only."""
+    directory = os.path.dirname(path)
+    if directory:
+        os.makedirs(directory, mode=0o700 if private else 0o755, exist_ok=True)
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def load_certificate(path):
+    with open(path, "rb") as f:
+        return x509.load_pem_x509_certificates(f.read())[0]
+
+
+def load_private_key(path):
+    with open(path, "rb") as f:
+        return serialization.load_pem_private_key(f.read(), password=None)
+
+
+def certificate_names(certificate):
+    try:
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return []
+    return san.value.get_values_for_type(x509.DNSName)
+
+
+def ensure_self_signed(directory, names, days=365):
+    """
+    The paths of a self-signed certificate and key for ``names`` in
+    ``directory``: the existing pair while it covers every name and is not
+    about to expire, else a new one.
+    """
+    cert_path = os.path.join(directory, SELF_SIGNED_CERT)
+    key_path = os.path.join(directory, SELF_SIGNED_KEY)
+    try:
+        certificate = load_certificate(cert_path)
+        load_private_key(key_path)
+    except (OSError, ValueError, IndexError):
+        certificate = None
+    if certificate is not None:
+        covers = set(names) <= set(certificate_names(certificate))
+        fresh = certificate.not_valid_after_utc - _now() > RENEW_BEFORE
+        if covers and fresh:
+            return cert_path, key_path
+    key, certificate = make_server_certificate(list(names), days=days)
+    write_file(key_path, key_pem(key), private=True)
+    write_file(cert_path, cert_pem(certificate))
+    return cert_path, key_path
+
+
+# --- wavebox gencert ---------------------------------------------------------
+
+def _file_stem(name):
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")
+    return stem or "ca"
+
+
+def gencert(domain, out=".", ca_cert=None, ca_key=None, days=365, prefix="wave"):
+    """Write ``DOMAIN.key`` and ``DOMAIN.crt`` into ``out``; return their paths."""
+    ca = None
+    if ca_cert:
+        ca = (load_private_key(ca_key), load_certificate(ca_cert))
+    key, certificate = make_server_certificate(server_names(domain, prefix), ca=ca, days=days)
+    key_path = os.path.join(out, domain + ".key")
+    cert_path = os.path.join(out, domain + ".crt")
+    write_file(key_path, key_pem(key), private=True)
+    write_file(cert_path, cert_pem(certificate))
+    return cert_path, key_path
+
+
+def gencert_ca(name, out=".", days=3650):
+    """Write ``NAME.key`` and ``NAME.crt`` of a new CA into ``out``; return their paths."""
+    key, certificate = make_ca(name, days=days)
+    stem = _file_stem(name)
+    key_path = os.path.join(out, stem + ".key")
+    cert_path = os.path.join(out, stem + ".crt")
+    write_file(key_path, key_pem(key), private=True)
+    write_file(cert_path, cert_pem(certificate))
+    return cert_path, key_path
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(
+        prog="wavebox gencert",
+        description="Make an RSA key (PKCS#8 PEM) and a certificate for DOMAIN and "
+                    "its wave service JID, self-signed or signed by a CA; or make a "
+                    "test CA with --make-ca.")
+    parser.add_argument("domain", nargs="?", help="the hosted domain")
+    parser.add_argument("--make-ca", metavar="NAME", help="make a CA named NAME instead")
+    parser.add_argument("--ca-cert", metavar="FILE", help="sign with this CA certificate")
+    parser.add_argument("--ca-key", metavar="FILE", help="private key of --ca-cert")
+    parser.add_argument("--out", metavar="DIR", default=".", help="where to write (default .)")
+    parser.add_argument("--days", type=int, default=None,
+                        help="validity in days (default 365; 3650 for a CA)")
+    parser.add_argument("--wave-service-prefix", default="wave", metavar="PREFIX",
+                        help="the wave service JID is PREFIX.DOMAIN (default wave)")
+    args = parser.parse_args(argv)
+    if bool(args.make_ca) == bool(args.domain):
+        parser.error("give either DOMAIN or --make-ca NAME")
+    if bool(args.ca_cert) != bool(args.ca_key):
+        parser.error("--ca-cert and --ca-key go together")
+    if args.days is not None and args.days <= 0:
+        parser.error("--days must be positive")
+    try:
+        if args.make_ca:
+            cert_path, key_path = gencert_ca(args.make_ca, args.out, args.days or 3650)
+        else:
+            domain = args.domain.strip().rstrip(".").lower()
+            if not re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", domain) or ".." in domain:
+                parser.error("not a domain name: %r" % (args.domain,))
+            cert_path, key_path = gencert(domain, args.out, args.ca_cert, args.ca_key,
+                                          args.days or 365, args.wave_service_prefix)
+    except (OSError, ValueError) as e:
+        sys.stderr.write("wavebox gencert: %s\n" % (e,))
+        return 1
+    sys.stdout.write("wrote %s\nwrote %s\n" % (cert_path, key_path))
+    return 0

@@ -1,0 +1,1115 @@
+"""
+XMPP server-to-server streams (RFC 6120) and the service that routes over them.
+
+This module owns the sessions; :mod:`wavebox.xmpp.dialback` says what
+dialback means and :mod:`wavebox.xmpp.tls` what a certificate proves.
+
+Streams
+    :class:`IncomingStream` is the receiving side of a stream a peer opened
+    to us (RFC 6120 section 4): it answers the header with a fresh stream id,
+    offers ``<starttls><required/></starttls>`` until TLS is up (section 5)
+    and then ``<dialback><errors/></dialback>`` (XEP-0220 section 2.5), and
+    accepts stanzas only for domain pairs that dialback (or the TLS
+    certificate, XEP-0344) authenticated on that stream.
+    :class:`OutgoingStream` is the originating side: header, STARTTLS,
+    restart, features; after that it carries ``db:verify`` questions at once
+    and stanzas for every domain pair authenticated on it.
+
+    Stream errors (RFC 6120 4.9.3), each logged once, after which the stream
+    closes and every other stream carries on:
+
+    ======================  =================================================
+    ``not-well-formed``     the peer's XML does not parse
+    ``invalid-namespace``   the stream header is not ``http://etherx.jabber.org/
+                            streams`` / ``jabber:server``
+    ``policy-violation``    a stanza over :data:`MAX_STANZA_SIZE` bytes (4.9.3.17
+                            names size limits as its example); dialback before
+                            STARTTLS when TLS is required
+    ``host-unknown``        a header or stanza ``to`` we do not serve
+    ``not-authorized``      a stanza before any domain pair is authenticated
+    ``improper-addressing`` a stanza without a valid ``to`` or ``from``
+    ``invalid-from``        a stanza whose (from, to) domain pair is not
+                            authenticated on the stream
+    ``unsupported-stanza-type``  a top-level element we do not know
+    ``connection-timeout``  no authentication within the negotiation timeout
+    ======================  =================================================
+
+The service: :class:`S2SService`
+    The API for the layers above.  Every JID in ``domains`` is ours (each
+    hosted domain and its wave service JID ``wave.DOMAIN``).
+
+    ``send(stanza)``
+        Send a stanza (a ``domish.Element`` with ``from`` one of our JIDs).
+        To one of our own JIDs it is delivered locally; otherwise it waits
+        in order, per (local, remote) domain pair, until an outgoing stream
+        authenticated for that pair is ready.  Endpoints come from the
+        ``resolve`` callable (SRV, then A: RFC 6120 3.2), tried in order; a
+        stream already open to the same address is reused and the new pair
+        authenticated on it.  If every endpoint fails, each waiting stanza
+        returns to its sender as a stanza error (``remote-server-not-found``
+        when the domain did not resolve, ``remote-server-timeout`` when it
+        resolved but no authenticated stream came up: RFC 6120 8.3.3.15/16),
+        and the next attempt for that pair waits a growing back-off.
+    ``request(iq, timeout=30) -> Deferred``
+        Send an ``iq`` get/set and fire with the response ``iq`` (same id,
+        ``from``/``to`` swapped); errback with a ``StanzaError`` for
+        ``type='error'`` (also for bounces) and with ``remote-server-timeout``
+        when no answer came in time.
+    ``add_handler(handler)``
+        Attach a tx_xmpp ``XMPPHandler``.  Handlers see every stanza addressed
+        to our JIDs, on an in-process pipe (:class:`LocalEntities`); what they
+        ``send`` goes out through :meth:`S2SService.send`.  The same handlers
+        could sit on an XEP-0114 component stream.  An ``iq`` get/set no
+        handler marks ``handled`` is answered ``service-unavailable``.
+    ``disco``
+        The :class:`wavebox.xmpp.disco.DiscoResponder` (identities, features
+        and items are told to it by the wiring).
+    ``find_wave_service(domain, endpoints) -> Deferred[str | None]``
+        The ``disco`` callable of :mod:`wavebox.xmpp.discovery`.
+    ``set_endpoints(domain, endpoints)``
+        Remember where a domain was found (tried before DNS for an hour).
+"""
+
+import ipaddress
+import uuid
+
+from twisted.application import service
+from twisted.internet import defer, protocol
+from twisted.internet.interfaces import ISSLTransport
+from twisted.logger import Logger
+from twisted.python import failure
+from twisted.words.protocols.jabber import error, jid, xmlstream
+from twisted.words.protocols.jabber.xmlstream import XMPPHandlerCollection
+from twisted.words.xish import domish
+from twisted.words.xish.utility import XmlPipe
+
+from wavebox.xmpp import dialback as db
+from wavebox.xmpp.disco import DiscoResponder, find_wave_service
+from wavebox.xmpp.tls import TLSVerdict
+
+NS_STREAMS = xmlstream.NS_STREAMS
+NS_SERVER = "jabber:server"
+NS_CLIENT = "jabber:client"
+NS_COMPONENT = "jabber:component:accept"
+NS_TLS = xmlstream.NS_XMPP_TLS
+
+MAX_STANZA_SIZE = 512 * 1024
+STANZA_KINDS = ("message", "presence", "iq")
+
+log = Logger()
+
+
+class RouteFailed(Exception):
+    """No authenticated stream to a remote domain; ``condition`` is the stanza error."""
+
+    def __init__(self, condition, reason):
+        Exception.__init__(self, condition, reason)
+        self.condition = condition
+        self.reason = reason
+
+    def __str__(self):
+        return self.reason
+
+
+class TLSUnavailable(Exception):
+    """The peer would not (or could not) negotiate the TLS we require."""
+
+
+def _describe(reason):
+    value = reason.value if isinstance(reason, failure.Failure) else reason
+    if isinstance(value, defer.TimeoutError):
+        return "timed out"
+    text = str(value)
+    return "%s: %s" % (type(value).__name__, text) if text else type(value).__name__
+
+
+def parse_jid(value):
+    if not value:
+        return None
+    try:
+        return jid.internJID(value)
+    except (jid.InvalidFormat, UnicodeError):
+        return None
+
+
+def to_server_namespace(element):
+    """
+    Put a stanza (and children that inherited it) into ``jabber:server``:
+    handlers often build ``jabber:client`` or namespace-less stanzas.
+    """
+    if element.uri in (None, "", NS_CLIENT, NS_COMPONENT):
+        old = element.uri
+        element.uri = NS_SERVER
+        if element.defaultUri in (None, "", NS_CLIENT, NS_COMPONENT):
+            element.defaultUri = NS_SERVER
+        for child in element.elements():
+            if child.uri == old and old in (NS_CLIENT, NS_COMPONENT):
+                to_server_namespace(child)
+    return element
+
+
+# --- one TCP connection ------------------------------------------------------
+
+class S2SStream(xmlstream.XmlStream):
+    """
+    The byte side of a stream, either direction: the stanza size limit and
+    the XML errors.  Everything else is the session's (the Twisted
+    "authenticator", here :class:`IncomingStream` or :class:`OutgoingStream`).
+    """
+
+    def __init__(self, session, max_stanza_size=MAX_STANZA_SIZE):
+        xmlstream.XmlStream.__init__(self, session)
+        self.max_stanza_size = max_stanza_size
+        self.closing = False
+        self._unparsed = 0      # bytes received since the last complete element
+
+    def dataReceived(self, data):
+        if self.closing:
+            return
+        if data.strip():        # whitespace keepalives between stanzas are free
+            self._unparsed += len(data)
+        if self._unparsed > self.max_stanza_size:
+            self.authenticator.fail("policy-violation", "stanza larger than %d bytes"
+                                    % (self.max_stanza_size,))
+            return
+        if self.rawDataInFn:
+            self.rawDataInFn(data)
+        try:
+            self.stream.parse(data)
+        except domish.ParserError as e:
+            self.authenticator.fail("not-well-formed", str(e) or None)
+
+    def onDocumentStart(self, rootElement):
+        self._unparsed = 0
+        if self.closing:
+            return
+        self._guard(self.authenticator.streamStarted, rootElement)
+
+    def onElement(self, element):
+        self._unparsed = 0
+        if self.closing:
+            return
+        self._guard(self.authenticator.elementReceived, element)
+
+    def onDocumentEnd(self):
+        self.authenticator.streamEnded()
+
+    def _guard(self, handler, element):
+        """A bug of ours answers ``internal-server-error``, logged; never an unhandled error."""
+        try:
+            handler(element)
+        except Exception:
+            log.failure("S2S stream {peer}: error handling <{name}/>",
+                        peer=self.authenticator.peer, name=element.name)
+            self.authenticator.fail("internal-server-error")
+
+    def connectionLost(self, reason):
+        xmlstream.XmlStream.connectionLost(self, reason)
+        self.authenticator.connectionLost(reason)
+
+
+class _Session(xmlstream.Authenticator):
+    """What both directions share: addressing, TLS state, closing, stream errors."""
+
+    direction = None
+
+    def __init__(self, server):
+        xmlstream.Authenticator.__init__(self)
+        self.server = server
+        self.address = None             # (host, port) of the peer
+        self.tls_verdict = None
+        self.authenticated = set()      # (originating, receiving) domain pairs
+        self.verifying = set()          # pairs whose key the Authoritative Server is checking
+        self.pending_results = {}       # pair -> Waiters (we are the Originating Server)
+        self.pending_verifies = {}      # (authoritative, receiving, id) -> Waiters
+        self.closed = db.Waiters()
+        self.peer_error = None          # stream error condition the peer sent us
+        self.connected = False
+        self._abort_call = None
+
+    @property
+    def peer(self):
+        host, port = self.address or ("?", 0)
+        return "%s:%s" % (host, port)
+
+    @property
+    def sid(self):
+        return self.xmlstream.sid if self.xmlstream else None
+
+    @property
+    def tls_active(self):
+        xs = self.xmlstream
+        return bool(xs and xs.transport and ISSLTransport.providedBy(xs.transport))
+
+    @property
+    def usable(self):
+        return self.connected and not self.xmlstream.closing
+
+    def peer_proves(self, domain):
+        """Whether the peer's TLS certificate proves ``domain`` (for XEP-0344)."""
+        if not self.tls_active or self.server.tls is None:
+            return False
+        return self.server.tls.peer_proves(self.xmlstream.transport, self.tls_verdict, domain)
+
+    def connectionMade(self):
+        self.connected = True
+        peer = self.xmlstream.transport.getPeer()
+        self.address = (getattr(peer, "host", "?"), getattr(peer, "port", 0))
+        xs = self.xmlstream
+        xs.max_stanza_size = self.server.max_stanza_size
+        xs.namespace = NS_SERVER
+        xs.prefixes = {NS_STREAMS: "stream", db.NS_DIALBACK: "db"}
+
+    def send(self, element):
+        if self.usable:
+            self.xmlstream.send(element)
+
+    def authenticated_changed(self):
+        """Hook: a domain pair was authenticated on this stream."""
+
+    # closing ---------------------------------------------------------------
+
+    def fail(self, condition, text=None):
+        """Send a stream error and close (RFC 6120 4.9): logged once, here."""
+        xs = self.xmlstream
+        if xs is None or xs.closing or not self.connected:
+            return
+        xs.closing = True
+        log.warn("{direction} S2S stream {peer}: stream error <{condition}/>{text}",
+                 direction=self.direction, peer=self.peer, condition=condition,
+                 text=(": " + text) if text else "")
+        xs.sendStreamError(error.StreamError(condition, text=text))
+        self._abort_later()
+
+    def close(self):
+        """End the stream politely; fires when the connection is gone."""
+        xs = self.xmlstream
+        if self.connected and not xs.closing:
+            xs.closing = True
+            if xs._headerSent:
+                xs.sendFooter()
+            xs.transport.loseConnection()
+            self._abort_later()
+        return self.closed.wait()
+
+    def _abort_later(self):
+        """A TLS close waits for the peer's close_notify: do not wait forever."""
+        if self._abort_call is None and self.connected:
+            self._abort_call = self.server.clock.callLater(
+                self.server.close_grace, self._abort)
+
+    def _abort(self):
+        self._abort_call = None
+        if self.connected:
+            self.xmlstream.transport.abortConnection()
+
+    def streamEnded(self):
+        """The peer sent ``</stream:stream>``: answer it and close (RFC 6120 4.4)."""
+        self.close()
+
+    def connectionLost(self, reason):
+        self.connected = False
+        if self._abort_call is not None and self._abort_call.active():
+            self._abort_call.cancel()
+        self._abort_call = None
+        lost = RouteFailed("remote-server-timeout", "stream to %s closed: %s"
+                           % (self.peer, _describe(reason)))
+        for waiters in list(self.pending_results.values()) + list(self.pending_verifies.values()):
+            waiters.fail(lost)
+        self.pending_results.clear()
+        self.pending_verifies.clear()
+        self.server.stream_lost(self)
+        self.closed.fire(None)
+
+    # elements --------------------------------------------------------------
+
+    def elementReceived(self, element):
+        if element.uri == NS_STREAMS and element.name == "error":
+            self._peer_stream_error(element)
+        elif element.uri == db.NS_DIALBACK and element.name in ("result", "verify"):
+            self._dialback(element)
+        else:
+            self._element(element)
+
+    def _peer_stream_error(self, element):
+        condition = None
+        text = None
+        for child in element.elements():
+            if child.name == "text":
+                text = str(child)
+            elif condition is None:
+                condition = child.name
+        self.peer_error = condition
+        log.warn("{direction} S2S stream {peer}: the peer sent stream error "
+                 "<{condition}/>{text}", direction=self.direction, peer=self.peer,
+                 condition=condition, text=(": " + text) if text else "")
+        self.xmlstream.closing = True
+        self.xmlstream.transport.loseConnection()
+        self._abort_later()
+
+    def _dialback(self, element):
+        """
+        Requests (no ``type``) come on streams the peer opened; answers (with
+        ``type``) on streams we opened.
+        """
+        answer = element.hasAttribute("type")
+        dialback = self.server.dialback
+        if element.name == "result":
+            if answer:
+                dialback.result_answered(self, element)
+            else:
+                dialback.receive_result(self, element)
+        else:
+            if answer:
+                dialback.verify_answered(self, element)
+            else:
+                dialback.answer_verify(self, element)
+
+    def _element(self, element):
+        raise NotImplementedError
+
+    def _check_header(self, root):
+        """RFC 6120 4.8: the stream namespace and the content namespace."""
+        if root.uri != NS_STREAMS or root.name != "stream":
+            self.fail("invalid-namespace", "the stream must be <stream xmlns='%s'>"
+                      % (NS_STREAMS,))
+            return False
+        if root.defaultUri != NS_SERVER:
+            self.fail("invalid-namespace", "the content namespace must be %s" % (NS_SERVER,))
+            return False
+        return True
+
+
+class IncomingStream(_Session):
+    """The receiving side of a stream a peer opened to us."""
+
+    direction = "incoming"
+
+    def __init__(self, server):
+        _Session.__init__(self, server)
+        self._timeout_call = None
+
+    def associateWithStream(self, xs):
+        _Session.associateWithStream(self, xs)
+        xs.initiating = False
+
+    def connectionMade(self):
+        _Session.connectionMade(self)
+        self.xmlstream.thisEntity = jid.internJID(self.server.default_domain)
+        self.server.incoming_opened(self)
+        self._timeout_call = self.server.clock.callLater(
+            self.server.negotiation_timeout, self._timed_out)
+
+    def _timed_out(self):
+        self._timeout_call = None
+        if not self.authenticated:
+            self.fail("connection-timeout", "no domain authenticated in %d seconds"
+                      % (self.server.negotiation_timeout,))
+
+    def authenticated_changed(self):
+        if self._timeout_call is not None and self._timeout_call.active():
+            self._timeout_call.cancel()
+        self._timeout_call = None
+
+    def connectionLost(self, reason):
+        self.authenticated_changed()
+        _Session.connectionLost(self, reason)
+
+    def streamStarted(self, root):
+        """Answer the header (RFC 6120 4.2): new id every time, so also after TLS."""
+        xs = self.xmlstream
+        xmlstream.Authenticator.streamStarted(self, root)
+        if not self._check_header(root):
+            return
+        to = root.getAttribute("to")
+        if to:
+            target = parse_jid(to)
+            if target is None or not self.server.is_local(target.host):
+                self.fail("host-unknown", "we do not serve %r" % (to,))
+                return
+            xs.thisEntity = jid.internJID(target.host)
+        sender = parse_jid(root.getAttribute("from"))
+        xs.otherEntity = jid.internJID(sender.host) if sender else None
+        xs.sid = uuid.uuid4().hex
+        self.dialback_declared = root.localPrefixes.get("db") == db.NS_DIALBACK
+        xs.sendHeader()
+        if xs.version >= (1, 0):
+            xs.send(self._features())
+
+    def _features(self):
+        features = domish.Element((NS_STREAMS, "features"))
+        required = self.server.tls_required
+        if not self.tls_active and self.server.tls is not None:
+            starttls = features.addElement((NS_TLS, "starttls"))
+            if required:
+                starttls.addElement("required")
+        if self.tls_active or not required:
+            dialback = features.addElement((db.NS_DIALBACK_FEATURE, "dialback"))
+            dialback.addElement("errors")
+        return features
+
+    def _element(self, element):
+        if element.uri == NS_TLS and element.name == "starttls":
+            self._starttls()
+        elif element.uri == NS_SERVER and element.name in STANZA_KINDS:
+            self._stanza(element)
+        else:
+            self.fail("unsupported-stanza-type", "<%s xmlns='%s'/>" % (element.name, element.uri))
+
+    def _starttls(self):
+        """RFC 6120 5.4.2: proceed, switch to TLS, wait for the new header."""
+        xs = self.xmlstream
+        if self.tls_active:
+            self.fail("policy-violation", "STARTTLS on a TLS stream")
+            return
+        if self.server.tls is None:
+            xs.send(domish.Element((NS_TLS, "failure")))
+            self.close()
+            return
+        xs.send(domish.Element((NS_TLS, "proceed")))
+        self.tls_verdict = TLSVerdict()
+        xs.transport.startTLS(self.server.tls.receiving(self.tls_verdict))
+        xs.reset()
+
+    def _stanza(self, stanza):
+        """Accept a stanza only for a domain pair authenticated on this stream."""
+        if not self.authenticated:
+            self.fail("not-authorized", "<%s/> before dialback" % (stanza.name,))
+            return
+        sender = parse_jid(stanza.getAttribute("from"))
+        recipient = parse_jid(stanza.getAttribute("to"))
+        if sender is None or recipient is None:
+            self.fail("improper-addressing", "<%s/> needs a valid 'from' and 'to'"
+                      % (stanza.name,))
+            return
+        if not self.server.is_local(recipient.host):
+            self.fail("host-unknown", "we do not serve %s" % (recipient.host,))
+            return
+        if (sender.host, recipient.host) not in self.authenticated:
+            self.fail("invalid-from", "%s is not authenticated to send to %s on this stream"
+                      % (sender.host, recipient.host))
+            return
+        self.server.incoming_stanza(self, stanza)
+
+
+class OutgoingStream(_Session):
+    """The originating side of a stream we opened to ``remote`` at ``address``."""
+
+    direction = "outgoing"
+
+    def __init__(self, server, local, remote, address):
+        _Session.__init__(self, server)
+        self.local = local
+        self.remote = remote
+        self.address = address
+        self.negotiated = db.Waiters()  # fires when TLS (if any) and features are done
+        self.connector = None
+
+    def connectionMade(self):
+        address = self.address
+        _Session.connectionMade(self)
+        self.address = address
+        xs = self.xmlstream
+        xs.thisEntity = jid.internJID(self.local)
+        xs.otherEntity = jid.internJID(self.remote)
+        xs.sendHeader()
+
+    def connect_failed(self, reason):
+        self.negotiated.fail(RouteFailed("remote-server-timeout", "cannot connect to %s: %s"
+                                         % (self.peer, _describe(reason))))
+        self.server.stream_lost(self)
+        self.closed.fire(None)
+
+    def close(self):
+        if not self.connected and self.connector is not None and not self.closed.done:
+            self.connector.stopConnecting()
+        return _Session.close(self)
+
+    def connectionLost(self, reason):
+        verdict = self.tls_verdict
+        why = _describe(reason)
+        if verdict is not None and verdict.error and not self.negotiated.done:
+            why = "TLS certificate of %s refused: %s" % (self.remote, verdict.error)
+            log.warn("outgoing S2S stream {peer}: {why}", peer=self.peer, why=why)
+        self.negotiated.fail(RouteFailed("remote-server-timeout", "stream to %s (%s) closed: %s"
+                                         % (self.remote, self.peer, why)))
+        _Session.connectionLost(self, reason)
+
+    def covers(self, domain):
+        """May pairs for ``domain`` use this stream (its certificate names it)?"""
+        if not self.tls_active:
+            return not self.server.tls_required
+        return not self.server.tls_required or self.peer_proves(domain)
+
+    def streamStarted(self, root):
+        xs = self.xmlstream
+        xmlstream.Authenticator.streamStarted(self, root)
+        if not self._check_header(root):
+            return
+        xs.sid = root.getAttribute("id") or ""
+        if xs.version < (1, 0):
+            self._features({})      # pre-1.0 peers send no features (RFC 6120 4.7.5)
+
+    def _element(self, element):
+        if element.uri == NS_STREAMS and element.name == "features":
+            self._features({(c.uri, c.name): c for c in element.elements()})
+        elif element.uri == NS_TLS and element.name == "proceed":
+            self._proceed()
+        elif element.uri == NS_TLS and element.name == "failure":
+            self._tls_refused("the peer answered STARTTLS with <failure/>")
+        elif element.uri == NS_SERVER and element.name in STANZA_KINDS:
+            # RFC 6120 streams are one-way; a peer answers on its own stream.
+            log.debug("outgoing S2S stream {peer}: ignoring a <{name}/> sent to us",
+                      peer=self.peer, name=element.name)
+        else:
+            log.debug("outgoing S2S stream {peer}: ignoring <{name} xmlns='{uri}'/>",
+                      peer=self.peer, name=element.name, uri=element.uri)
+
+    def _features(self, features):
+        """RFC 6120 5.3.1: STARTTLS first when offered, else the stream is ready."""
+        if self.tls_active or self.negotiated.done:
+            self.negotiated.fire(self)
+            return
+        if (NS_TLS, "starttls") in features and self.server.tls is not None:
+            self.xmlstream.send(domish.Element((NS_TLS, "starttls")))
+        elif self.server.tls_required:
+            self._tls_refused("the peer does not offer STARTTLS")
+        else:
+            self.negotiated.fire(self)
+
+    def _proceed(self):
+        """RFC 6120 5.4.3.3: TLS, then a new header over it (the stream restarts)."""
+        xs = self.xmlstream
+        self.tls_verdict = TLSVerdict()
+        xs.transport.startTLS(self.server.tls.originating(self.remote, self.tls_verdict))
+        xs.reset()
+        xs.sendHeader()
+
+    def _tls_refused(self, why):
+        log.warn("outgoing S2S stream {peer}: {why}; TLS is required", peer=self.peer, why=why)
+        self.negotiated.fail(TLSUnavailable(why))
+        self.close()
+
+
+# --- factories ---------------------------------------------------------------
+
+class _IncomingFactory(protocol.ServerFactory):
+    noisy = False
+
+    def __init__(self, server):
+        self.server = server
+
+    def buildProtocol(self, addr):
+        xs = S2SStream(IncomingStream(self.server), self.server.max_stanza_size)
+        xs.factory = self
+        return xs
+
+
+class _OutgoingFactory(protocol.ClientFactory):
+    noisy = False
+
+    def __init__(self, session):
+        self.session = session
+
+    def buildProtocol(self, addr):
+        xs = S2SStream(self.session, self.session.server.max_stanza_size)
+        xs.factory = self
+        return xs
+
+    def clientConnectionFailed(self, connector, reason):
+        self.session.connect_failed(reason)
+
+
+# --- local delivery ------------------------------------------------------------
+
+class LocalEntities(XMPPHandlerCollection):
+    """
+    The handlers of our JIDs, attached to one end of an in-process pipe.
+
+    Stanzas for us are dispatched on ``xmlstream`` (the pipe's source, what
+    handlers observe); what handlers send arrives at the pipe's sink and goes
+    to :meth:`S2SService.send`.  Handlers are tx_xmpp ``XMPPHandler``\\ s, so
+    the same ones could be attached to a component stream (XEP-0114).
+    """
+
+    def __init__(self, server):
+        XMPPHandlerCollection.__init__(self)
+        self._server = server
+        self._pipe = XmlPipe()
+        self.xmlstream = self._pipe.source
+        self._pipe.sink.addObserver("/*", server.send)
+
+    def addHandler(self, handler):
+        XMPPHandlerCollection.addHandler(self, handler)
+        handler.makeConnection(self.xmlstream)
+        handler.connectionInitialized()
+
+    def removeHandler(self, handler):
+        handler.connectionLost(None)
+        XMPPHandlerCollection.removeHandler(self, handler)
+
+    def send(self, obj):
+        self.xmlstream.send(obj)
+
+    def request(self, request):
+        """tx_xmpp's ``StreamManager.request``: a ``generic.Request`` or an iq element."""
+        if domish.IElement.providedBy(request):
+            element = request
+        else:
+            element = request.toElement()
+        return self._server.request(element, getattr(request, "timeout", None))
+
+    def deliver(self, stanza):
+        """Dispatch to the handlers; True when one of them handled it."""
+        self._pipe.sink.send(stanza)
+        return bool(getattr(stanza, "handled", False))
+
+
+# --- the service -------------------------------------------------------------
+
+class _Route:
+    """Stanzas from one of our domains to one remote domain, and their stream."""
+
+    def __init__(self, local, remote):
+        self.local = local
+        self.remote = remote
+        self.queue = []
+        self.stream = None
+        self.establishing = False
+        self.failures = 0
+        self.retry_at = 0
+        self.retry_call = None
+
+    @property
+    def ready(self):
+        stream = self.stream
+        return (stream is not None and stream.usable
+                and (self.local, self.remote) in stream.authenticated)
+
+
+class _Hint:
+    def __init__(self, endpoints, expires):
+        self.endpoints = list(endpoints)
+        self.expires = expires
+
+
+class S2SService(service.Service):
+    """
+    XMPP server-to-server for the JIDs in ``domains`` (see the module docstring).
+
+    ``tls`` is a :class:`wavebox.xmpp.tls.TLSPolicy` (or None: no TLS at all,
+    only allowed with ``tls_required=False``); ``resolve(domain)`` returns a
+    Deferred list of endpoints (``.host``, ``.port``), SRV order first;
+    ``connect(host, port, factory, timeout, bindAddress)`` defaults to
+    ``reactor.connectTCP``.  ``port=None`` does not listen (``wavebox check``).
+    """
+
+    name = "s2s"
+
+    def __init__(self, domains, secret, tls, resolve, *, tls_required=None,
+                 interface="", port=5269, reactor=None, clock=None, connect=None,
+                 trust_certificates=True, max_stanza_size=MAX_STANZA_SIZE,
+                 connect_timeout=30.0, dialback_timeout=30.0, negotiation_timeout=60.0,
+                 request_timeout=30.0, backoff_initial=2.0, backoff_max=60.0,
+                 hint_lifetime=3600.0, close_grace=2.0):
+        if reactor is None:
+            from twisted.internet import reactor
+        if not domains:
+            raise ValueError("S2SService needs at least one local domain")
+        self.domains = [d.lower() for d in domains]
+        self.default_domain = self.domains[0]
+        self.tls = tls
+        self.tls_required = tls.required if tls_required is None and tls else bool(tls_required)
+        if self.tls_required and tls is None:
+            raise ValueError("TLS is required but no TLS policy is given")
+        self.dialback = db.Dialback(secret, self, trust_certificates)
+        self._resolve = resolve
+        self.interface = interface
+        self.port = port
+        self._reactor = reactor
+        self.clock = clock or reactor
+        self._connect_tcp = connect or reactor.connectTCP
+        self.max_stanza_size = max_stanza_size
+        self.connect_timeout = connect_timeout
+        self.dialback_timeout = dialback_timeout
+        self.negotiation_timeout = negotiation_timeout
+        self.request_timeout = request_timeout
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.hint_lifetime = hint_lifetime
+        self.close_grace = close_grace
+
+        self.local = LocalEntities(self)
+        self.disco = DiscoResponder()
+        self.add_handler(self.disco)
+        self.incoming = set()
+        self.outgoing = []
+        self.routes = {}
+        self._requests = {}
+        self._hints = {}
+        self._listening = None
+        self.stopping = False
+
+    # public API ---------------------------------------------------------------
+
+    def is_local(self, domain):
+        return bool(domain) and domain.lower() in self.domains
+
+    def add_handler(self, handler):
+        handler.setHandlerParent(self.local)
+
+    def listening_address(self):
+        """The (host, port) we listen on, or None."""
+        if self._listening is None:
+            return None
+        address = self._listening.getHost()
+        return address.host, address.port
+
+    def set_endpoints(self, domain, endpoints):
+        """Remember that ``domain`` was found at ``endpoints``; tried before DNS."""
+        if endpoints:
+            self._hints[domain.lower()] = _Hint(
+                endpoints, self.clock.seconds() + self.hint_lifetime)
+
+    def send(self, stanza):
+        """Send a stanza from one of our JIDs to any JID (see the module docstring)."""
+        to_server_namespace(stanza)
+        recipient = parse_jid(stanza.getAttribute("to"))
+        sender = parse_jid(stanza.getAttribute("from"))
+        if sender is None or not self.is_local(sender.host):
+            raise ValueError("a stanza sent through S2S needs a 'from' of ours, not %r"
+                             % (stanza.getAttribute("from"),))
+        if recipient is None:
+            raise ValueError("a stanza needs a valid 'to', not %r" % (stanza.getAttribute("to"),))
+        if self.is_local(recipient.host):
+            self._deliver_local(stanza)
+        else:
+            self._send_remote(stanza, sender.host, recipient.host)
+
+    def request(self, iq, timeout=None):
+        """Send an iq get/set; fire with the answer iq (see the module docstring)."""
+        if iq.name != "iq" or iq.getAttribute("type") not in ("get", "set"):
+            return defer.fail(ValueError("not an iq request"))
+        if not iq.getAttribute("from"):
+            iq["from"] = self.default_domain
+        if not iq.getAttribute("id"):
+            iq.addUniqueId()
+        key = iq["id"]
+        if key in self._requests:
+            return defer.fail(ValueError("an iq with id %r is already waiting" % (key,)))
+        recipient, sender = parse_jid(iq.getAttribute("to")), parse_jid(iq["from"])
+        if recipient is None or sender is None:
+            return defer.fail(ValueError("an iq request needs a valid 'to' and 'from'"))
+
+        def cancel(d):
+            self._forget_request(key)
+
+        d = defer.Deferred(cancel)
+        timeout = self.request_timeout if timeout is None else timeout
+        call = self.clock.callLater(timeout, self._request_timed_out, key)
+        self._requests[key] = (d, recipient.full(), sender.full(), call)
+        try:
+            self.send(iq)
+        except Exception:
+            self._forget_request(key)
+            return defer.fail()
+        return d
+
+    def find_wave_service(self, domain, endpoints=None, sender=None):
+        """
+        The ``disco`` callable of :mod:`wavebox.xmpp.discovery`: disco#items to
+        ``domain`` at ``endpoints``, disco#info to each item and ``domain``;
+        the JID that is a wave service, or None.  Fails when ``domain`` cannot
+        be reached.
+        """
+        if endpoints:
+            self.set_endpoints(domain, endpoints)
+
+        def found_items(jids):
+            # Items of a domain are usually served by the same server.
+            for item in jids:
+                if endpoints and item.lower() not in self._hints:
+                    self.set_endpoints(item, endpoints)
+
+        return find_wave_service(self.local.request, domain,
+                                 sender or self.default_domain, found_items)
+
+    # service -------------------------------------------------------------------
+
+    def startService(self):
+        service.Service.startService(self)
+        self.stopping = False
+        if self.port is not None:
+            self._listening = self._reactor.listenTCP(
+                self.port, _IncomingFactory(self), interface=self.interface)
+            host, port = self.listening_address()
+            log.info("S2S listening on {host}:{port} for {domains}",
+                     host=host or "*", port=port, domains=", ".join(self.domains))
+
+    def stopService(self):
+        service.Service.stopService(self)
+        self.stopping = True
+        for route in self.routes.values():
+            if route.retry_call is not None and route.retry_call.active():
+                route.retry_call.cancel()
+            route.retry_call = None
+            route.queue = []
+        for d, _, _, call in list(self._requests.values()):
+            d.cancel()
+        waits = []
+        if self._listening is not None:
+            waits.append(defer.maybeDeferred(self._listening.stopListening))
+            self._listening = None
+        for session in list(self.incoming) + list(self.outgoing):
+            waits.append(session.close())
+        return defer.DeferredList(waits)
+
+    # incoming ------------------------------------------------------------------
+
+    def incoming_opened(self, session):
+        self.incoming.add(session)
+
+    def stream_lost(self, session):
+        self.incoming.discard(session)
+        if session in self.outgoing:
+            self.outgoing.remove(session)
+        for route in self.routes.values():
+            if route.stream is session:
+                route.stream = None
+
+    def incoming_stanza(self, session, stanza):
+        self._deliver_local(stanza)
+
+    def _deliver_local(self, stanza):
+        if stanza.name == "iq" and stanza.getAttribute("type") in ("result", "error"):
+            if self._answer_request(stanza):
+                return
+        handled = self.local.deliver(stanza)
+        if (not handled and stanza.name == "iq"
+                and stanza.getAttribute("type") in ("get", "set")):
+            self.send(error.StanzaError("service-unavailable").toResponse(stanza))
+
+    def _answer_request(self, iq):
+        entry = self._requests.get(iq.getAttribute("id"))
+        if entry is None:
+            return False
+        d, expected_from, expected_to, call = entry
+        sender, recipient = parse_jid(iq.getAttribute("from")), parse_jid(iq.getAttribute("to"))
+        if (sender is None or recipient is None or sender.full() != expected_from
+                or recipient.full() != expected_to):
+            return False
+        self._forget_request(iq["id"])
+        iq.handled = True
+        if iq["type"] == "error":
+            d.errback(error.exceptionFromStanza(iq))
+        else:
+            d.callback(iq)
+        return True
+
+    def _forget_request(self, key):
+        entry = self._requests.pop(key, None)
+        if entry is not None and entry[3].active():
+            entry[3].cancel()
+
+    def _request_timed_out(self, key):
+        entry = self._requests.pop(key, None)
+        if entry is not None:
+            entry[0].errback(error.StanzaError(
+                "remote-server-timeout", type="wait", text="no answer in time"))
+
+    # outgoing ------------------------------------------------------------------
+
+    def _send_remote(self, stanza, local, remote):
+        route = self.routes.get((local, remote))
+        if route is None:
+            route = self.routes[(local, remote)] = _Route(local, remote)
+        if route.ready and not route.queue:
+            route.stream.send(stanza)
+            return
+        route.queue.append(stanza)
+        self._start(route)
+
+    def _start(self, route):
+        if route.establishing or route.retry_call is not None or self.stopping:
+            return
+        delay = route.retry_at - self.clock.seconds()
+        if delay > 0:
+            route.retry_call = self.clock.callLater(delay, self._establish, route)
+        else:
+            self._establish(route)
+
+    def _establish(self, route):
+        route.retry_call = None
+        route.establishing = True
+        d = self._stream_to(route.local, route.remote, authenticate=True)
+        d.addCallbacks(self._route_ready, self._route_failed,
+                       callbackArgs=(route,), errbackArgs=(route,))
+
+    def _route_ready(self, stream, route):
+        route.establishing = False
+        route.failures = 0
+        route.retry_at = 0
+        route.stream = stream
+        queue, route.queue = route.queue, []
+        for stanza in queue:
+            stream.send(stanza)
+        if route.queue:             # the stream went away while sending
+            self._start(route)
+
+    def _route_failed(self, reason, route):
+        route.establishing = False
+        if self.stopping:
+            route.queue = []
+            return
+        value = reason.value
+        condition = getattr(value, "condition", None)
+        if condition not in ("remote-server-not-found", "remote-server-timeout"):
+            condition = "remote-server-timeout"
+        route.failures += 1
+        delay = min(self.backoff_max, self.backoff_initial * 2 ** (route.failures - 1))
+        route.retry_at = self.clock.seconds() + delay
+        queue, route.queue = route.queue, []
+        log.warn("S2S: no stream from {local} to {remote}: {reason}; returning "
+                 "{count} stanza(s) with <{condition}/>; next attempt in {delay:.0f}s",
+                 local=route.local, remote=route.remote, reason=_describe(reason),
+                 count=len(queue), condition=condition, delay=delay)
+        for stanza in queue:
+            self._bounce(stanza, condition, _describe(reason))
+
+    def _bounce(self, stanza, condition, text):
+        """Return an undeliverable stanza to its (local) sender, RFC 6120 8.3."""
+        if stanza.getAttribute("type") in ("error", "result"):
+            return
+        kind = "cancel" if condition == "remote-server-not-found" else "wait"
+        self._deliver_local(error.StanzaError(condition, type=kind, text=text).toResponse(stanza))
+
+    @defer.inlineCallbacks
+    def _stream_to(self, local, remote, authenticate):
+        """
+        A negotiated outgoing stream to ``remote`` (authenticated for
+        (local, remote) when ``authenticate``): endpoints from the hint, then
+        DNS; for each, an open stream to that address, else a new one.
+        """
+        reasons = []
+        tried = set()
+        hint = self._hints.get(remote)
+        phases = []
+        if hint is not None and hint.expires > self.clock.seconds():
+            phases.append(hint.endpoints)
+        resolved = False
+        while True:
+            if phases:
+                endpoints = phases.pop(0)
+            elif not resolved:
+                resolved = True
+                try:
+                    endpoints = yield self._resolve(remote)
+                except Exception as e:
+                    if not reasons:
+                        raise RouteFailed("remote-server-not-found", "cannot resolve %s: %s"
+                                          % (remote, _describe(e)))
+                    break
+                if not endpoints and not reasons:
+                    raise RouteFailed("remote-server-not-found", "no address for %s" % (remote,))
+            else:
+                break
+            for endpoint in endpoints:
+                address = (endpoint.host, endpoint.port)
+                if address in tried:
+                    continue
+                tried.add(address)
+                for stream in [s for s in self.outgoing if s.address == address]:
+                    try:
+                        yield self._prepared(stream, local, remote, authenticate)
+                        return stream
+                    except Exception as e:
+                        reasons.append(_describe(e))
+                if self.stopping:
+                    raise RouteFailed("remote-server-timeout", "shutting down")
+                stream = self._connect(address, local, remote)
+                try:
+                    yield self._prepared(stream, local, remote, authenticate)
+                    return stream
+                except Exception as e:
+                    reasons.append(_describe(e))
+                    if not stream.negotiated.done:
+                        stream.close()
+        raise RouteFailed("remote-server-timeout", "; ".join(reasons) or
+                          "no address for %s" % (remote,))
+
+    @defer.inlineCallbacks
+    def _prepared(self, stream, local, remote, authenticate):
+        yield stream.negotiated.wait().addTimeout(self.connect_timeout, self.clock)
+        if not stream.usable:
+            raise RouteFailed("remote-server-timeout", "stream to %s closed" % (stream.peer,))
+        if not stream.covers(remote):
+            raise RouteFailed("remote-server-timeout", "the certificate at %s does not name %s"
+                              % (stream.peer, remote))
+        if authenticate:
+            yield self.dialback.originate(stream, local, remote).addTimeout(
+                self.dialback_timeout, self.clock)
+
+    def _connect(self, address, local, remote):
+        session = OutgoingStream(self, local, remote, address)
+        self.outgoing.append(session)
+        host, port = address
+        session.connector = self._connect_tcp(
+            host, port, _OutgoingFactory(session), timeout=self.connect_timeout,
+            bindAddress=self._bind_address(host))
+        return session
+
+    def _bind_address(self, host):
+        """Leave from our own address when we listen on one (same family only)."""
+        if not self.interface:
+            return None
+        try:
+            ours, theirs = ipaddress.ip_address(self.interface), ipaddress.ip_address(host)
+        except ValueError:
+            return None
+        if ours.version != theirs.version or ours.is_loopback != theirs.is_loopback:
+            return None
+        return (self.interface, 0)
+
+    def verify_with_authoritative(self, receiving, originating, stream_id, key):
+        """For the Receiving Server: ask ``originating``'s Authoritative Server about a key."""
+        d = self._stream_to(receiving, originating, authenticate=False)
+
+        def ask(stream):
+            return self.dialback.ask_authoritative(
+                stream, receiving, originating, stream_id, key).addTimeout(
+                    self.dialback_timeout, self.clock)
+        return d.addCallback(ask)
+
+
+def make_check_disco(config, reactor=None):
+    """
+    The ``disco`` callable for ``wavebox check``: each call opens a one-shot
+    originating stream with our configured identity (certificate, dialback
+    secret), asks, and closes it again.
+    """
+    from wavebox.xmpp import tls as tlsmodule
+    from wavebox.xmpp.resolver import DnspythonResolver, resolve_server
+
+    resolver = DnspythonResolver(config.nameserver, config.dns_timeout)
+    names = local_names(config)
+
+    def disco(domain, endpoints):
+        s2s = S2SService(
+            names, db.secret_from_config(config), tlsmodule.policy_from_config(config, names),
+            lambda d: resolve_server(resolver, d, []), port=None, reactor=reactor)
+        s2s.startService()
+        d = s2s.find_wave_service(domain, endpoints)
+
+        def done(result):
+            return s2s.stopService().addCallback(lambda _: result)
+        return d.addBoth(done)
+    return disco
+
+
+def local_names(config):
+    """Every JID domain we answer for: each hosted domain, then its wave service JID."""
+    names = []
+    for domain in config.domains:
+        names.append(domain)
+        names.append(config.service_jid(domain))
+    return names

@@ -1,0 +1,215 @@
+"""
+TLS for server-to-server streams: the contexts STARTTLS (RFC 6120 section 5)
+switches to, and the certificate checks of RFC 6125 done with
+``service_identity``.
+
+Two directions, two policies:
+
+- **Originating side** (we opened the stream): the peer's certificate must
+  chain to a CA we trust (``trusted_ca`` or the system store) and name the
+  domain we meant to reach (DNS-ID, RFC 6125).  Otherwise the handshake is
+  refused and nothing is sent.  With ``tls_required no`` (tests only) we
+  encrypt without checking, and dialback alone authenticates.
+- **Receiving side** (the peer opened the stream): we ask for a client
+  certificate but never refuse the handshake for it.  We only record whether
+  the chain verified; :meth:`TLSPolicy.peer_proves` later tells dialback
+  whether that certificate proves a claimed domain (XEP-0344: then no verify
+  round trip is needed).  A peer without a usable certificate is
+  authenticated by dialback, as XEP-0220 describes.
+
+Contexts are built once, at start-up, so that a bad key or certificate file
+stops the server at once instead of hanging a stream mid-STARTTLS.
+"""
+
+import os
+
+from OpenSSL import SSL
+from service_identity import VerificationError
+from service_identity.cryptography import verify_certificate_hostname
+from twisted.internet.interfaces import (
+    IOpenSSLClientConnectionCreator,
+    IOpenSSLServerConnectionCreator,
+)
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from wavebox.xmpp import certs
+
+log = Logger()
+
+# OpenSSL X509_V_ERR_* codes worth naming in a log line.
+_VERIFY_ERRORS = {
+    2: "issuer certificate not found",
+    7: "bad signature",
+    9: "certificate not yet valid",
+    10: "certificate expired",
+    18: "self-signed certificate",
+    19: "self-signed certificate in chain",
+    20: "issuer not trusted",
+    21: "cannot verify the first certificate",
+    24: "invalid CA certificate",
+    26: "unsuitable certificate purpose",
+}
+
+
+class TLSVerdict:
+    """
+    What one TLS handshake told us about the peer's certificate.
+
+    ``chain_ok`` is None when the peer sent no certificate, else whether its
+    chain verified against our trust roots.  ``error`` says why not, for logs.
+    """
+
+    def __init__(self):
+        self.chain_ok = None
+        self.error = None
+
+    def _record(self, ok, errno, depth):
+        if not ok:
+            self.chain_ok = False
+            if self.error is None:
+                self.error = "%s (OpenSSL error %d at depth %d)" % (
+                    _VERIFY_ERRORS.get(errno, "certificate not trusted"), errno, depth)
+        elif self.chain_ok is None:
+            self.chain_ok = True
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class _ReceivingTLS:
+    """The receiving side of one STARTTLS: ask for a certificate, never insist."""
+
+    def __init__(self, context, verdict):
+        self._context = context
+        self._verdict = verdict
+
+    def serverConnectionForTLS(self, tlsProtocol):
+        connection = SSL.Connection(self._context, None)
+        connection.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_CLIENT_ONCE, self._verify)
+        return connection
+
+    def _verify(self, connection, certificate, errno, depth, ok):
+        self._verdict._record(ok, errno, depth)
+        return True
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class _OriginatingTLS:
+    """
+    The originating side of one STARTTLS: send SNI, present our certificate,
+    and (when ``check``) refuse a peer whose chain or name does not verify.
+    """
+
+    def __init__(self, context, hostname, verdict, check):
+        self._context = context
+        self._hostname = hostname
+        self._verdict = verdict
+        self._check = check
+
+    def clientConnectionForTLS(self, tlsProtocol):
+        connection = SSL.Connection(self._context, None)
+        connection.set_tlsext_host_name(self._hostname.encode("idna"))
+        mode = SSL.VERIFY_PEER
+        if self._check:
+            mode |= SSL.VERIFY_FAIL_IF_NO_PEER_CERT
+        connection.set_verify(mode, self._verify)
+        return connection
+
+    def _verify(self, connection, certificate, errno, depth, ok):
+        try:
+            self._verdict._record(ok, errno, depth)
+            if depth == 0 and ok:
+                try:
+                    verify_certificate_hostname(certificate.to_cryptography(), self._hostname)
+                except VerificationError as e:
+                    self._verdict.chain_ok = False
+                    self._verdict.error = "certificate does not name %s (%s)" % (
+                        self._hostname, e)
+                    ok = False
+            return bool(ok) or not self._check
+        except Exception:
+            # An exception escaping an OpenSSL callback is lost; log and refuse.
+            log.failure("while checking the certificate of {host}", host=self._hostname)
+            return not self._check
+
+
+def _context(cert_file, key_file, trusted_ca):
+    context = SSL.Context(SSL.TLS_METHOD)
+    context.set_min_proto_version(SSL.TLS1_2_VERSION)
+    context.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE
+                        | SSL.OP_NO_TICKET)
+    context.use_certificate_chain_file(cert_file.encode("utf-8"))
+    context.use_privatekey_file(key_file.encode("utf-8"))
+    context.check_privatekey()
+    if trusted_ca:
+        context.load_verify_locations(trusted_ca.encode("utf-8"))
+    else:
+        context.set_default_verify_paths()
+    # Needed for client certificates on the receiving side (OpenSSL refuses
+    # to resume or request without a session id context).
+    context.set_session_id(b"wavebox-s2s")
+    context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+    return context
+
+
+class TLSPolicy:
+    """
+    Our certificate, whom we trust, and whether TLS is required.
+
+    ``cert_file`` holds our certificate chain (leaf first), ``key_file`` its
+    private key; both PEM.  ``trusted_ca`` is a PEM file of CA certificates,
+    or None for the system store.
+    """
+
+    def __init__(self, cert_file, key_file, trusted_ca=None, required=True):
+        self.required = required
+        self.cert_file = cert_file
+        self.trusted_ca = trusted_ca
+        # Two contexts: OpenSSL contexts are shared by their connections,
+        # and the two sides set different verify callbacks per connection.
+        self._receiving = _context(cert_file, key_file, trusted_ca)
+        self._originating = _context(cert_file, key_file, trusted_ca)
+
+    def receiving(self, verdict):
+        """The connection creator for ``transport.startTLS`` when the peer opened the stream."""
+        return _ReceivingTLS(self._receiving, verdict)
+
+    def originating(self, hostname, verdict):
+        """The connection creator when we opened the stream to ``hostname``."""
+        return _OriginatingTLS(self._originating, hostname, verdict, self.required)
+
+    def peer_proves(self, transport, verdict, domain):
+        """
+        Whether the peer's certificate on this TLS transport chains to a CA we
+        trust and names ``domain`` (RFC 6125 DNS-ID).
+        """
+        if verdict is None or not verdict.chain_ok:
+            return False
+        certificate = transport.getPeerCertificate()
+        if certificate is None:
+            return False
+        try:
+            verify_certificate_hostname(certificate.to_cryptography(), domain)
+        except VerificationError:
+            return False
+        return True
+
+
+def policy_from_config(config, names):
+    """
+    The :class:`TLSPolicy` of a configuration.  ``names`` are every domain we
+    answer for (each hosted domain and its wave service JID); when no
+    certificate is configured, a self-signed one for them is kept in the data
+    directory.
+    """
+    cert_file, key_file = config.certificate, config.private_key
+    if not cert_file:
+        cert_file, key_file = certs.ensure_self_signed(
+            os.path.join(config.data_dir, "tls"), names)
+        log.warn("No --certificate configured: using the self-signed certificate "
+                 "{path} for {names}.  Peers that check certificates will not trust "
+                 "it; make a real one (see 'wavebox gencert').",
+                 path=cert_file, names=", ".join(names))
+    if not config.tls_required:
+        log.warn("tls_required is off: S2S streams may run without TLS and peer "
+                 "certificates are not checked.  Use this for tests only.")
+    return TLSPolicy(cert_file, key_file, config.trusted_ca, config.tls_required)
