@@ -59,6 +59,7 @@ class FederationService(service.Service):
         self.service_jid = service_jid
         self.signers = signers
         self.outbox = Outbox(server.store, transport.send, transport.discover, clock=clock,
+                             forget=getattr(transport, "forget", None),
                              **(outbox_options or {}))
         self.host = FederationHost(server, self.outbox, signers, service_jid,
                                    transport.discover)

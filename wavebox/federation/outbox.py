@@ -300,6 +300,8 @@ class DestinationQueue:
             return
         self._drop_in_flight()
         self.forget_jid()
+        if self.outbox.forget is not None:
+            self.outbox.forget(self.destination)
         self.attempts += 1
         self.last_error = reason
         delay = backoff_delay(self.attempts, self.outbox.initial_backoff,
@@ -344,10 +346,11 @@ class Outbox:
     ``store`` is an :class:`~wavebox.store.interface.IWaveletStore`;
     ``send(element)`` hands a stanza to XMPP (it may return a Deferred that
     fails when the stanza cannot be delivered); ``discover(domain)`` gives the
-    peer's wave service JID (a Deferred).
+    peer's wave service JID (a Deferred); ``forget(domain)``, if given, drops
+    what discovery cached about a peer that just failed us.
     """
 
-    def __init__(self, store, send, discover, clock=None,
+    def __init__(self, store, send, discover, clock=None, forget=None,
                  receipt_timeout=DEFAULT_RECEIPT_TIMEOUT,
                  initial_backoff=DEFAULT_INITIAL_BACKOFF,
                  max_backoff=DEFAULT_MAX_BACKOFF,
@@ -357,6 +360,7 @@ class Outbox:
         self.store = store
         self.send = send
         self.discover = discover
+        self.forget = forget
         self.clock = clock
         self.receipt_timeout = receipt_timeout
         self.initial_backoff = initial_backoff
