@@ -9,17 +9,26 @@ from wavebox.model.docop import (
     AnnotationBoundary,
     Characters,
     DeleteCharacters,
+    DeleteElementStart,
     DocOp,
     DocOpBuilder,
     Document,
     ElementStart,
+    ReplaceAttributes,
     Retain,
     UpdateAttributes,
     check_well_formed,
+    compose,
     is_well_formed,
     normalize,
+    transform,
 )
-from wavebox.model.errors import IllFormedOperation, OperationMismatch
+from wavebox.model.errors import (
+    ComposeError,
+    IllFormedOperation,
+    OperationMismatch,
+    TransformError,
+)
 
 
 def doc_of(*parts):
@@ -172,3 +181,96 @@ class ApplyTests(SynchronousTestCase):
     def test_xml_escapes_text_and_attributes(self):
         d = doc_of(("p", {"x": 'a"<'}), "<&>", None)
         self.assertEqual(d.to_xml(), '<p x="a&quot;&lt;">&lt;&amp;&gt;</p>')
+
+
+class ComposeTests(SynchronousTestCase):
+
+    def test_insert_then_delete_of_it_vanishes(self):
+        a = DocOpBuilder().retain(1).characters("xy").retain(1).build()
+        b = DocOpBuilder().retain(1).delete_characters("x").retain(2).build()
+        self.assertEqual(compose(a, b), DocOp([Retain(1), Characters("y"), Retain(1)]))
+
+    def test_replace_then_replace_keeps_first_old_and_second_new(self):
+        a = DocOp([ReplaceAttributes({"k": "1"}, {"k": "2"})])
+        b = DocOp([ReplaceAttributes({"k": "2"}, {"j": "3"})])
+        self.assertEqual(compose(a, b), DocOp([ReplaceAttributes({"k": "1"}, {"j": "3"})]))
+
+    def test_update_then_update_merges(self):
+        a = DocOp([UpdateAttributes({"k": ("1", "2")})])
+        b = DocOp([UpdateAttributes({"k": ("2", "3"), "j": (None, "x")})])
+        self.assertEqual(compose(a, b),
+                         DocOp([UpdateAttributes({"j": (None, "x"), "k": ("1", "3")})]))
+
+    def test_inserted_element_takes_the_later_attribute_change(self):
+        a = DocOpBuilder().element_start("p", {"k": "1"}).element_end().build()
+        b = DocOpBuilder().update_attributes({"k": ("1", "2")}).retain(1).build()
+        self.assertEqual(compose(a, b), DocOpBuilder().element_start("p", {"k": "2"})
+                         .element_end().build())
+
+    def test_update_then_delete_deletes_the_original_attributes(self):
+        a = DocOpBuilder().update_attributes({"k": ("1", "2")}).retain(1).build()
+        b = DocOpBuilder().delete_element_start("p", {"k": "2"}).delete_element_end().build()
+        self.assertEqual(compose(a, b)[0], DeleteElementStart("p", {"k": "1"}))
+
+    def test_length_mismatch_is_a_compose_error(self):
+        self.assertRaises(ComposeError, compose, DocOp([Retain(2)]), DocOp([Retain(3)]))
+        self.assertRaises(ComposeError, compose, DocOp([Retain(3)]), DocOp([Retain(2)]))
+
+    def test_delete_of_inserted_element_as_text_is_a_compose_error(self):
+        a = DocOpBuilder().element_start("p").element_end().build()
+        b = DocOpBuilder().delete_characters("ab").build()
+        self.assertRaises(ComposeError, compose, a, b)
+
+
+class TransformTieBreakTests(SynchronousTestCase):
+
+    def test_client_wins_an_annotation_conflict_on_the_overlap(self):
+        d = doc_of("abcd")
+        client = DocOpBuilder().annotation_boundary(changes={"a": (None, "1")}).retain(4) \
+            .annotation_boundary(ends=["a"]).build()
+        server = DocOpBuilder().retain(1).annotation_boundary(changes={"a": (None, "2")}) \
+            .retain(2).annotation_boundary(ends=["a"]).retain(1).build()
+        client_t, server_t = transform(client, server)
+        # The client's operation now asserts the server's value on the overlap...
+        self.assertIn(AnnotationBoundary((), (("a", "2", "1"),)), client_t.components)
+        # ...and the server's is trimmed to nothing.
+        self.assertEqual(server_t, DocOp([Retain(4)]))
+        one = d.apply(client).apply(server_t)
+        self.assertEqual(one, d.apply(server).apply(client_t))
+        self.assertEqual([dict(i.annotations) for i in one.items()], [{"a": "1"}] * 4)
+
+    def test_attribute_change_vanishes_when_the_element_is_deleted(self):
+        d = doc_of(("p", {"x": "1"}), "ab", None)
+        client = DocOpBuilder().update_attributes({"x": ("1", "2")}).retain(3).build()
+        server = DocOpBuilder().delete_element_start("p", {"x": "1"}).delete_characters("ab") \
+            .delete_element_end().build()
+        client_t, server_t = transform(client, server)
+        self.assertEqual(client_t, DocOp([]))
+        self.assertEqual(server_t[0], DeleteElementStart("p", {"x": "2"}))
+        self.assertEqual(d.apply(client).apply(server_t).size, 0)
+
+    def test_insertion_inside_a_deleted_element_is_swallowed(self):
+        d = doc_of(("p", {}), "ab", None)
+        client = DocOpBuilder().retain(2).characters("hello").retain(2).build()
+        server = DocOpBuilder().delete_element_start("p").delete_characters("ab") \
+            .delete_element_end().build()
+        client_t, server_t = transform(client, server)
+        self.assertEqual(client_t, DocOp([]))
+        self.assertIn(DeleteCharacters("ahellob"), server_t.components)
+        self.assertEqual(d.apply(client).apply(server_t), d.apply(server).apply(client_t))
+
+    def test_update_conflict_on_same_key_client_wins(self):
+        d = doc_of(("p", {"x": "1"}), None)
+        client = DocOpBuilder().update_attributes({"x": ("1", "c")}).retain(1).build()
+        server = DocOpBuilder().update_attributes({"x": ("1", "s")}).retain(1).build()
+        client_t, server_t = transform(client, server)
+        self.assertEqual(client_t[0], UpdateAttributes({"x": ("s", "c")}))
+        result = d.apply(server).apply(client_t)
+        self.assertEqual(result, d.apply(client).apply(server_t))
+        self.assertEqual(result.items()[0].value.attribute_map(), {"x": "c"})
+
+    def test_operations_of_different_lengths_are_a_transform_error(self):
+        self.assertRaises(TransformError, transform, DocOp([Retain(2)]), DocOp([Retain(3)]))
+        self.assertRaises(TransformError, transform,
+                          DocOpBuilder().element_start("p").element_end().retain(1).build(),
+                          DocOp([Retain(2)]))

@@ -225,3 +225,23 @@ class UriPropertyTests(SynchronousTestCase):
     @given(_local_ids)
     def test_local_id_encoding_round_trips(self, local_id):
         self.assertEqual(decode_local_id(encode_local_id(local_id)), local_id)
+
+
+class ParsingFuzzTests(SynchronousTestCase):
+    """Whatever the text, id parsing raises InvalidId or returns a value; nothing else."""
+
+    @settings(max_examples=EXAMPLES, deadline=None)
+    @given(st.text(max_size=60).map(lambda s: "wave://" + s) | st.text(max_size=60))
+    def test_random_uris_raise_only_invalid_id(self, text):
+        try:
+            WaveletName.from_uri(text)
+        except InvalidId:
+            pass
+
+    @settings(max_examples=EXAMPLES, deadline=None)
+    @given(st.text(max_size=40))
+    def test_random_addresses_raise_only_invalid_participant_id(self, text):
+        try:
+            ParticipantId(text)
+        except InvalidParticipantId:
+            pass

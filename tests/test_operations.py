@@ -3,7 +3,7 @@
 from twisted.trial.unittest import SynchronousTestCase
 
 from wavebox.model.delta import HashedVersion, TransformedDelta, WaveletDelta
-from wavebox.model.docop import DocOpBuilder, Document
+from wavebox.model.docop import DocOpBuilder
 from wavebox.model.errors import (
     InvalidDelta, InvalidHashedVersion, InvalidOperation, RemovedAuthorError, TransformError)
 from wavebox.model.ids import ParticipantId
@@ -121,7 +121,7 @@ class ApplyTests(SynchronousTestCase):
         MutateDocument("b+1", DocOpBuilder().retain(2).characters("!").build()).apply(w, X)
         MutateDocument("b+1", DocOpBuilder().retain(3).characters("?").build()).apply(w, A)
         self.assertEqual(w.documents["b+1"].text(), "hi!?")
-        self.assertEqual(w.contributors["b+1"], [A, X])
+        self.assertEqual(w.contributors["b+1"], (A, X))
 
     def test_mutate_that_does_not_fit_names_document(self):
         w = Scratch([A])

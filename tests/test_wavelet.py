@@ -40,7 +40,7 @@ class Wavelet:
 
 def snapshot_of(state):
     return (state.version, state.hashed_version, list(state.participants), dict(state.documents),
-            {k: list(v) for k, v in state.contributors.items()}, state.creator,
+            dict(state.contributors), state.creator,
             state.last_modified_time)
 
 
@@ -60,7 +60,7 @@ class CreationTests(SynchronousTestCase):
         self.assertEqual(s.version, 2)
         self.assertEqual(s.participants, [ALICE])
         self.assertEqual((s.creator, s.creation_time, s.last_modified_time), (ALICE, 1001, 1001))
-        self.assertEqual(s.contributors, {"conversation": [ALICE]})
+        self.assertEqual(s.contributors, {"conversation": (ALICE,)})
 
     def test_first_delta_must_add_its_author(self):
         w = Wavelet()
@@ -84,7 +84,7 @@ class AuthorshipTests(SynchronousTestCase):
     def test_author_may_add_themself(self):
         self.w.apply(BOB, [AddParticipant(BOB), MutateDocument("b+1", insert("hi"))])
         self.assertEqual(self.w.state.participants, [ALICE, BOB])
-        self.assertEqual(self.w.state.contributors["b+1"], [BOB])
+        self.assertEqual(self.w.state.contributors["b+1"], (BOB,))
 
     def test_participant_may_remove_themself(self):
         self.w.apply(ALICE, [AddParticipant(BOB), RemoveParticipant(ALICE)])
@@ -173,7 +173,7 @@ class SnapshotTests(SynchronousTestCase):
         restored = WaveletState.from_snapshot(data)
         self.assertEqual(restored, self.w.state)
         self.assertEqual(restored.document("b+1").annotations_at(3), {"style/b": "1"})
-        self.assertEqual(restored.contributors["b+1"], [BOB, ALICE])
+        self.assertEqual(restored.contributors["b+1"], (BOB, ALICE))
         self.assertEqual(restored.to_snapshot(), data)
 
     def test_restored_state_keeps_applying_deltas(self):

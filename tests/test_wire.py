@@ -1,13 +1,16 @@
 """Model <-> federation protocol buffers (wave protocol notes 2, vectors 9)."""
 
 import base64
+import os
 
+from hypothesis import assume, given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from wavebox.model.delta import HashedVersion, Signature, SignedDelta, WaveletDelta
+from wavebox.model import docop
 from wavebox.model.docop import DocOpBuilder
 from wavebox.model.errors import (
-    IllFormedOperation, InvalidParticipantId, WireError)
+    IllFormedOperation, InvalidParticipantId, ModelError, WireError)
 from wavebox.model.ids import WaveletName
 from wavebox.model.operations import AddParticipant, MutateDocument, NoOp, RemoveParticipant
 from wavebox.model.signer import SignerInfo
@@ -127,6 +130,13 @@ class RoundTripTests(SynchronousTestCase):
         parsed = convert.parse_wavelet_delta(data)
         self.assertEqual(parsed, delta)
         self.assertEqual(convert.serialize_wavelet_delta(parsed), data)
+
+    def test_empty_document_operation_is_still_written(self):
+        delta = WaveletDelta("a@b", HashedVersion(0, b""),
+                             [MutateDocument("b+1", DocOpBuilder().build())])
+        data = convert.serialize_wavelet_delta(delta)
+        self.assertTrue(data.endswith(b"\x1a\x09\x1a\x07\x0a\x03b+1\x12\x00"))
+        self.assertEqual(convert.parse_wavelet_delta(data), delta)
 
     def test_null_old_and_new_values_round_trip(self):
         op = convert.docop_from_proto(convert.docop_to_proto(every_component_op()))
@@ -254,3 +264,89 @@ class Base64Tests(SynchronousTestCase):
 
     def test_non_ascii_is_garbage(self):
         self.assertRaises(WireError, convert.b64decode, "aGVs\u00e9")
+
+
+EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "1000"))
+_PARSERS = (convert.parse_applied_delta, convert.parse_signed_delta,
+            convert.parse_wavelet_delta, convert.parse_signer_info, convert.parse_hashed_version)
+
+
+def _valid_applied_delta():
+    signed = SignedDelta(convert.serialize_wavelet_delta(sample_delta()),
+                         (Signature(b"sig", b"id"),))
+    return convert.build_applied_delta(signed, HashedVersion(7, b"\x01" * 20), 4, 99)
+
+
+class ParserFuzzTests(SynchronousTestCase):
+    """Whatever the bytes, parsing raises a model error or returns a value; nothing else."""
+
+    def parse_all(self, data):
+        for parse in _PARSERS:
+            try:
+                parse(data)
+            except ModelError:
+                pass
+
+    @settings(max_examples=EXAMPLES, deadline=None)
+    @given(st.binary(max_size=200))
+    def test_random_bytes_raise_only_model_errors(self, data):
+        self.parse_all(data)
+
+    @settings(max_examples=EXAMPLES, deadline=None)
+    @given(st.data())
+    def test_mutated_applied_delta_raises_only_model_errors(self, data):
+        raw = bytearray(_valid_applied_delta().applied_delta_bytes)
+        for _ in range(data.draw(st.integers(1, 4))):
+            i = data.draw(st.integers(0, len(raw) - 1))
+            raw[i] = data.draw(st.integers(0, 255))
+        cut = data.draw(st.integers(0, len(raw)))
+        self.parse_all(bytes(raw[:cut]))
+        self.parse_all(bytes(raw))
+
+    @settings(max_examples=EXAMPLES, deadline=None)
+    @given(st.text(max_size=40))
+    def test_random_base64_text_raises_only_wire_errors(self, text):
+        try:
+            convert.b64decode(text)
+        except WireError:
+            pass
+
+
+_names = st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True)
+_texts = st.text(st.characters(max_codepoint=0xFFFC, blacklist_categories=("Cs",)),
+                 min_size=1, max_size=12)
+_participants = st.builds(lambda n, d: f"{n}@{d}.test", _names, _names)
+
+
+@st.composite
+def _insertion_ops(draw):
+    builder = DocOpBuilder()
+    for _ in range(draw(st.integers(0, 4))):
+        if draw(st.booleans()):
+            builder.characters(draw(_texts))
+        else:
+            attrs = draw(st.dictionaries(_names, _texts, max_size=3))
+            builder.element_start(draw(_names), attrs).element_end()
+    op = builder.build()
+    assume(docop.is_well_formed(op))
+    return op
+
+
+_operations = st.one_of(
+    st.builds(AddParticipant, _participants),
+    st.builds(RemoveParticipant, _participants),
+    st.just(NoOp()),
+    st.builds(MutateDocument, st.builds(lambda t: "b+" + t, _names), _insertion_ops()))
+
+
+class WireRoundTripPropertyTests(SynchronousTestCase):
+
+    @settings(max_examples=EXAMPLES, deadline=None)
+    @given(_participants, st.integers(0, 2 ** 63 - 1), st.binary(max_size=24),
+           st.lists(_operations, max_size=5))
+    def test_random_deltas_round_trip_byte_identically(self, author, version, history_hash, ops):
+        delta = WaveletDelta(author, HashedVersion(version, history_hash), ops)
+        data = convert.serialize_wavelet_delta(delta)
+        parsed = convert.parse_wavelet_delta(data)
+        self.assertEqual(parsed, delta)
+        self.assertEqual(convert.serialize_wavelet_delta(parsed), data)

@@ -14,9 +14,7 @@ author's domain.
 """
 
 import datetime
-import hashlib
 import ssl
-from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm

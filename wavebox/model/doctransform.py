@@ -543,11 +543,145 @@ def transform_general(client, server):
     return _compose_ops(ci2, cn2), _compose_ops(si2, sn2)
 
 
+# --------------------------------------------------------------------------
+# Keystrokes: at most one insertion or deletion of text, no annotations
+
+
+def _keystroke(op):
+    """
+    ``(length, position, kind, text)`` if ``op`` is [retain] [characters or
+    deleteCharacters] [retain] with positive retains and non-empty text (kind
+    None: a pure retain); otherwise None.
+    """
+    cs = op.components
+    n = len(cs)
+    i = 0
+    p = 0
+    if n and type(cs[0]) is Retain:
+        p = cs[0].count
+        if type(p) is not int or p <= 0:
+            return None
+        i = 1
+    kind = None
+    text = ""
+    if i < n:
+        t = type(cs[i])
+        if t is Characters or t is DeleteCharacters:
+            kind = t
+            text = cs[i].text
+            if not text or type(text) is not str:
+                return None
+            i += 1
+    after = 0
+    if i < n:
+        if type(cs[i]) is not Retain:
+            return None
+        after = cs[i].count
+        if type(after) is not int or after <= 0 or (kind is None and i):
+            return None
+        i += 1
+    if i != n:
+        return None
+    length = p + after + (len(text) if kind is DeleteCharacters else 0)
+    return length, p, kind, text
+
+
+_EMPTY = DocOp(())
+
+
+def _around(before, component, after):
+    if before:
+        if after:
+            return DocOp((Retain(before), component, Retain(after)))
+        return DocOp((Retain(before), component))
+    if after:
+        return DocOp((component, Retain(after)))
+    return DocOp((component,))
+
+
+def _retain_all(n):
+    return DocOp((Retain(n),)) if n else _EMPTY
+
+
+def _split_delete(at, first, kept, second, after):
+    parts = [Retain(at)] if at else []
+    parts += [DeleteCharacters(first), Retain(kept), DeleteCharacters(second)]
+    if after:
+        parts.append(Retain(after))
+    return DocOp(parts)
+
+
+def _insert_against_delete(p, ins, q, dele, length):
+    """(insertion', deletion') for an insertion at p and a deletion at q, either side."""
+    m = len(dele)
+    k = len(ins)
+    if p <= q:
+        return (_around(p, Characters(ins), length - m - p),
+                _around(q + k, DeleteCharacters(dele), length - q - m))
+    if p >= q + m:
+        return (_around(p - m, Characters(ins), length - p),
+                _around(q, DeleteCharacters(dele), length - q - m + k))
+    # Strictly inside the deleted text: the insertion survives at the deletion
+    # point, and the deletion is cut in two around it.
+    return (_around(q, Characters(ins), length - q - m),
+            _split_delete(q, dele[:p - q], k, dele[p - q:], length - q - m))
+
+
+def _delete_against_delete(p, mine, q, theirs, length):
+    """The deletion at p transformed against a concurrent one at q."""
+    m, n = len(mine), len(theirs)
+    start, end = max(p, q), min(p + m, q + n)
+    if start < end:
+        rest = mine[:start - p] + mine[end - p:]
+        at = min(p, q)
+    else:
+        rest = mine
+        at = p if p + m <= q else p - n
+    if not rest:
+        return _retain_all(length - n)
+    return _around(at, DeleteCharacters(rest), length - n - at - len(rest))
+
+
+def _transform_keystrokes(c, s):
+    length, p, kc, tc = c
+    _length, q, ks, ts = s
+    if kc is None:
+        grown = length + (len(ts) if ks is Characters else -len(ts))
+        return _retain_all(grown), None
+    if ks is None:
+        grown = length + (len(tc) if kc is Characters else -len(tc))
+        return None, _retain_all(grown)
+    if kc is Characters:
+        if ks is Characters:
+            k, j = len(tc), len(ts)
+            if p <= q:  # at a tie the client's insertion goes first
+                return (_around(p, Characters(tc), length + j - p),
+                        _around(q + k, Characters(ts), length - q))
+            return (_around(p + j, Characters(tc), length - p),
+                    _around(q, Characters(ts), length - q + k))
+        return _insert_against_delete(p, tc, q, ts, length)
+    if ks is Characters:
+        server_t, client_t = _insert_against_delete(q, ts, p, tc, length)
+        return client_t, server_t
+    return (_delete_against_delete(p, tc, q, ts, length),
+            _delete_against_delete(q, ts, p, tc, length))
+
+
 def transform(client, server):
     if not isinstance(client, DocOp):
         client = DocOp(client)
     if not isinstance(server, DocOp):
         server = DocOp(server)
+    c = _keystroke(client)
+    if c is not None:
+        s = _keystroke(server)
+        if s is not None:
+            if c[0] != s[0]:
+                raise TransformError("operations of different lengths: client applies to %d "
+                                     "items, server to %d" % (c[0], s[0]))
+            client_t, server_t = _transform_keystrokes(c, s)
+            return (client if client_t is None else client_t,
+                    server if server_t is None else server_t)
     if client.input_length != server.input_length:
         raise TransformError("operations of different lengths: client applies to %d items, "
                              "server to %d" % (client.input_length, server.input_length))

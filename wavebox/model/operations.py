@@ -104,9 +104,10 @@ class MutateDocument(WaveletOperation):
         except InvalidOperation as e:
             e.args = (f"document {self.document_id}: {e}",)
             raise
-        contributors = wavelet.contributors.setdefault(self.document_id, [])
+        contributors = wavelet.contributors.get(self.document_id, ())
         if author not in contributors:
-            contributors.append(author)
+            # A new tuple: the wavelet's copies share the old one.
+            wavelet.contributors[self.document_id] = contributors + (author,)
 
     def __str__(self):
         return f"mutate_document {self.document_id} ({len(self.operation.components)} components)"

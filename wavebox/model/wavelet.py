@@ -31,14 +31,15 @@ class _Scratch:
     def __init__(self, state):
         self.participants = list(state.participants)
         self.documents = dict(state.documents)
-        self.contributors = {k: list(v) for k, v in state.contributors.items()}
+        self.contributors = dict(state.contributors)
 
 
 class WaveletState:
     """
     One wavelet as of its current hashed version.  ``contributors`` maps each
-    document id to the participants who changed it, in order: the first is
-    the author of the delta that created the document (a blip's author).
+    document id to a tuple of the participants who changed it, in order: the
+    first is the author of the delta that created the document (a blip's
+    author).
     """
 
     def __init__(self, name):
@@ -135,7 +136,7 @@ class WaveletState:
         other.name = self.name
         other.participants = list(self.participants)
         other.documents = dict(self.documents)
-        other.contributors = {k: list(v) for k, v in self.contributors.items()}
+        other.contributors = dict(self.contributors)
         other.hashed_version = self.hashed_version
         other.creator = self.creator
         other.creation_time = self.creation_time
@@ -188,7 +189,7 @@ class WaveletState:
             state.last_modified_time = raw["last_modified_time"]
             for doc_id, doc in raw["documents"].items():
                 state.documents[doc_id] = docop.Document().apply(docop_from_json(doc["op"]))
-                state.contributors[doc_id] = [ParticipantId(p) for p in doc["contributors"]]
+                state.contributors[doc_id] = tuple(ParticipantId(p) for p in doc["contributors"])
         except InvalidSnapshot:
             raise
         except ModelError as e:

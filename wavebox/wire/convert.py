@@ -292,6 +292,8 @@ def operation_to_proto(op, message=None):
         message.no_op = True
     elif isinstance(op, MutateDocument):
         message.mutate_document.document_id = op.document_id
+        # Present even with no components: the field is required.
+        message.mutate_document.document_operation.SetInParent()
         docop_to_proto(op.operation, message.mutate_document.document_operation)
     else:
         raise WireError(f"not a wavelet operation: {op!r}")
