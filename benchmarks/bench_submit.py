@@ -40,13 +40,12 @@ AUTHOR = ParticipantId("alice@" + DOMAIN)
 def writer(server, name, generator, deadline, counter):
     """Create a wave, then append blips one at a time until the deadline."""
     delta = WaveletDelta(AUTHOR, HashedVersion.zero(name),
-                         conversation.create_wave_operations(AUTHOR))
+                         conversation.create_wave_ops(AUTHOR))
     yield server.submit(name, delta)
     n = 0
     while time.perf_counter() < deadline:
         state = server.current_state(name)
-        ops = conversation.append_blip_operations(state, AUTHOR, generator.new_blip_id(),
-                                                  "line %d" % n)
+        ops = conversation.append_blip_ops(state, generator.new_blip_id(), "line %d" % n)
         yield server.submit(name, WaveletDelta(AUTHOR, state.hashed_version, ops))
         counter[0] += 1
         n += 1

@@ -46,7 +46,7 @@ class ServerProcess(protocol.ProcessProtocol):
         if not self.port.called:
             self.port.errback(AssertionError("server ended before listening:\n"
                                              + self.output.decode("utf-8", "replace")))
-        self.ended.callback(reason.value.exitCode)
+        self.ended.callback((reason.value.exitCode, reason.value.signal))
 
 
 class RestartTests(unittest.TestCase):
@@ -139,8 +139,8 @@ class RestartTests(unittest.TestCase):
         yield self.write_lines(client, typed)
         before = yield self.view(client)
         proc.transport.signalProcess("KILL")
-        code = yield proc.ended
-        self.assertIsNone(code)     # killed by a signal, not exited
+        ended = yield proc.ended
+        self.assertEqual(ended, (None, signal.SIGKILL))
 
         proc, port = yield self.start()
         client, after = yield self.reopen(port)
@@ -158,8 +158,10 @@ class RestartTests(unittest.TestCase):
         yield self.write_lines(client, ["one", "two", "three"])
         before = yield self.view(client)
         proc.transport.signalProcess("TERM")
-        code = yield proc.ended
-        self.assertEqual(code, 0)
+        ended = yield proc.ended
+        # twistd shuts down cleanly, then ends itself with the signal it got.
+        self.assertIn(ended, [(0, None), (None, signal.SIGTERM)])
+        self.assertIn(b"Server Shut Down.", proc.output)
 
         proc, port = yield self.start()
         _, after = yield self.reopen(port)

@@ -17,7 +17,6 @@ store holds back the lines typed after it, so their output never overtakes it.
 
 from twisted.internet import defer, protocol
 from twisted.logger import Logger
-from twisted.protocols.basic import LineReceiver
 from zope.interface import implementer
 
 from wavebox.console import view
@@ -56,6 +55,8 @@ class UsageError(Exception):
 class ConsoleFactory(protocol.ServerFactory):
     """Makes a session per connection; holds what sessions share."""
 
+    noisy = False
+
     def __init__(self, wave_server, domains, verify_password=verify_password_in_thread):
         self.wave_server = wave_server
         self.domains = list(domains)
@@ -91,8 +92,8 @@ class _InboxWatcher:
         self.session.inbox_changed(update)
 
 
-class ConsoleSession(LineReceiver):
-    delimiter = b"\n"
+class ConsoleSession(protocol.Protocol):
+    #: Longest line accepted, in bytes; longer ones are refused whole.
     MAX_LENGTH = 16384
 
     def __init__(self):
@@ -102,6 +103,7 @@ class ConsoleSession(LineReceiver):
         self.inbox_names = []          # WaveletNames of the last /list, in its order
         self.shown = set()             # blip ids of the open wave already shown
         self.login_failures = 0
+        self._buffer = b""
         self._discarding = False
         self._queue = defer.succeed(None)
         self._wave_watcher = _WaveWatcher(self)
@@ -139,22 +141,33 @@ class ConsoleSession(LineReceiver):
     # -- lines in ---------------------------------------------------------------
 
     def dataReceived(self, data):
-        if self._discarding:
-            # The rest of an over-long line: skip up to its end.
-            end = data.find(self.delimiter)
+        """Split into lines at LF (a CR before it is dropped); skip over-long lines."""
+        self._buffer += data
+        while not self.closed:
+            end = self._buffer.find(b"\n")
+            if self._discarding:
+                if end < 0:
+                    self._buffer = b""
+                    return
+                self._buffer = self._buffer[end + 1:]
+                self._discarding = False
+                continue
             if end < 0:
+                if len(self._buffer) > self.MAX_LENGTH:
+                    self._too_long()
+                    self._buffer = b""
+                    self._discarding = True
                 return
-            self._discarding = False
-            data = data[end + 1:]
-        LineReceiver.dataReceived(self, data)
+            line, self._buffer = self._buffer[:end], self._buffer[end + 1:]
+            if len(line) > self.MAX_LENGTH:
+                self._too_long()
+                continue
+            self.lineReceived(line)
+            if self.transport is None or self.transport.disconnecting:
+                return
 
-    def lineLengthExceeded(self, line):
+    def _too_long(self):
         self.error("line too long (over %d bytes); ignored" % (self.MAX_LENGTH,))
-        rest = line[line.find(self.delimiter) + 1:] if self.delimiter in line else b""
-        if self.delimiter not in line:
-            self._discarding = True
-        elif rest:
-            LineReceiver.dataReceived(self, rest)
 
     def lineReceived(self, raw):
         if raw.endswith(b"\r"):
@@ -371,7 +384,7 @@ class ConsoleSession(LineReceiver):
             self.say(view.wave_xml(state))
         else:
             for blip_id, author, text in view.blips(state):
-                self.say("%s: %s" % (author, text))
+                self.say(view.blip_line(author, text))
         self.shown = {blip_id for blip_id, _, _ in view.blips(state)}
 
     # -- listeners ----------------------------------------------------------------
@@ -396,7 +409,7 @@ class ConsoleSession(LineReceiver):
         for blip_id, author, text in view.blips(state):
             if blip_id not in self.shown:
                 self.shown.add(blip_id)
-                self.say("%s: %s" % (author, text))
+                self.say(view.blip_line(author, text))
 
     def inbox_changed(self, update):
         """A durable delta of any wave of ours: announce being added or removed."""

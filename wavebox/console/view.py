@@ -30,23 +30,38 @@ def participants(state):
 
 def new_wave_operations(author):
     """The first delta of a new wave: add the creator, make the manifest."""
-    return conversation.create_wave_operations(author)
+    return conversation.create_wave_ops(author)
 
 
 def append_blip_operations(state, author, blip_id, text):
     """A new blip holding ``text`` at the end of the conversation."""
-    return conversation.append_blip_operations(state, author, blip_id, text)
+    return conversation.append_blip_ops(state, blip_id, text)
 
 
 # -- rendering -------------------------------------------------------------------
 
 def blips(state):
-    """``[(blip id, author, text)]`` in conversation order."""
-    return [(b.blip_id, b.author, b.text) for b in conversation.blips(state)]
+    """``[(blip id, author, text)]`` in conversation order, the blips that have content."""
+    out = []
+    for blip_id in conversation.blip_ids(state):
+        document = state.documents.get(blip_id)
+        if document is None:
+            continue
+        author = conversation.blip_author(state, blip_id)
+        out.append((blip_id, author.address if author else "?",
+                    conversation.blip_text(document)))
+    return out
+
+
+def blip_line(author, text):
+    """``author: text``, further lines of a multi-line blip indented under the first."""
+    prefix = "%s: " % (author,)
+    parts = text.split("\n")
+    return "\n".join([prefix + parts[0]] + [" " * len(prefix) + p for p in parts[1:]])
 
 
 def wave_xml(state):
-    return conversation.to_xml(state)
+    return conversation.render_xml(state)
 
 
 def document_xml(state, document_id):

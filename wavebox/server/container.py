@@ -152,13 +152,12 @@ class WaveletContainer:
     def _apply(self, transformed):
         """Apply a transformed delta to the state and remember it in the history."""
         self.state.apply_delta(transformed)
+        self._record(transformed)
+
+    def _record(self, transformed):
         self._index[transformed.applied_at.version] = len(self._history)
         self._history.append(transformed)
         self._last_timestamp = max(self._last_timestamp, transformed.application_timestamp)
-
-    def _unapply_last(self):
-        """Forget the in-memory effect of the last delta (its store write failed)."""
-        self._forget()
 
     @defer.inlineCallbacks
     def history_since(self, version):
@@ -267,8 +266,12 @@ class WaveletContainer:
         reloads it from the store) and nobody hears of the delta.
         """
         before = frozenset(participants_of(self.state))
-        self._apply(transformed)          # raises, changing nothing, if it does not fit
-        after = frozenset(participants_of(self.state))
+        # Apply to a copy: readers see only durable states, and a delta the
+        # store refuses leaves no trace.  (Documents are immutable, so the
+        # copy costs a dict of references.)
+        state = self.state.copy()
+        state.apply_delta(transformed)    # raises if it does not fit
+        after = frozenset(participants_of(state))
         update = WaveletUpdate(self.name, applied, transformed, before, after, self.hosted)
         outbox = self.server.outbox_for(update)
         stored = StoredDelta(
@@ -280,11 +283,14 @@ class WaveletContainer:
             timestamp_ms=transformed.application_timestamp)
         try:
             outbox_ids = yield self.server.store.append_delta(
-                self.uri, stored, participants=[p.address for p in participants_of(self.state)],
+                self.uri, stored, participants=[p.address for p in participants_of(state)],
                 hosted=self.hosted, outbox=outbox)
         except BaseException:
-            self._unapply_last()
+            # Whether the write reached the disk is unknown: believe the store.
+            self._forget()
             raise
+        self.state = state
+        self._record(transformed)
         self._since_snapshot += 1
         if self._since_snapshot >= self.server.snapshot_interval:
             yield self._snapshot()
