@@ -18,6 +18,8 @@ SUBCOMMANDS = {
                "show the federation outbox backlog per destination (reads the store)"),
     "backup": ("wavebox.store.backup", "main",
                "copy the SQLite store to a new file, safely while the server runs"),
+    "gencert": ("wavebox.xmpp.certs", "main",
+                "make a key and certificate for DOMAIN (or a test CA)"),
 }
 
 

@@ -143,7 +143,7 @@ def to_server_namespace(element):
         if element.defaultUri in (None, "", NS_CLIENT, NS_COMPONENT):
             element.defaultUri = NS_SERVER
         for child in element.elements():
-            if child.uri == old and old in (NS_CLIENT, NS_COMPONENT):
+            if child.uri == old:
                 to_server_namespace(child)
     return element
 
@@ -539,7 +539,9 @@ class OutgoingStream(_Session):
         """May pairs for ``domain`` use this stream (its certificate names it)?"""
         if not self.tls_active:
             return not self.server.tls_required
-        return not self.server.tls_required or self.peer_proves(domain)
+        if not self.server.tls_required or domain == self.remote:
+            return True     # the handshake already checked the name we dialled
+        return self.peer_proves(domain)
 
     def streamStarted(self, root):
         xs = self.xmlstream
