@@ -24,13 +24,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from twisted.internet import defer, task  # noqa: E402
 
-from wavebox.certs import make_self_signed  # noqa: E402
 from wavebox.crypto import Signer  # noqa: E402
 from wavebox.model import conversation  # noqa: E402
 from wavebox.model.delta import HashedVersion, WaveletDelta  # noqa: E402
 from wavebox.model.ids import IdGenerator, ParticipantId  # noqa: E402
 from wavebox.server.waveserver import WaveServer  # noqa: E402
 from wavebox.store import open_store  # noqa: E402
+from wavebox.xmpp.certs import cert_pem, key_pem, make_server_certificate  # noqa: E402
 
 DOMAIN = "bench.test"
 AUTHOR = ParticipantId("alice@" + DOMAIN)
@@ -78,8 +78,8 @@ def run_case(reactor, store_url, wavelets, seconds, signers):
 def main(reactor, args):
     signers = {}
     if not args.no_sign:
-        cert, key = make_self_signed([DOMAIN], key_size=2048)
-        signers = {DOMAIN: Signer(key, cert, DOMAIN)}
+        key, cert = make_server_certificate([DOMAIN])
+        signers = {DOMAIN: Signer(key_pem(key), cert_pem(cert), DOMAIN)}
     print("submit -> store -> acknowledge, %.0f s per case, deltas signed: %s"
           % (args.seconds, "yes (RSA 2048)" if signers else "no"))
     print("%-8s %9s %10s %11s %10s %12s" % ("store", "wavelets", "deltas", "deltas/s",

@@ -1,4 +1,7 @@
-"""The domain certificate helper: configured files win, else one generated once."""
+"""
+The domain certificate helper: configured files win, else the XMPP layer's
+self-signed one, generated once, serves TLS and delta signing alike.
+"""
 
 import os
 
@@ -8,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from twisted.trial import unittest
 
 from wavebox import certs, config
+from wavebox.xmpp import certs as xmpp_certs
 
 
 def make_config(data_dir, *domains, **extra):
@@ -55,7 +59,8 @@ class EnsureCertificateTests(unittest.TestCase):
     def test_configured_certificate_wins(self):
         d = self.mktemp()
         os.makedirs(d)
-        cert_pem, key_pem = certs.make_self_signed(["a.test"], key_size=1024)
+        key, cert = xmpp_certs.make_server_certificate(["a.test"])
+        cert_pem, key_pem = xmpp_certs.cert_pem(cert), xmpp_certs.key_pem(key)
         cp, kp = os.path.join(d, "c.pem"), os.path.join(d, "k.pem")
         with open(cp, "wb") as f:
             f.write(cert_pem)
@@ -64,3 +69,22 @@ class EnsureCertificateTests(unittest.TestCase):
         c = make_config(os.path.join(d, "data"), "a.test", certificate=cp, private_key=kp)
         self.assertEqual(certs.ensure_certificate(c), (cp, kp))
         self.assertFalse(os.path.exists(os.path.join(d, "data")))
+
+    def test_generated_certificate_is_the_one_tls_uses(self):
+        from wavebox.xmpp.tls import policy_from_config
+        c = make_config(self.mktemp(), "a.test")
+        cert_path, _ = certs.ensure_certificate(c)
+        with open(cert_path, "rb") as f:
+            first = f.read()
+        policy = policy_from_config(c, certs.certificate_names(c))
+        self.assertEqual(policy.cert_file, cert_path)
+        with open(cert_path, "rb") as f:
+            self.assertEqual(f.read(), first)
+
+    def test_generated_key_signs_deltas(self):
+        from wavebox.crypto import Signer
+        c = make_config(self.mktemp(), "a.test")
+        cert_path, key_path = certs.ensure_certificate(c)
+        with open(cert_path, "rb") as f, open(key_path, "rb") as g:
+            signer = Signer(g.read(), f.read(), "a.test")
+        self.assertEqual(len(signer.sign(b"delta bytes").signature_bytes), 256)
