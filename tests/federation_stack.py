@@ -62,8 +62,11 @@ def quick_hash(password):
 class WaveStack:
     """One domain's wave server, federating over real S2S."""
 
-    def __init__(self, domain, directory, store_url="memory:", users=(), **federation_options):
+    def __init__(self, domain, directory, store_url="memory:", users=(), port=0,
+                 s2s_options=None, **federation_options):
         self.domain = domain
+        self.port = port
+        self.s2s_options = s2s_options or {}
         self.directory = directory
         self.store_url = store_url
         self.users = list(users)
@@ -95,9 +98,10 @@ class WaveStack:
         self.s2s = S2SService(
             [self.domain, service_jid(self.domain)], "dialback secret of " + self.domain,
             TLSPolicy(self.cert_file, self.key_file, self.ca_file, required=True),
-            self._resolve, interface=self.interface, port=0)
+            self._resolve, interface=self.interface, port=self.port, **self.s2s_options)
         self.s2s.startService()
-        return self.s2s.listening_address()[1]
+        self.port = self.s2s.listening_address()[1]
+        return self.port
 
     def _resolve(self, domain):
         return resolve_server(self.resolver, domain, Trace(domain))
@@ -153,11 +157,27 @@ class Federation:
     @defer.inlineCallbacks
     def start(self):
         ports = {domain: stack.listen() for domain, stack in self.stacks.items()}
-        hosts = dict(TEST_HOSTS)
-        self.dns = yield ZoneServer.start(records=standard_records(ports, hosts))
+        self.dns = yield ZoneServer.start(records=standard_records(ports, TEST_HOSTS))
         for stack in self.stacks.values():
             yield stack.start(self.dns.nameserver)
         return self
+
+    def down(self, domain):
+        """Stop one server (its store is closed; its files stay)."""
+        return self.stacks[domain].stop()
+
+    @defer.inlineCallbacks
+    def up(self, domain, **changes):
+        """Start a stopped server again: same directory, store, users and port."""
+        old = self.stacks[domain]
+        options = dict(directory=old.directory, store_url=old.store_url, users=old.users,
+                       port=old.port, s2s_options=old.s2s_options)
+        options.update(old.federation_options)
+        options.update(changes)
+        new = self.stacks[domain] = WaveStack(domain, **options)
+        new.listen()
+        yield new.start(self.dns.nameserver)
+        return new
 
     @defer.inlineCallbacks
     def stop(self):

@@ -9,8 +9,12 @@ it in his inbox, opens it, replies; alice sees the reply.
 from twisted.internet import defer, protocol, reactor, task
 from twisted.trial import unittest
 
+from tests.federation_fixtures import insert
 from tests.federation_stack import PASSWORD, Federation, WaveStack
 from tests.test_console import Client
+from wavebox.model.delta import HashedVersion, WaveletDelta
+from wavebox.model.ids import IdGenerator, ParticipantId
+from wavebox.model.operations import AddParticipant, MutateDocument
 
 
 class TwoServerChatTests(unittest.TestCase):
@@ -86,3 +90,92 @@ def wait_until(ask, expected, tries=200):
             return
         yield task.deferLater(reactor, 0.02, lambda: None)
     raise AssertionError("still %r, not %r" % (answer, expected))
+
+
+class FederationOverS2STests(unittest.TestCase):
+    """Concurrency and an outage, on the real stack with durable SQLite stores."""
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        base = self.mktemp()
+        fast = {"outbox_options": {"initial_backoff": 0.2, "max_backoff": 1.0}}
+        s2s = {"backoff_initial": 0.1, "backoff_max": 0.5}
+        self.federation = Federation([
+            WaveStack("a.test", base + "/a", store_url="sqlite:wave.db", s2s_options=s2s,
+                      **fast),
+            WaveStack("b.test", base + "/b", store_url="sqlite:wave.db", s2s_options=s2s,
+                      **fast),
+        ])
+        self.addCleanup(self.federation.stop)
+        yield self.federation.start()
+        self.name = yield self.new_wave_with_bob()
+
+    @defer.inlineCallbacks
+    def new_wave_with_bob(self):
+        a = self.federation["a.test"]
+        name = IdGenerator("a.test").new_conversation_root()
+        alice = ParticipantId("alice@a.test")
+        yield a.server.submit(name, WaveletDelta(alice, HashedVersion.zero(name),
+                                                 [AddParticipant(alice)]))
+        result = yield a.server.submit(name, WaveletDelta(
+            alice, (yield a.server.hashed_version(name)),
+            [AddParticipant(ParticipantId("bob@b.test"))]))
+        yield self.converged(name, result.hashed_version_after.version)
+        return name
+
+    @defer.inlineCallbacks
+    def converged(self, name, version=None):
+        """Wait until both stores end at the same hashed version (at least ``version``)."""
+        a, b = self.federation["a.test"], self.federation["b.test"]
+        for _ in range(500):
+            va = yield a.store.current_version(name.uri)
+            vb = yield b.store.current_version(name.uri)
+            if va is not None and va == vb and (version is None or va[0] >= version):
+                return va
+            yield task.deferLater(reactor, 0.02, lambda: None)
+        raise AssertionError("not converged: a %r, b %r" % (va, vb))
+
+    def write(self, domain, user, document, text, target):
+        stack = self.federation[domain]
+        return stack.server.submit(self.name, WaveletDelta(
+            ParticipantId(user), target, [MutateDocument(document, insert(text))]))
+
+    def documents(self, domain):
+        state = self.federation[domain].server.current_state(self.name)
+        return {d: doc.text() for d, doc in state.documents.items()}
+
+    @defer.inlineCallbacks
+    def test_both_sides_typing_at_the_same_version_converge(self):
+        a = self.federation["a.test"]
+        version = yield a.server.hashed_version(self.name)
+        yield defer.gatherResults([
+            self.write("a.test", "alice@a.test", "b+a", "from alice", version),
+            self.write("b.test", "bob@b.test", "b+b", "from bob", version)])
+        yield self.converged(self.name, version.version + 2)
+        self.assertEqual(self.documents("a.test"), {"b+a": "from alice", "b+b": "from bob"})
+        self.assertEqual(self.documents("b.test"), self.documents("a.test"))
+        self.assertEqual(self.federation["b.test"].server.current_state(self.name).hashed_version,
+                         a.server.current_state(self.name).hashed_version)
+
+    @defer.inlineCallbacks
+    def test_server_down_while_users_type_catches_up_when_it_returns(self):
+        a = self.federation["a.test"]
+        yield self.federation.down("b.test")
+        for i in range(3):
+            version = yield a.server.hashed_version(self.name)
+            yield self.write("a.test", "alice@a.test", "b+%d" % i, "line %d" % i, version)
+        # The updates wait, durable, while b.test cannot be reached.
+        for _ in range(500):
+            if a.federation.outbox.queue("b.test").attempts:
+                break
+            yield task.deferLater(reactor, 0.02, lambda: None)
+        backlog = yield a.store.outbox_backlog()
+        self.assertEqual(backlog, {"b.test": 3})
+        yield self.federation.up("b.test")
+        final = yield a.server.hashed_version(self.name)
+        yield self.converged(self.name, final.version)
+        self.assertEqual(self.documents("b.test"),
+                         {"b+0": "line 0", "b+1": "line 1", "b+2": "line 2"})
+        yield wait_until(lambda: a.store.outbox_backlog(), {})

@@ -144,7 +144,6 @@ class OutboxTests(SynchronousTestCase):
         self.assertEqual(self.backlog(), {"b.test": 1})
         self.assertEqual(self.peer.deltas(self.peer.sent[-1]), [b"delta 2"])
         self.assertFalse(outbox.queue("b.test").backing_off)
-        self.flushLoggedErrors()
 
     def test_peer_seen_by_its_service_jid_ends_the_backoff(self):
         self.peer.reachable = False

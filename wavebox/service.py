@@ -26,7 +26,8 @@ def makeServiceFromOptions(options):
 def makeService(config):
     top = service.MultiService()
     top.setName("wavebox")
-    _make_wave_services(config, top)
+    wave_server = _make_wave_services(config, top)
+    _make_federation(config, top, wave_server)
     return top
 
 
@@ -120,3 +121,74 @@ def _make_wave_services(config, top):
     console = ConsoleFactory(wave_server, config.domains)
     ConsoleService(console, config.console_port, config.console_interface).setServiceParent(top)
     return wave_server
+
+
+# --- federation over XMPP server-to-server (issue 5) ---------------------------
+
+def _make_s2s(config, top):
+    """
+    The S2S service for every hosted domain and its wave service JID, with
+    disco saying where the wave service is, ping answers, the start-up
+    FedOne pings, and the seed's peer discovery.  Returns (s2s, discovery).
+    """
+    from wavebox.federation.stanzas import NS_WAVE
+    from wavebox.xmpp import dialback, tls
+    from wavebox.xmpp.discovery import Trace, WaveServiceDiscovery
+    from wavebox.xmpp.ping import PingResponder, ServerPinger
+    from wavebox.xmpp.resolver import DnspythonResolver, resolve_server
+    from wavebox.xmpp.streams import S2SService, local_names
+
+    names = local_names(config)
+    resolver = DnspythonResolver(config.nameserver, config.dns_timeout)
+    s2s = S2SService(names, dialback.secret_from_config(config),
+                     tls.policy_from_config(config, names),
+                     lambda domain: resolve_server(resolver, domain, Trace(domain)),
+                     tls_required=config.tls_required, interface=config.s2s_interface,
+                     port=config.s2s_port)
+    s2s.setServiceParent(top)
+    for domain in config.domains:
+        jid = config.service_jid(domain)
+        s2s.disco.add_identity(domain, "server", "im")
+        s2s.disco.add_item(domain, jid)
+        s2s.disco.add_identity(jid, "collaboration", "google-wave", "wavebox")
+        s2s.disco.add_feature(jid, NS_WAVE)
+    s2s.add_handler(PingResponder())
+    discovery = WaveServiceDiscovery(resolver, s2s.find_wave_service,
+                                     service_prefix=config.wave_service_prefix)
+    if config.xmpp_server_ping:
+        ServerPinger(s2s, config.service_jid(config.domains[0]), config.xmpp_server_ping,
+                     locate=lambda d: discovery.discover(d).addCallback(lambda r: r.jid),
+                     prefix=config.wave_service_prefix).setServiceParent(top)
+    return s2s, discovery
+
+
+def _trusted_roots(config):
+    """The CA certificates that delta signers' chains must lead to."""
+    from wavebox import crypto
+    if config.trusted_ca:
+        with open(config.trusted_ca, "rb") as f:
+            return crypto.load_certificates(f.read())
+    return crypto.system_trusted_roots()
+
+
+def _make_federation(config, top, wave_server, s2s=None, discovery=None):
+    """
+    The wave federation service (host, remote, outbox) on the S2S service,
+    added after the wave server core so that it starts after the store is
+    open and stops before it closes.
+    """
+    from wavebox.federation.component import FederationService
+    from wavebox.federation.signers import SignerInfos
+    from wavebox.federation.xmppglue import FederationHandler, S2STransport
+
+    if s2s is None:
+        s2s, discovery = _make_s2s(config, top)
+    signers = SignerInfos(None, own=[s.signer_info for s in wave_server.signers.values()],
+                          trusted_roots=_trusted_roots(config),
+                          verify_signatures=config.verify_signatures)
+    federation = FederationService(
+        wave_server, S2STransport(s2s, discovery), config.service_jid, signers,
+        outbox_options={"max_backoff": config.federation_retry_max})
+    s2s.add_handler(FederationHandler(federation))
+    federation.setServiceParent(top)
+    return federation

@@ -88,6 +88,10 @@ class FederationService(service.Service):
 
     def startService(self):
         service.Service.startService(self)
+        # The store is opened when the wave server's service starts (after
+        # twistd forks), so it is taken here, not in the constructor.
+        self.outbox.store = self.server.store
+        self.signers.store = self.server.store
         self.outbox.stopped = False
         self.attach()
         return self.outbox.resume().addErrback(
