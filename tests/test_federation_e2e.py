@@ -127,12 +127,20 @@ class FederationOverS2STests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def converged(self, name, version=None):
-        """Wait until both stores end at the same hashed version (at least ``version``)."""
+        """
+        Wait until both servers hold the same hashed version (at least
+        ``version``), in their stores and in memory.  (A store read may see a
+        commit a moment before the writer's answer reaches the core.)
+        """
         a, b = self.federation["a.test"], self.federation["b.test"]
         for _ in range(500):
             va = yield a.store.current_version(name.uri)
             vb = yield b.store.current_version(name.uri)
-            if va is not None and va == vb and (version is None or va[0] >= version):
+            sa, sb = a.server.current_state(name), b.server.current_state(name)
+            if (va is not None and va == vb and (version is None or va[0] >= version)
+                    and sa is not None and sb is not None
+                    and sa.hashed_version == sb.hashed_version
+                    and sa.hashed_version.version == va[0]):
                 return va
             yield task.deferLater(reactor, 0.02, lambda: None)
         raise AssertionError("not converged: a %r, b %r" % (va, vb))
