@@ -24,12 +24,26 @@ class TwoServerChatTests(unittest.TestCase):
     @defer.inlineCallbacks
     def setUp(self):
         base = self.mktemp()
+        # Certificates do not stand in for dialback here: each stream's
+        # domains are verified with the Authoritative Server (XEP-0220).
+        full_dialback = {"trust_certificates": False}
         self.federation = Federation([
-            WaveStack("a.test", base + "/a", users=["alice@a.test"]),
-            WaveStack("b.test", base + "/b", users=["bob@b.test"]),
+            WaveStack("a.test", base + "/a", users=["alice@a.test"], s2s_options=full_dialback),
+            WaveStack("b.test", base + "/b", users=["bob@b.test"], s2s_options=full_dialback),
         ])
         self.addCleanup(self.federation.stop)
         yield self.federation.start()
+        self.verifications = []
+        for stack in self.federation.stacks.values():
+            self._count_verifications(stack.s2s)
+
+    def _count_verifications(self, s2s):
+        original = s2s.verify_with_authoritative
+
+        def counted(receiving, originating, stream_id, key):
+            self.verifications.append((receiving, originating))
+            return original(receiving, originating, stream_id, key)
+        s2s.verify_with_authoritative = counted
 
     @defer.inlineCallbacks
     def login(self, domain, user):
@@ -75,10 +89,12 @@ class TwoServerChatTests(unittest.TestCase):
         a_version = yield a.store.current_version(info.name)
         b_version = yield b.store.current_version(info.name)
         self.assertEqual(a_version, b_version)
-        # Every stream ran over TLS.
+        # Every stream ran over TLS, and each direction was verified by dialback.
         streams = list(a.s2s.incoming) + list(a.s2s.outgoing)
         self.assertTrue(streams)
         self.assertTrue(all(s.tls_active for s in streams))
+        self.assertIn(("wave.b.test", "wave.a.test"), self.verifications)
+        self.assertIn(("wave.a.test", "wave.b.test"), self.verifications)
 
 
 @defer.inlineCallbacks
