@@ -1,6 +1,7 @@
 """The seed's 13 connection-establishment steps, one test per branch, on in-memory DNS."""
 
 import sys
+from unittest import mock
 import types
 
 from twisted.internet import defer, task
@@ -337,8 +338,15 @@ class CacheTests(DiscoveryTestCase):
 
 class DefaultDiscoForCheckTests(unittest.SynchronousTestCase):
 
+    def _fake_streams(self, module):
+        # In place: the import system reads the real sys.modules dict once a
+        # module has been imported, so replacing sys.modules is not enough.
+        patcher = mock.patch.dict(sys.modules, {"wavebox.xmpp.streams": module})
+        patcher.start()
+        self.addCleanup(patcher.stop)
+
     def test_without_the_s2s_layer_disco_is_reported_unavailable(self):
-        self.patch(sys, "modules", dict(sys.modules, **{"wavebox.xmpp.streams": None}))
+        self._fake_streams(None)
         disco = default_disco_for_check(None)
         failure = self.failureResultOf(disco("b.test", []), DiscoUnavailable)
         self.assertEqual(str(failure.value), "not available (no S2S layer)")
@@ -351,12 +359,12 @@ class DefaultDiscoForCheckTests(unittest.SynchronousTestCase):
             return "the S2S disco"
         streams = types.ModuleType("wavebox.xmpp.streams")
         streams.make_check_disco = make_check_disco
-        self.patch(sys, "modules", dict(sys.modules, **{"wavebox.xmpp.streams": streams}))
+        self._fake_streams(streams)
         self.assertEqual(default_disco_for_check("config"), "the S2S disco")
         self.assertEqual(made, ["config"])
 
     def test_an_s2s_layer_without_make_check_disco_is_not_hidden(self):
         streams = types.ModuleType("wavebox.xmpp.streams")   # no make_check_disco
-        self.patch(sys, "modules", dict(sys.modules, **{"wavebox.xmpp.streams": streams}))
+        self._fake_streams(streams)
         self.assertRaises(ImportError, default_disco_for_check, None)
 

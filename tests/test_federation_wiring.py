@@ -18,9 +18,9 @@ def make(*extra):
 
 class WiringTests(SynchronousTestCase):
 
-    def test_federation_runs_after_the_wave_server_and_s2s(self):
+    def test_federation_starts_after_the_store_opens_and_stops_before_it_closes(self):
         names = [s.name for s in make()]
-        self.assertLess(names.index("wave-server"), names.index("s2s"))
+        self.assertLess(names.index("wave-server"), names.index("federation"))
         self.assertLess(names.index("s2s"), names.index("federation"))
 
     def test_federation_serves_the_wave_service_jid(self):
@@ -43,3 +43,16 @@ class WiringTests(SynchronousTestCase):
                       s2s.disco._entity("wave.a.test").features)
         self.assertIn(("collaboration", "google-wave", "wavebox"),
                       s2s.disco._entity("wave.a.test").identities)
+
+    def test_stanzas_before_federation_starts_are_not_taken(self):
+        from tests.federation_fixtures import element
+        federation = make().getServiceNamed("federation")
+        sent = []
+        federation.transport.send = sent.append
+        iq = element('<iq type="get" id="early" from="wave.b.test" to="wave.a.test">'
+                     '<pubsub xmlns="http://jabber.org/protocol/pubsub"><items node="wavelet"/>'
+                     '</pubsub></iq>')
+        federation.stanza_received(iq)
+        [reply] = sent
+        self.assertEqual(reply.getAttribute("type"), "error")
+        self.assertEqual(reply.error.firstChildElement().name, "internal-server-error")

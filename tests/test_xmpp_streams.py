@@ -445,3 +445,24 @@ class NamespaceTests(unittest.SynchronousTestCase):
         streams.to_server_namespace(m)
         self.assertEqual((m.uri, m.body.uri), (streams.NS_SERVER, streams.NS_SERVER))
         self.assertEqual(m.toXml(defaultUri=streams.NS_SERVER), "<message><body>x</body></message>")
+
+
+class IdleStreamTests(unittest.SynchronousTestCase):
+
+    def test_idle_verify_stream_is_closed_without_an_error(self):
+        service, _, _, clock = fx.make_service()
+        self.addCleanup(service.stopService)
+        peer = fx.open_incoming(service)
+        key = dialback.dialback_key("s3cret", "b.test", "a.test", "s1")
+        peer.feed("<db:verify from='b.test' to='a.test' id='s1'>%s</db:verify>" % (key,))
+        peer.take()
+        clock.advance(service.negotiation_timeout + 1)
+        self.assertEqual(peer.transport.value(), b"</stream:stream>")
+        self.assertTrue(peer.transport.disconnecting)
+
+    def test_stanza_child_named_handled_does_not_hide_an_unanswered_iq(self):
+        service, _, _, _ = fx.make_service()
+        self.addCleanup(service.stopService)
+        request = iq("a.test", "wave.a.test", payload=("urn:example", "handled"))
+        f = self.failureResultOf(service.request(request), error.StanzaError)
+        self.assertEqual(f.value.condition, "service-unavailable")

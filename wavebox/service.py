@@ -1,33 +1,134 @@
 """
 Wiring: turn a validated :class:`wavebox.config.Config` into the running
 services of ``twistd wavebox``.  The only module that knows every layer.
+
+In start order: the XMPP server-to-server service (listening on
+``s2s_interface:s2s_port`` for every hosted domain and its wave service
+JID), told what to advertise in disco; the XEP-0199 / FedOne ping responder;
+peer discovery over DNS; the start-up ping of each ``--xmpp_server_ping``
+domain; the store and the wave server core; the console; and the wave
+federation service, which starts after the store is open and stops before it
+closes.
 """
 
 import sys
 
 from twisted.application import service
-from twisted.logger import Logger
+from twisted.logger import (
+    FilteringLogObserver,
+    ILogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    Logger,
+)
 
 from wavebox.config import ConfigError
 
 log = Logger()
+
+WAVE_IDENTITY_NAME = "wavebox"
+
+
+class WaveboxService(service.MultiService):
+    """
+    The top service.  Under twistd it also filters the log by ``log_level``:
+    twistd looks for an ``ILogObserver`` on the application *after* the
+    plugin made its service, so the service puts a filtering observer there,
+    wrapped around the observer twistd would have used (stdout, ``--logfile``
+    or syslog, from twistd's own options).
+    """
+
+    def __init__(self, log_level="info"):
+        service.MultiService.__init__(self)
+        self.log_level = log_level
+        self.twistd_options = None
+
+    def setServiceParent(self, parent):
+        service.MultiService.setServiceParent(self, parent)
+        if self.twistd_options is None or self.twistd_options.get("logger"):
+            return
+        get = getattr(parent, "getComponent", None)
+        if get is None or get(ILogObserver, None) is not None:
+            return
+        try:
+            from twisted.scripts.twistd import _SomeApplicationRunner
+            base = _SomeApplicationRunner.loggerFactory(self.twistd_options)._getLogObserver()
+        except Exception:
+            return          # twistd changed: keep its own observer, unfiltered
+        level = LogLevel.levelWithName(self.log_level)
+        parent.setComponent(ILogObserver, FilteringLogObserver(
+            base, [LogLevelFilterPredicate(defaultLogLevel=level)]))
 
 
 def makeServiceFromOptions(options):
     """Entry point of the twistd plugin: a bad value stops start-up with one line."""
     try:
         config = options.config()
+        top = makeService(config)
     except ConfigError as e:
         sys.stderr.write("wavebox: %s\n" % (e,))
         raise SystemExit(2)
-    return makeService(config)
+    top.twistd_options = getattr(options, "parent", None)
+    return top
 
 
-def makeService(config):
-    top = service.MultiService()
+def advertise(s2s, config):
+    """Tell the XMPP layer what each hosted domain and its wave service are (XEP-0030)."""
+    from wavebox.xmpp.disco import NS_WAVE_SERVER, WAVE_IDENTITY
+    from wavebox.xmpp.ping import NS_PING, NS_RECEIPTS
+    disco = s2s.disco
+    for domain in config.domains:
+        jid = config.service_jid(domain)
+        disco.add_identity(domain, "server", "im", WAVE_IDENTITY_NAME)
+        disco.add_feature(domain, NS_PING)
+        disco.add_item(domain, jid)
+        disco.add_identity(jid, WAVE_IDENTITY[0], WAVE_IDENTITY[1], WAVE_IDENTITY_NAME)
+        for feature in (NS_PING, NS_RECEIPTS, NS_WAVE_SERVER):
+            disco.add_feature(jid, feature)
+
+
+def makeService(config, reactor=None):
+    from wavebox.xmpp import streams
+    from wavebox.xmpp.discovery import WaveServiceDiscovery
+    from wavebox.xmpp.ping import PingResponder, ServerPinger
+    from wavebox.xmpp.resolver import DnspythonResolver
+
+    if reactor is None:
+        from twisted.internet import reactor
+
+    top = WaveboxService(config.log_level)
     top.setName("wavebox")
+
+    resolver = DnspythonResolver(config.nameserver, config.dns_timeout)
+    try:
+        s2s = streams.service_from_config(config, resolver, port=config.s2s_port,
+                                          reactor=reactor)
+    except Exception as e:
+        # Unreadable certificate or key, mismatched pair: stop with one line.
+        raise ConfigError("--certificate: cannot use the TLS certificate and key: %s" % (e,))
+    s2s.setServiceParent(top)
+    advertise(s2s, config)
+    s2s.add_handler(PingResponder())
+
+    discovery = WaveServiceDiscovery(resolver, s2s.find_wave_service, clock=reactor,
+                                     service_prefix=config.wave_service_prefix)
+    top.discovery = discovery
+
+    def locate(domain):
+        def found(result):
+            s2s.set_endpoints(result.jid, result.endpoints)
+            return result.jid
+        return discovery.discover(domain).addCallback(found)
+
+    pinger = ServerPinger(s2s, config.service_jid(config.domains[0]), config.xmpp_server_ping,
+                          locate=locate, clock=reactor)
+    pinger.setName("ping")
+    pinger.setServiceParent(top)
+    top.s2s = s2s
+    top.resolver = resolver
+
     wave_server = _make_wave_services(config, top)
-    _make_federation(config, top, wave_server)
+    _make_federation(config, top, wave_server, s2s, discovery)
     return top
 
 
@@ -125,43 +226,6 @@ def _make_wave_services(config, top):
 
 # --- federation over XMPP server-to-server (issue 5) ---------------------------
 
-def _make_s2s(config, top):
-    """
-    The S2S service for every hosted domain and its wave service JID, with
-    disco saying where the wave service is, ping answers, the start-up
-    FedOne pings, and the seed's peer discovery.  Returns (s2s, discovery).
-    """
-    from wavebox.federation.stanzas import NS_WAVE
-    from wavebox.xmpp import dialback, tls
-    from wavebox.xmpp.discovery import Trace, WaveServiceDiscovery
-    from wavebox.xmpp.ping import PingResponder, ServerPinger
-    from wavebox.xmpp.resolver import DnspythonResolver, resolve_server
-    from wavebox.xmpp.streams import S2SService, local_names
-
-    names = local_names(config)
-    resolver = DnspythonResolver(config.nameserver, config.dns_timeout)
-    s2s = S2SService(names, dialback.secret_from_config(config),
-                     tls.policy_from_config(config, names),
-                     lambda domain: resolve_server(resolver, domain, Trace(domain)),
-                     tls_required=config.tls_required, interface=config.s2s_interface,
-                     port=config.s2s_port)
-    s2s.setServiceParent(top)
-    for domain in config.domains:
-        jid = config.service_jid(domain)
-        s2s.disco.add_identity(domain, "server", "im")
-        s2s.disco.add_item(domain, jid)
-        s2s.disco.add_identity(jid, "collaboration", "google-wave", "wavebox")
-        s2s.disco.add_feature(jid, NS_WAVE)
-    s2s.add_handler(PingResponder())
-    discovery = WaveServiceDiscovery(resolver, s2s.find_wave_service,
-                                     service_prefix=config.wave_service_prefix)
-    if config.xmpp_server_ping:
-        ServerPinger(s2s, config.service_jid(config.domains[0]), config.xmpp_server_ping,
-                     locate=lambda d: discovery.discover(d).addCallback(lambda r: r.jid),
-                     prefix=config.wave_service_prefix).setServiceParent(top)
-    return s2s, discovery
-
-
 def _trusted_roots(config):
     """The CA certificates that delta signers' chains must lead to."""
     from wavebox import crypto
@@ -171,7 +235,7 @@ def _trusted_roots(config):
     return crypto.system_trusted_roots()
 
 
-def _make_federation(config, top, wave_server, s2s=None, discovery=None):
+def _make_federation(config, top, wave_server, s2s, discovery):
     """
     The wave federation service (host, remote, outbox) on the S2S service,
     added after the wave server core so that it starts after the store is
@@ -181,8 +245,6 @@ def _make_federation(config, top, wave_server, s2s=None, discovery=None):
     from wavebox.federation.signers import SignerInfos
     from wavebox.federation.xmppglue import FederationHandler, S2STransport
 
-    if s2s is None:
-        s2s, discovery = _make_s2s(config, top)
     signers = SignerInfos(None, own=[s.signer_info for s in wave_server.signers.values()],
                           trusted_roots=_trusted_roots(config),
                           verify_signatures=config.verify_signatures)

@@ -109,6 +109,13 @@ class FederationService(service.Service):
         A stanza addressed to one of our wave service JIDs.  Never raises:
         a bad one is answered with an error and logged once.
         """
+        if not self.running:
+            # Not started yet (the store is not open), or stopping: a request
+            # is told to come back; an update's sender retries without a receipt.
+            if element.name == "iq" and element.getAttribute("type") in ("get", "set"):
+                self._reply_error(element, FederationError(
+                    "internal-server-error", "the wave service is not running yet"))
+            return
         try:
             if element.name == "iq":
                 self._iq(element)

@@ -393,5 +393,6 @@ class Dialback:
                                        "item-not-found", stream_id=stream_id))
             return
         valid = key_is_valid(self._secret, receiving, originating, stream_id, str(verify))
+        stream.answered_verifies = getattr(stream, "answered_verifies", 0) + 1
         stream.send(_element("verify", originating, receiving, stream_id=stream_id,
                              answer="valid" if valid else "invalid"))

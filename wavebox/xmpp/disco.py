@@ -171,7 +171,7 @@ def find_wave_service(request, domain, sender, found_items=None):
 
     def failed(reason, candidate):
         log.info("disco#info of {candidate}: {why}", candidate=candidate,
-                 why=reason.getErrorMessage())
+                 why=reason.getErrorMessage() or reason.type.__name__)
         return False
 
     questions = [request(_query(NS_DISCO_INFO, c, sender)).addCallbacks(

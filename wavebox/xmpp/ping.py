@@ -22,9 +22,10 @@ from twisted.words.protocols.jabber.xmlstream import toResponse
 from twisted.words.xish import domish
 from tx_xmpp.subprotocols import XMPPHandler
 
+from wavebox.xmpp.disco import NS_WAVE_SERVER
+
 NS_PING = "urn:xmpp:ping"
 NS_RECEIPTS = "urn:xmpp:receipts"
-NS_WAVE_SERVER = "http://waveprotocol.org/protocol/0.2/waveserver"
 
 XMPP_PING = "/iq[@type='get']/ping[@xmlns='%s']" % (NS_PING,)
 WAVE_PING = "/message/ping[@xmlns='%s']" % (NS_WAVE_SERVER,)
@@ -118,7 +119,7 @@ class ServerPinger(service.Service):
             self._start_call.cancel()
         self._start_call = None
         for ping_id in list(self._waiting):
-            self._finish(ping_id, False)
+            self._finish(ping_id).callback(False)
 
     def _ping_all(self):
         self._start_call = None
@@ -139,8 +140,9 @@ class ServerPinger(service.Service):
             try:
                 self.s2s.send(wave_ping(self.sender, target, ping_id))
             except Exception as e:
+                self._finish(ping_id)
                 log.warn("cannot ping {domain}: {error}", domain=domain, error=e)
-                self._finish(ping_id, False)
+                done.callback(False)
 
         def not_located(reason):
             log.warn("cannot ping {domain}: {why}", domain=domain, why=reason.getErrorMessage())
@@ -157,8 +159,9 @@ class ServerPinger(service.Service):
         if message.getAttribute("from") != target:
             return
         message.handled = True
+        done = self._finish(message["id"])
         log.info("got ping response from {domain}", domain=domain)
-        self._finish(message["id"], True)
+        done.callback(True)
 
     def _error(self, message):
         entry = self._waiting.get(message.getAttribute("id"))
@@ -171,18 +174,21 @@ class ServerPinger(service.Service):
                 for c in child.elements():
                     condition = c.name
                     break
+        done = self._finish(message["id"])
         log.warn("ping to {domain} failed: {condition}", domain=entry[0], condition=condition)
-        self._finish(message["id"], False)
+        done.callback(False)
 
     def _timed_out(self, ping_id):
         entry = self._waiting.get(ping_id)
         if entry is not None:
+            done = self._finish(ping_id)
             log.warn("no ping response from {domain} in {timeout:.0f}s",
                      domain=entry[0], timeout=self.timeout)
-            self._finish(ping_id, False)
+            done.callback(False)
 
-    def _finish(self, ping_id, answered):
+    def _finish(self, ping_id):
+        """Forget a ping (before logging: a log observer may stop us); its Deferred."""
         domain, target, done, call = self._waiting.pop(ping_id)
         if call.active():
             call.cancel()
-        done.callback(answered)
+        return done

@@ -68,6 +68,9 @@ The service: :class:`S2SService`
         The ``disco`` callable of :mod:`wavebox.xmpp.discovery`.
     ``set_endpoints(domain, endpoints)``
         Remember where a domain was found (tried before DNS for an hour).
+
+    :func:`service_from_config` builds one from the configuration;
+    :func:`make_check_disco` gives ``wavebox check`` its ``disco`` callable.
 """
 
 import ipaddress
@@ -85,6 +88,7 @@ from twisted.words.xish.utility import XmlPipe
 
 from wavebox.xmpp import dialback as db
 from wavebox.xmpp.disco import DiscoResponder, find_wave_service
+from wavebox.xmpp.resolver import ResolutionTimeout
 from wavebox.xmpp.tls import TLSVerdict
 
 NS_STREAMS = xmlstream.NS_STREAMS
@@ -119,6 +123,8 @@ def _describe(reason):
     value = reason.value if isinstance(reason, failure.Failure) else reason
     if isinstance(value, defer.TimeoutError):
         return "timed out"
+    if isinstance(value, (RouteFailed, TLSUnavailable, db.DialbackFailed)):
+        return str(value)
     text = str(value)
     return "%s: %s" % (type(value).__name__, text) if text else type(value).__name__
 
@@ -396,6 +402,7 @@ class IncomingStream(_Session):
     def __init__(self, server):
         _Session.__init__(self, server)
         self._timeout_call = None
+        self.answered_verifies = 0
 
     def associateWithStream(self, xs):
         _Session.associateWithStream(self, xs)
@@ -409,8 +416,18 @@ class IncomingStream(_Session):
             self.server.negotiation_timeout, self._timed_out)
 
     def _timed_out(self):
+        """
+        Nothing authenticated in time.  A peer's verify-only stream (it asked
+        us db:verify questions) is closed politely; any other gets
+        ``connection-timeout`` (RFC 6120 4.9.3.4).
+        """
         self._timeout_call = None
-        if not self.authenticated:
+        if self.authenticated:
+            return
+        if self.answered_verifies:
+            log.info("incoming S2S stream {peer}: closing an idle verify stream", peer=self.peer)
+            self.close()
+        else:
             self.fail("connection-timeout", "no domain authenticated in %d seconds"
                       % (self.server.negotiation_timeout,))
 
@@ -439,7 +456,6 @@ class IncomingStream(_Session):
         sender = parse_jid(root.getAttribute("from"))
         xs.otherEntity = jid.internJID(sender.host) if sender else None
         xs.sid = uuid.uuid4().hex
-        self.dialback_declared = root.localPrefixes.get("db") == db.NS_DIALBACK
         xs.sendHeader()
         if xs.version >= (1, 0):
             xs.send(self._features())
@@ -530,7 +546,10 @@ class OutgoingStream(_Session):
 
     def close(self):
         if not self.connected and self.connector is not None and not self.closed.done:
-            self.connector.stopConnecting()
+            try:
+                self.connector.stopConnecting()
+            except Exception:       # no longer connecting: connectionMade or failed
+                pass
         return _Session.close(self)
 
     def connectionLost(self, reason):
@@ -672,7 +691,8 @@ class LocalEntities(XMPPHandlerCollection):
     def deliver(self, stanza):
         """Dispatch to the handlers; True when one of them handled it."""
         self._pipe.sink.send(stanza)
-        return bool(getattr(stanza, "handled", False))
+        # vars(): a child element named <handled/> must not count.
+        return bool(vars(stanza).get("handled", False))
 
 
 # --- the service -------------------------------------------------------------
@@ -1016,8 +1036,10 @@ class S2SService(service.Service):
                     endpoints = yield self._resolve(remote)
                 except Exception as e:
                     if not reasons:
-                        raise RouteFailed("remote-server-not-found", "cannot resolve %s: %s"
-                                          % (remote, _describe(e)))
+                        timed_out = isinstance(e, (ResolutionTimeout, defer.TimeoutError))
+                        raise RouteFailed(
+                            "remote-server-timeout" if timed_out else "remote-server-not-found",
+                            "cannot resolve %s: %s" % (remote, _describe(e)))
                     break
                 if not endpoints and not reasons:
                     raise RouteFailed("remote-server-not-found", "no address for %s" % (remote,))
@@ -1091,23 +1113,60 @@ class S2SService(service.Service):
         return d.addCallback(ask)
 
 
+def dns_resolve(resolver):
+    """The ``resolve`` callable of :class:`S2SService` over an ``IResolver``: SRV, then A."""
+    from wavebox.xmpp.discovery import Trace
+    from wavebox.xmpp.resolver import resolve_server
+
+    def resolve(domain):
+        return resolve_server(resolver, domain, Trace(domain))
+    return resolve
+
+
+def service_from_config(config, resolver, port=None, reactor=None):
+    """An :class:`S2SService` for our configured domains, certificate and secret."""
+    from wavebox.xmpp import tls as tlsmodule
+    names = local_names(config)
+    return S2SService(
+        names, db.secret_from_config(config), tlsmodule.policy_from_config(config, names),
+        dns_resolve(resolver), interface=config.s2s_interface, port=port, reactor=reactor)
+
+
 def make_check_disco(config, reactor=None):
     """
-    The ``disco`` callable for ``wavebox check``: each call opens a one-shot
-    originating stream with our configured identity (certificate, dialback
-    secret), asks, and closes it again.
+    The ``disco`` callable for ``wavebox check``: each call runs a short-lived
+    S2S service with our configured identity (certificate, dialback secret),
+    asks, and stops it again.
+
+    It must listen on the configured S2S address while it asks: a peer
+    answers on its *own* stream to our domain (RFC 6120 streams are one-way),
+    which DNS sends to that address.  When the port is taken (the server is
+    running), the answers would reach the server, not the check, so disco is
+    reported unavailable and the check goes on without it.
     """
-    from wavebox.xmpp import tls as tlsmodule
-    from wavebox.xmpp.resolver import DnspythonResolver, resolve_server
+    from twisted.internet.error import CannotListenError
+
+    from wavebox.xmpp.discovery import DiscoUnavailable
+    from wavebox.xmpp.resolver import DnspythonResolver
 
     resolver = DnspythonResolver(config.nameserver, config.dns_timeout)
-    names = local_names(config)
 
     def disco(domain, endpoints):
-        s2s = S2SService(
-            names, db.secret_from_config(config), tlsmodule.policy_from_config(config, names),
-            lambda d: resolve_server(resolver, d, []), port=None, reactor=reactor)
-        s2s.startService()
+        if not config.domains:
+            return defer.fail(DiscoUnavailable(
+                "no hosted domain configured (give --config): disco needs our identity"))
+        try:
+            s2s = service_from_config(config, resolver, port=config.s2s_port, reactor=reactor)
+        except Exception as e:
+            return defer.fail(DiscoUnavailable("cannot set up S2S: %s" % (e,)))
+        try:
+            s2s.startService()
+        except CannotListenError as e:
+            s2s.stopService()
+            return defer.fail(DiscoUnavailable(
+                "cannot listen on %s:%d (%s): peers answer disco on their own stream to "
+                "our domain, so only a check without the running server can ask"
+                % (config.s2s_interface or "*", config.s2s_port, e.socketError)))
         d = s2s.find_wave_service(domain, endpoints)
 
         def done(result):

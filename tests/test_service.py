@@ -1,0 +1,189 @@
+"""
+The wiring: ``makeService`` builds the S2S service, disco, ping and discovery
+from a configuration; ``twistd -n wavebox`` starts, listens and stops.
+"""
+
+import os
+import re
+import signal
+import sys
+
+from twisted.application import service
+from twisted.internet import defer, endpoints, error, protocol, reactor
+from twisted.logger import ILogObserver, LogLevel
+from twisted.trial import unittest
+from twisted.words.xish import domish
+
+import wavebox
+from wavebox import service as wservice
+from wavebox.config import ConfigError, Options, load
+from wavebox.xmpp.disco import NS_WAVE_SERVER
+
+GUARD = 30
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(wavebox.__file__)))
+
+
+def config_for(testcase, **values):
+    base = {"domain": ["a.test"], "data_dir": testcase.mktemp(), "s2s_interface": "127.0.0.2",
+            "s2s_port": "0", "nameserver": "127.0.0.1:1", "console_port": "0"}
+    base.update(values)
+    return load(base)
+
+
+class MakeServiceTests(unittest.TestCase):
+
+    def test_s2s_and_ping_are_children_of_the_top_service(self):
+        top = wservice.makeService(config_for(self, xmpp_server_ping=["b.test"]))
+        self.assertEqual(top.name, "wavebox")
+        self.assertIs(top.getServiceNamed("s2s"), top.s2s)
+        self.assertEqual(top.getServiceNamed("ping").domains, ["b.test"])
+        self.assertEqual(top.s2s.domains, ["a.test", "wave.a.test"])
+        self.assertEqual(top.resolver.nameserver, ("127.0.0.1", 1))
+
+    def test_wave_service_is_advertised_in_disco(self):
+        top = wservice.makeService(config_for(self, wave_service_prefix="waves"))
+        iq = domish.Element((None, "iq"))
+        iq["type"], iq["from"], iq["to"] = "get", "a.test", "waves.a.test"
+        iq.addElement(("http://jabber.org/protocol/disco#info", "query"))
+        answer = self.successResultOf(top.s2s.request(iq))
+        identity = answer.query.identity
+        self.assertEqual((identity["category"], identity["type"], identity["name"]),
+                         ("collaboration", "google-wave", "wavebox"))
+        self.assertIn(NS_WAVE_SERVER, [f["var"] for f in answer.query.elements()
+                                       if f.name == "feature"])
+
+    @defer.inlineCallbacks
+    def test_starts_listening_and_stops_cleanly(self):
+        top = wservice.makeService(config_for(self))
+        top.startService()
+        host, port = top.s2s.listening_address()
+        self.assertEqual(host, "127.0.0.2")
+        client = yield endpoints.connectProtocol(
+            endpoints.TCP4ClientEndpoint(reactor, host, port), protocol.Protocol())
+        yield top.stopService()
+        client.transport.loseConnection()
+        self.assertIsNone(top.s2s.listening_address())
+
+    def test_unusable_certificate_is_a_config_error(self):
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("not a certificate")
+        config = config_for(self, certificate=path, private_key=path)
+        self.assertRaises(ConfigError, wservice.makeService, config)
+
+    def test_log_level_filters_what_twistd_prints(self):
+        top = wservice.WaveboxService("warn")
+        lines = []
+        top.twistd_options = {"logfile": "-", "nodaemon": True}
+        application = service.Application("test")
+        self.patch(sys, "stdout", _Lines(lines))
+        top.setServiceParent(application)
+        observer = application.getComponent(ILogObserver)
+        observer({"log_level": LogLevel.info, "log_format": "quiet", "log_time": 0,
+                  "log_namespace": "x"})
+        observer({"log_level": LogLevel.warn, "log_format": "loud", "log_time": 0,
+                  "log_namespace": "x"})
+        self.assertEqual([("quiet" in l, "loud" in l) for l in lines], [(False, True)])
+
+
+class _Lines:
+    def __init__(self, lines):
+        self.lines = lines
+
+    def write(self, text):
+        self.lines.append(text)
+
+    def flush(self):
+        pass
+
+
+class _Twistd(protocol.ProcessProtocol):
+    """Collects a twistd child's output; fires ``listening`` with the S2S port."""
+
+    def __init__(self):
+        self.output = ""
+        self.listening = defer.Deferred()
+        self.ended = defer.Deferred()
+
+    def outReceived(self, data):
+        self.output += data.decode("utf-8", "replace")
+        match = re.search(r"S2S listening on ([\d.]+):(\d+)", self.output)
+        if match and not self.listening.called:
+            self.listening.callback((match.group(1), int(match.group(2))))
+
+    errReceived = outReceived
+
+    def processEnded(self, reason):
+        if not self.listening.called:
+            self.listening.errback(reason)
+        self.ended.callback(reason.value)
+
+
+class _Greeter(protocol.Protocol):
+    """Opens a stream and keeps the answer."""
+
+    def __init__(self):
+        self.received = b""
+        self.answered = defer.Deferred()
+
+    def connectionMade(self):
+        self.transport.write(
+            b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/"
+            b"streams' xmlns:db='jabber:server:dialback' to='a.test' from='b.test' "
+            b"version='1.0'>")
+
+    def dataReceived(self, data):
+        self.received += data
+        if b"</stream:features>" in self.received and not self.answered.called:
+            self.answered.callback(self.received.decode("utf-8"))
+
+
+class TwistdTests(unittest.TestCase):
+
+    @defer.inlineCallbacks
+    def test_twistd_wavebox_starts_listens_and_stops_on_sigterm(self):
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        conf = os.path.join(directory, "wavebox.conf")
+        with open(conf, "w") as f:
+            f.write("[wavebox]\ndomain = a.test\ndata_dir = %s/data\ns2s_interface = 127.0.0.2\n"
+                    "s2s_port = 0\nconsole_port = 0\nlog_level = info\n" % (directory,))
+        child = _Twistd()
+        env = dict(os.environ, PYTHONPATH=CHECKOUT)
+        process = reactor.spawnProcess(
+            child, sys.executable,
+            [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+             "-n", "--pidfile=", "--logfile=-", "wavebox", "--config", conf],
+            env=env, path=directory)
+
+        def kill_if_running():
+            try:
+                process.signalProcess("KILL")
+            except error.ProcessExitedAlready:
+                pass
+        self.addCleanup(kill_if_running)
+
+        host, port = yield child.listening.addTimeout(GUARD, reactor)
+        self.assertEqual(host, "127.0.0.2")
+        greeter = _Greeter()
+        yield endpoints.connectProtocol(endpoints.TCP4ClientEndpoint(reactor, host, port),
+                                        greeter)
+        answer = yield greeter.answered.addTimeout(GUARD, reactor)
+        self.assertIn("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>",
+                      answer)
+        greeter.transport.loseConnection()
+
+        process.signalProcess("TERM")
+        ended = yield child.ended.addTimeout(GUARD, reactor)
+        # twistd shuts down, then ends by the signal it was given.
+        self.assertIn(ended.signal or ended.exitCode, (signal.SIGTERM, 0))
+        self.assertIn("Server Shut Down.", child.output)
+        self.assertNotIn("Traceback", child.output)
+        self.assertTrue(os.path.exists(os.path.join(directory, "data", "dialback.secret")))
+
+    def test_plugin_options_reach_make_service(self):
+        options = Options()
+        options.parseOptions(["--domain", "a.test", "--data-dir", self.mktemp(),
+                              "--s2s-port", "0", "--xmpp_server_ping", "b.test"])
+        top = wservice.makeServiceFromOptions(options)
+        self.assertEqual(top.getServiceNamed("ping").domains, ["b.test"])

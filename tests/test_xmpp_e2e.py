@@ -1,0 +1,256 @@
+"""
+Two (or three) wavebox servers in one process, on the real reactor: real TCP
+on loopback (a.test on 127.0.0.2, b.test on 127.0.0.3, each on an ephemeral
+port), real STARTTLS with certificates from a test CA made here, dialback,
+and a real DNS server on loopback (tests/dnsserver.py) with SRV and A
+records that carry the real ports.  The servers are built by
+``wavebox.service.makeService`` from a configuration, as twistd builds them.
+"""
+
+from twisted.internet import defer, endpoints, protocol, reactor
+from twisted.logger import formatEvent, globalLogPublisher
+from twisted.trial import unittest
+from twisted.words.protocols.jabber import error
+from twisted.words.xish import domish
+
+from tests.dnsserver import A, SRV, ZoneServer, standard_records
+from wavebox import service as wservice
+from wavebox.config import load
+from wavebox.xmpp import certs
+
+GUARD = 20      # seconds: a guard against hanging, never an assertion about speed
+
+HOSTS = {"a.test": "127.0.0.2", "b.test": "127.0.0.3", "c.test": "127.0.0.4"}
+
+
+class LogWatch:
+    """Log lines, and Deferreds that fire when a line containing some text appears."""
+
+    def __init__(self, testcase):
+        self.lines = []
+        self._waiting = []
+        globalLogPublisher.addObserver(self._event)
+        testcase.addCleanup(globalLogPublisher.removeObserver, self._event)
+
+    def _event(self, event):
+        line = formatEvent(event)
+        self.lines.append(line)
+        for text, d in list(self._waiting):
+            if text in line:
+                self._waiting.remove((text, d))
+                d.callback(line)
+
+    def wait_for(self, text):
+        for line in self.lines:
+            if text in line:
+                return defer.succeed(line)
+        d = defer.Deferred()
+        self._waiting.append((text, d))
+        return d.addTimeout(GUARD, reactor)
+
+    def count(self, text):
+        return sum(1 for line in self.lines if text in line)
+
+
+def ping_iq(sender, to):
+    iq = domish.Element((None, "iq"))
+    iq["type"], iq["from"], iq["to"] = "get", sender, to
+    iq.addElement(("urn:xmpp:ping", "ping"))
+    return iq
+
+
+class RawClient(protocol.Protocol):
+    """A peer that sends bytes and keeps what it gets until the connection ends."""
+
+    def __init__(self, payloads):
+        self.payloads = payloads
+        self.received = b""
+        self.done = defer.Deferred()
+
+    def connectionMade(self):
+        for payload in self.payloads:
+            self.transport.write(payload)
+
+    def dataReceived(self, data):
+        self.received += data
+
+    def connectionLost(self, reason):
+        self.done.callback(self.received.decode("utf-8", "replace"))
+
+
+HEADER = ("<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+          "xmlns:stream='http://etherx.jabber.org/streams' "
+          "xmlns:db='jabber:server:dialback' from='mallory.test' to='b.test' version='1.0'>")
+
+
+class TwoServers(unittest.TestCase):
+    """a.test and b.test, running; ``PING`` is a.test's ``--xmpp_server_ping``."""
+
+    PING = []
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.log = LogWatch(self)
+        self.dir = self.mktemp()
+        self.ca_cert, self.ca_key = certs.gencert_ca("wavebox test CA", self.dir)
+        self.servers = {}
+        self.values = {}
+        self.zone = None
+        self.addCleanup(self._stop)
+        self.start("a.test", ping=self.PING)
+        self.start("b.test")
+        # Before the reactor turns (the start-up ping is the next thing it does).
+        yield self.publish_dns()
+
+    @defer.inlineCallbacks
+    def _stop(self):
+        for top in self.servers.values():
+            yield top.stopService()
+        if self.zone is not None:
+            yield self.zone.stop()
+
+    def start(self, domain, ping=(), certificate_for=None):
+        """Start a server for ``domain``; :meth:`publish_dns` makes it known."""
+        cert, key = certs.gencert(certificate_for or domain, self.dir, self.ca_cert, self.ca_key)
+        values = {
+            "domain": [domain], "data_dir": "%s/%s-data" % (self.dir, domain),
+            "s2s_interface": HOSTS[domain], "s2s_port": "0", "certificate": cert,
+            "private_key": key, "trusted_ca": self.ca_cert, "xmpp_server_ping": list(ping),
+            "nameserver": "127.0.0.1:1", "dns_timeout": "2", "console_port": "0"}
+        top = wservice.makeService(load(values))
+        self.values[domain] = values
+        self.servers[domain] = top
+        top.startService()
+
+    @defer.inlineCallbacks
+    def publish_dns(self):
+        """(Re)start the zone server with every server's real port; point resolvers at it."""
+        if self.zone is not None:
+            yield self.zone.stop()
+        ports = {d: top.s2s.listening_address()[1] for d, top in self.servers.items()}
+        records = standard_records({d: p for d, p in ports.items() if d in ("a.test", "b.test")})
+        if "c.test" in ports:
+            records["wave.c.test"] = [A(HOSTS["c.test"])]
+            for owner in ("c.test", "wave.c.test"):
+                records["_xmpp-server._tcp." + owner] = [SRV(10, 0, ports["c.test"], "wave.c.test")]
+        self.zone = yield ZoneServer.start(records=records)
+        for top in self.servers.values():
+            top.resolver.nameserver = self.zone.nameserver
+
+    def s2s(self, domain):
+        return self.servers[domain].s2s
+
+
+
+class PingAtStartUpTests(TwoServers):
+
+    PING = ["b.test"]
+
+    @defer.inlineCallbacks
+    def test_fedone_ping_at_start_up_gets_its_receipt(self):
+        line = yield self.log.wait_for("got ping response from b.test")
+        self.assertEqual(line, "got ping response from b.test")
+        # It went from our wave service to the one disco found, over TLS with
+        # verified certificates both ways.
+        self.assertEqual(self.log.count("sending ping to b.test (wave.b.test)"), 1)
+        for stream in self.s2s("a.test").outgoing + self.s2s("b.test").outgoing:
+            self.assertTrue(stream.tls_active)
+            self.assertTrue(stream.tls_verdict.chain_ok)
+
+
+class FederationTests(TwoServers):
+
+    @defer.inlineCallbacks
+    def test_xep_0199_ping_is_answered_across_servers(self):
+        answer = yield self.s2s("a.test").request(ping_iq("a.test", "b.test")).addTimeout(
+            GUARD, reactor)
+        self.assertEqual((answer["type"], answer["from"], answer["to"]),
+                         ("result", "b.test", "a.test"))
+        answer = yield self.s2s("b.test").request(ping_iq("wave.b.test", "wave.a.test"))
+        self.assertEqual(answer["type"], "result")
+
+    @defer.inlineCallbacks
+    def test_dialback_verifies_keys_when_certificates_are_not_used(self):
+        for domain in ("a.test", "b.test"):
+            self.s2s(domain).dialback.trust_certificates = False
+        answer = yield self.s2s("a.test").request(ping_iq("a.test", "b.test")).addTimeout(
+            GUARD, reactor)
+        self.assertEqual(answer["type"], "result")
+        self.assertEqual(self.log.count("a.test -> b.test verified by its Authoritative Server"), 1)
+        self.assertEqual(self.log.count("b.test -> a.test verified by its Authoritative Server"), 1)
+
+    @defer.inlineCallbacks
+    def test_wave_service_is_found_by_disco(self):
+        found = yield self.servers["a.test"].discovery.discover("b.test")
+        self.assertEqual(found.jid, "wave.b.test")
+
+    @defer.inlineCallbacks
+    def test_wavebox_check_asks_disco_while_the_server_is_stopped(self):
+        from wavebox.xmpp.discovery import DiscoUnavailable
+        from wavebox.xmpp.resolver import Endpoint
+        from wavebox.xmpp.streams import make_check_disco
+        b_port = self.s2s("b.test").listening_address()[1]
+        where = [Endpoint("127.0.0.3", b_port, "wave.b.test")]
+        a_port = self.s2s("a.test").listening_address()[1]
+        values = dict(self.values["a.test"], s2s_port=str(a_port))
+        # While a.test's server runs, answers would go to it: no disco.
+        yield self.assertFailure(make_check_disco(load(values))("b.test", where),
+                                 DiscoUnavailable)
+        # Stopped, the check takes its place (its address is in DNS) and asks.
+        yield self.servers.pop("a.test").stopService()
+        found = yield make_check_disco(load(values))("b.test", where).addTimeout(GUARD, reactor)
+        self.assertEqual(found, "wave.b.test")
+
+    @defer.inlineCallbacks
+    def test_peer_whose_certificate_names_another_domain_is_refused(self):
+        self.start("c.test", certificate_for="evil.test")
+        yield self.publish_dns()
+        d = self.s2s("a.test").request(ping_iq("a.test", "c.test"))
+        failure = yield self.assertFailure(d.addTimeout(GUARD, reactor), error.StanzaError)
+        self.assertEqual(failure.condition, "remote-server-timeout")
+        self.assertTrue(self.log.count("TLS certificate of c.test refused"))
+        self.assertFalse([s for s in self.s2s("c.test").incoming if s.authenticated])
+
+    @defer.inlineCallbacks
+    def test_stanza_with_a_spoofed_from_is_refused(self):
+        yield self.s2s("a.test").request(ping_iq("a.test", "b.test"))
+        delivered = []
+        self.s2s("b.test").local.xmlstream.addObserver("/message", delivered.append)
+        [stream] = [s for s in self.s2s("a.test").outgoing
+                    if ("a.test", "b.test") in s.authenticated]
+        spoofed = domish.Element((None, "message"))
+        spoofed["from"], spoofed["to"] = "mallory@evil.test", "bob@b.test"
+        stream.xmlstream.send(spoofed)
+        yield stream.closed.wait().addTimeout(GUARD, reactor)
+        self.assertEqual(stream.peer_error, "invalid-from")
+        self.assertEqual(delivered, [])
+        yield self.log.wait_for("stream error <invalid-from/>")
+
+    @defer.inlineCallbacks
+    def raw(self, *payloads):
+        host, port = self.s2s("b.test").listening_address()
+        client = RawClient([p.encode("utf-8") if isinstance(p, str) else p for p in payloads])
+        yield endpoints.connectProtocol(
+            endpoints.TCP4ClientEndpoint(reactor, host, port), client)
+        received = yield client.done.addTimeout(GUARD, reactor)
+        return received
+
+    @defer.inlineCallbacks
+    def test_bad_input_gets_stream_errors_while_other_streams_keep_working(self):
+        yield self.s2s("a.test").request(ping_iq("a.test", "b.test"))
+        malformed = yield self.raw(HEADER, "<message><body></message>")
+        self.assertIn("<not-well-formed xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>", malformed)
+        wrong_namespace = yield self.raw(HEADER.replace("http://etherx.jabber.org/streams",
+                                                        "urn:example:bogus"))
+        self.assertIn("<invalid-namespace xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>",
+                      wrong_namespace)
+        huge = yield self.raw(HEADER, "<message to='bob@b.test'><body>",
+                              "x" * (1024 * 1024), "</body></message>")
+        self.assertIn("<policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>", huge)
+        for condition in ("not-well-formed", "invalid-namespace", "policy-violation"):
+            self.assertEqual(self.log.count("stream error <%s/>" % (condition,)), 1)
+        # The stream a.test -> b.test still carries stanzas.
+        answer = yield self.s2s("a.test").request(ping_iq("a.test", "b.test")).addTimeout(
+            GUARD, reactor)
+        self.assertEqual(answer["type"], "result")
+        self.assertEqual(len(self.s2s("a.test").outgoing), 1)
