@@ -6,7 +6,7 @@ the notice of being added to a wave.
 
 import re
 
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import defer, protocol, reactor, task
 from twisted.protocols.basic import LineReceiver
 from twisted.trial import unittest
 
@@ -91,7 +91,9 @@ class ConsoleTestCase(unittest.TestCase):
         self.store = MemoryStore()
         for user in ("alice@a.test", "bob@a.test", "carol@b.test"):
             self.successResultOf(self.store.add_account(user, quick_hash("pw-" + user[:3])))
-        self.server = WaveServer(self.store, self.domains)
+        # Application timestamps come from this clock (inbox order is by them).
+        self.clock = task.Clock()
+        self.server = WaveServer(self.store, self.domains, clock=self.clock)
         self.factory = ConsoleFactory(self.server, self.domains,
                                       verify_password=lambda p, h: defer.succeed(
                                           verify_password(p, h)))
@@ -241,6 +243,7 @@ class WaveTests(ConsoleTestCase):
         c = yield self.login()
         yield self.command(c, "/new", "^created wave (.*)")
         yield self.command(c, "first wave", "^alice@a.test: first wave")
+        self.clock.advance(1)
         yield self.command(c, "/new", "^created wave (.*)")
         yield self.command(c, "second wave", "^alice@a.test: second wave")
         yield self.command(c, "/add bob@a.test", r"^\* alice@a.test added bob@a.test")
@@ -293,8 +296,13 @@ class WaveTests(ConsoleTestCase):
         yield alice.expect("^bob@a.test: yes$")
         alice.send("/remove bob@a.test")
         yield bob.expect(r"^\* alice@a.test removed you$")
+        yield bob.expect(r"^\(you are no longer a participant; the wave is closed\)$")
         yield alice.expect(r"^\* alice@a.test removed bob@a.test$")
-        yield self.command(bob, "one more", "^error: .*not a participant")
+        yield self.command(bob, "one more", "^error: no wave is open")
+        mark = len(bob.lines)
+        yield self.command(alice, "secret now", "^alice@a.test: secret now")
+        yield self.command(bob, "/list", "^your inbox is empty")
+        self.assertNotIn("alice@a.test: secret now", bob.since(mark))
 
     @defer.inlineCallbacks
     def test_removed_user_not_looking_at_the_wave_is_told(self):
@@ -370,3 +378,44 @@ def _collect(client, n):
         m = yield client.expect("^(alice|bob)@a.test: ")
         lines.append(m.string)
     return lines
+
+
+class ClientProgramTests(ConsoleTestCase):
+    """``wavebox console USER`` with its stdin piped, against this test's console."""
+
+    @defer.inlineCallbacks
+    def test_client_logs_in_and_relays_lines_both_ways(self):
+        import os
+        import sys
+
+        import wavebox
+        root = os.path.dirname(os.path.dirname(os.path.abspath(wavebox.__file__)))
+        out = _Collect()
+        args = [sys.executable, "-m", "wavebox.cli", "console", "alice",
+                "--host", "127.0.0.1", "--port", str(self.port.getHost().port)]
+        env = dict(os.environ, PYTHONPATH=root)
+        proc = reactor.spawnProcess(out, sys.executable, args, env=env)
+        self.addCleanup(lambda: out.running and proc.signalProcess("KILL") or out.ended)
+        proc.write(b"pw-ali\n/new\nhello from the client\n/quit\n")
+        code = yield out.ended
+        text = out.data.decode("utf-8")
+        self.assertEqual(code, 0, text)
+        for expected in ("logged in as alice@a.test", "created wave a.test/w+",
+                         "alice@a.test: hello from the client", "bye"):
+            self.assertIn(expected, text)
+
+
+class _Collect(protocol.ProcessProtocol):
+    def __init__(self):
+        self.data = b""
+        self.ended = defer.Deferred()
+        self.running = True
+
+    def outReceived(self, data):
+        self.data += data
+
+    errReceived = outReceived
+
+    def processEnded(self, reason):
+        self.running = False
+        self.ended.callback(reason.value.exitCode)

@@ -340,6 +340,23 @@ class RestartTests(ServerTestCase):
         self.failureResultOf(again.wavelet(NAME), errors.WaveletCorrupted)
 
 
+class SharedStoreTests(ServerTestCase):
+    """Two processes on one database: the store, not a lock here, picks the writer."""
+
+    def test_losing_a_race_to_the_store_reloads_and_transforms_again(self):
+        self.create()
+        other = self.make_server(self.store)
+        v = self.state().hashed_version
+        self.successResultOf(other.submit(NAME, WaveletDelta(ALICE, v, [write("b+1", "A", 0, 5)])))
+        # This server still believes the wavelet is at v; its write conflicts.
+        result = self.successResultOf(self.submit([write("b+1", "Z", 5, 5)], version=v))
+        self.assertEqual(result.hashed_version_after.version, v.version + 2)
+        self.assertEqual(self.text(), "AhelloZ")
+        self.assertEqual(len(self.stored()), 3)
+        self.assertEqual(self.state(server=self.make_server(self.store)).hashed_version,
+                         result.hashed_version_after)
+
+
 class ListenerTests(ServerTestCase):
 
     def test_wavelet_listener_hears_only_its_wavelet(self):

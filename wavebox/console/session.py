@@ -395,6 +395,11 @@ class ConsoleSession(protocol.Protocol):
             return
         for line in view.participant_notices(update, self.user):
             self.say(line)
+        if self.user not in update.participants_after:
+            # Removed: what happens next on this wave is none of our business.
+            self._close_wave()
+            self.say("(you are no longer a participant; the wave is closed)")
+            return
         state = self.server.current_state(update.wavelet_name)
         if state is not None:
             self._show_new(state, update)

@@ -99,6 +99,7 @@ class WaveletContainer:
 
     @defer.inlineCallbacks
     def _load(self):
+        self._forget()
         store = self.server.store
         snapshot = yield store.latest_snapshot(self.uri)
         state = None

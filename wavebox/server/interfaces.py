@@ -110,7 +110,7 @@ class IOutboxSource(Interface):
     def outbox_for(update):
         """
         ``[(destination domain, payload bytes), ...]`` to store, in the same
-        transaction as ``update.delta``.  ``update.outbox_ids`` is empty here;
+        transaction as the delta (``update.applied``).  ``update.outbox_ids`` is empty here;
         listeners later see the ids the store assigned.
         """
 

@@ -19,7 +19,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from wavebox.model.delta import HashedVersion, SignedDelta, WaveletDelta
-from wavebox.model.errors import InvalidDelta, InvalidHashedVersion, ModelError
+from wavebox.model.errors import InvalidDelta, InvalidHashedVersion
 from wavebox.model.ids import ParticipantId
 from wavebox.server import errors
 from wavebox.server.container import LocalWaveletContainer, RemoteWaveletContainer

@@ -1,0 +1,76 @@
+"""``wavebox adduser``: accounts made from the command line, as the console will check them."""
+
+import os
+import subprocess
+import sys
+
+from twisted.trial import unittest
+
+import wavebox
+from wavebox.store import open_store
+from wavebox.store.accounts import verify_password
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(wavebox.__file__)))
+
+
+def adduser(*args, stdin="secret\n"):
+    return subprocess.run(
+        [sys.executable, "-m", "wavebox.cli", "adduser"] + list(args),
+        input=stdin, capture_output=True, text=True, timeout=120,
+        env=dict(os.environ, PYTHONPATH=ROOT))
+
+
+class AddUserTests(unittest.TestCase):
+
+    def setUp(self):
+        self.data = os.path.abspath(self.mktemp())
+
+    def test_user_without_domain_gets_the_first_domain(self):
+        r = adduser("Alice", "--data-dir", self.data, "--domain", "a.test", "--domain", "b.test")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, "created account alice@a.test\n")
+
+    def test_password_is_read_from_a_pipe_and_hashed(self):
+        r = adduser("bob@b.test", "--data-dir", self.data, stdin="p4ss word\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return self._check("bob@b.test", "p4ss word")
+
+    def _check(self, address, password):
+        store = open_store("sqlite:wavebox.sqlite3", self.data)
+        d = store.get_account(address)
+
+        def got(account):
+            self.assertTrue(account.password_hash.startswith("scrypt$"))
+            self.assertTrue(verify_password(password, account.password_hash))
+            self.assertFalse(verify_password("wrong", account.password_hash))
+        d.addCallback(got)
+        d.addBoth(lambda r: store.close().addCallback(lambda _: r))
+        return d
+
+    def test_existing_account_is_refused_unless_replaced(self):
+        self.assertEqual(adduser("carol@a.test", "--data-dir", self.data).returncode, 0)
+        r = adduser("carol@a.test", "--data-dir", self.data, stdin="other\n")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("already has an account", r.stderr)
+        r = adduser("carol@a.test", "--data-dir", self.data, "--replace", stdin="other\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return self._check("carol@a.test", "other")
+
+    def test_config_file_names_the_store_and_domains(self):
+        conf = os.path.abspath(self.mktemp())
+        with open(conf, "w") as f:
+            f.write("[wavebox]\ndomain = z.test\ndata_dir = %s\n" % (self.data,))
+        r = adduser("dave", "--config", conf)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, "created account dave@z.test\n")
+        return self._check("dave@z.test", "secret")
+
+    def test_user_outside_the_hosted_domains_is_refused(self):
+        r = adduser("eve@elsewhere.test", "--data-dir", self.data, "--domain", "a.test")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("not in a hosted domain", r.stderr)
+
+    def test_empty_password_is_refused(self):
+        r = adduser("frank", "--data-dir", self.data, "--domain", "a.test", stdin="\n")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("password is empty", r.stderr)
