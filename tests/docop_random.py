@@ -19,7 +19,6 @@ from wavebox.model.docop import (
     AnnotationBoundary,
     Characters,
     DeleteCharacters,
-    DeleteElementEnd,
     DeleteElementStart,
     DocOp,
     Document,

@@ -274,3 +274,38 @@ class TransformTieBreakTests(SynchronousTestCase):
         self.assertRaises(TransformError, transform,
                           DocOpBuilder().element_start("p").element_end().retain(1).build(),
                           DocOp([Retain(2)]))
+
+
+class DocumentReadingTests(SynchronousTestCase):
+
+    def test_element_range_finds_the_matching_end(self):
+        d = doc_of(("conversation", {}), ("blip", {}), "hi", None, None, ("x", {}), None)
+        self.assertEqual(d.element_range("conversation"), (0, 5))
+        self.assertEqual(d.element_range("blip"), (1, 4))
+        self.assertEqual(d.element_range("x"), (6, 7))
+        self.assertIsNone(d.element_range("missing"))
+
+    def test_inserting_at_element_end_puts_content_last_in_it(self):
+        d = doc_of(("conversation", {}), ("blip", {}), None, None)
+        _start, end = d.element_range("conversation")
+        op = DocOpBuilder().retain(end).element_start("blip", {"id": "b2"}).element_end() \
+            .retain(d.size - end).build()
+        self.assertEqual(d.apply(op).to_xml(),
+                         '<conversation><blip></blip><blip id="b2"></blip></conversation>')
+
+
+class ForeignInputTests(SynchronousTestCase):
+
+    def test_transform_refuses_objects_that_are_not_components(self):
+        self.assertRaises(TransformError, transform, DocOp(["r"]), DocOp([Retain(1)]))
+
+    def test_compose_refuses_objects_that_are_not_components(self):
+        self.assertRaises(ComposeError, compose, DocOp([Retain(1)]), DocOp([None]))
+
+    def test_apply_refuses_objects_that_are_not_components(self):
+        e = self.assertRaises(IllFormedOperation, doc_of("a").apply, DocOp([Retain(1), 7]))
+        self.assertEqual((e.index, e.rule), (1, "unknown_component"))
+
+    def test_non_integer_retain_is_ill_formed(self):
+        e = self.assertRaises(IllFormedOperation, doc_of("ab").apply, DocOp([Retain("2")]))
+        self.assertEqual(e.rule, "retain_not_positive")

@@ -12,7 +12,7 @@ import sys
 from twisted.trial.unittest import SynchronousTestCase
 
 import wavebox
-from wavebox.model.docop import normalize, transform
+from wavebox.model.docop import transform
 from wavebox.model.errors import TransformError
 from wavebox.model.vectors import check_case, op_from_json, op_to_json, run_files
 

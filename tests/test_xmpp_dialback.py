@@ -187,6 +187,19 @@ class ReceivingServerTests(unittest.SynchronousTestCase):
         _, sent = ours.take()
         self.assertEqual([e.name for e in sent], ["message"])
 
+    def test_verify_for_another_of_our_domains_also_reuses_the_pending_stream(self):
+        # Stanzas get a stream per domain pair, but a db:verify may go on
+        # any stream to the Authoritative Server: no new connection.
+        self.service.send(message("a.test", "bob@b.test"))
+        ours = fx.answer_outgoing(self.network)
+        ours.take()
+        theirs = fx.open_incoming(self.service, to="wave.a.test")
+        theirs.feed("<db:result from='b.test' to='wave.a.test'>their-key</db:result>")
+        self.assertEqual(len(self.network.attempts), 1)
+        _, sent = ours.take()
+        self.assertEqual([(e.name, e["from"], e["to"], str(e)) for e in sent],
+                         [("verify", "wave.a.test", "b.test", "their-key")])
+
 
 class AuthoritativeServerTests(unittest.SynchronousTestCase):
     """A Receiving Server asks us whether a key we handed out is genuine."""

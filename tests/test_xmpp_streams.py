@@ -316,23 +316,31 @@ class RoutingTests(unittest.SynchronousTestCase):
                     self.network.refuse(attempt)
         self.assertEqual(delays, [0, 2.0, 4.0])
 
-    def test_second_domain_pair_reuses_the_stream_to_the_same_address(self):
+    def test_second_domain_pair_gets_its_own_stream_to_the_same_address(self):
+        # Not multiplexed: Prosody 0.12 would answer the second pair's stanzas
+        # over its stream for the first pair (see tests/test_prosody_s2s.py).
         self.service.send(message("a.test", "bob@b.test"))
-        peer = fx.answer_outgoing(self.network)
-        peer.feed("<db:result from='b.test' to='a.test' type='valid'/>")
-        peer.take()
+        first = fx.answer_outgoing(self.network)
+        first.feed("<db:result from='b.test' to='a.test' type='valid'/>")
+        first.take()
         self.service.tls.proves.add("wave.b.test")
         self.service.send(message("wave.a.test", "wave.b.test"))
-        self.assertEqual(len(self.network.attempts), 1)
-        _, sent = peer.take()
-        result = sent[0]
-        self.assertEqual((result.name, result["from"], result["to"]),
-                         ("result", "wave.a.test", "wave.b.test"))
+        self.assertEqual([(c.host, c.port) for c in self.network.attempts],
+                         [("127.0.0.3", 5269)] * 2)
+        self.assertEqual(first.take()[1], [])
+        second = fx.answer_outgoing(self.network)
+        _, sent = second.take()
+        result = [e for e in sent if e.name == "result"][0]
+        self.assertEqual((result["from"], result["to"]), ("wave.a.test", "wave.b.test"))
         self.assertEqual(str(result), dialback.dialback_key(
-            "s3cret", "wave.b.test", "wave.a.test", peer.sid))
-        peer.feed("<db:result from='wave.b.test' to='wave.a.test' type='valid'/>")
-        _, sent = peer.take()
+            "s3cret", "wave.b.test", "wave.a.test", second.sid))
+        second.feed("<db:result from='wave.b.test' to='wave.a.test' type='valid'/>")
+        _, sent = second.take()
         self.assertEqual([e.name for e in sent], ["message"])
+        # The same pair again: its own stream, no new connection.
+        self.service.send(message("wave.a.test", "wave.b.test"))
+        self.assertEqual([e.name for e in second.take()[1]], ["message"])
+        self.assertEqual(len(self.network.attempts), 2)
 
     def test_stream_whose_certificate_does_not_name_the_domain_is_not_reused(self):
         self.service.send(message("a.test", "bob@b.test"))

@@ -192,6 +192,14 @@ OPTIONS += [
            "listens on ('' or * = all; keep it on localhost unless you mean it)"),
     Option("console-port", _port, 9876, "port of the telnet-style console "
            "(0 = any free port, logged at start-up)"),
+    # Component mode (issue 6): an XMPP server does S2S, we are its XEP-0114 component.
+    Option("component", _host_port(5347), None, "run as an XEP-0114 component of the XMPP "
+           "server at HOST[:PORT] (its component port, 5347 by default) instead of "
+           "doing S2S ourselves"),
+    Option("component-secret", _text, None, "the shared secret of --component (the XMPP "
+           "server's component_secret)"),
+    Option("component-jid", _domain, None, "the component's JID, as configured in the XMPP "
+           "server (default: the wave service JID, PREFIX.DOMAIN)"),
 ]
 
 # Issue 5: the wave federation protocol.
@@ -307,11 +315,30 @@ def _check(config):
     if bool(config.certificate) != bool(config.private_key):
         raise ConfigError("--private-key: --certificate and --private-key go "
                           "together; give both or neither")
+    _check_component(config)
     for key in ("certificate", "private_key", "trusted_ca"):
         path = getattr(config, key)
         if path and not os.path.isfile(path):
             raise ConfigError("--%s: no such file: %s" % (key.replace("_", "-"), path))
     return config
+
+
+def _check_component(config):
+    """Component mode needs its secret, and serves exactly one domain."""
+    if not config.component:
+        for key in ("component_secret", "component_jid"):
+            if getattr(config, key):
+                raise ConfigError("--%s: only meaningful with --component HOST[:PORT]"
+                                  % (key.replace("_", "-"),))
+        return
+    if not config.component_secret:
+        raise ConfigError("--component-secret: component mode needs the secret the "
+                          "XMPP server has for this component")
+    if len(config.domain) != 1:
+        raise ConfigError("--domain: component mode serves exactly one domain, not %d"
+                          % (len(config.domain),))
+    if not config.component_jid:
+        config.component_jid = config.service_jid(config.domain[0])
 
 
 # --- twistd / command-line glue ----------------------------------------------

@@ -2,13 +2,16 @@
 Wiring: turn a validated :class:`wavebox.config.Config` into the running
 services of ``twistd wavebox``.  The only module that knows every layer.
 
-In start order: the XMPP server-to-server service (listening on
-``s2s_interface:s2s_port`` for every hosted domain and its wave service
-JID), told what to advertise in disco; the XEP-0199 / FedOne ping responder;
-peer discovery over DNS; the start-up ping of each ``--xmpp_server_ping``
-domain; the store and the wave server core; the console; and the wave
-federation service, which starts after the store is open and stops before it
-closes.
+In start order: the store and the wave server core, the console; the XMPP
+server-to-server service (listening on ``s2s_interface:s2s_port`` for every
+hosted domain and its wave service JID), told what to advertise in disco;
+the XEP-0199 / FedOne ping responder; peer discovery over DNS; the start-up
+ping of each ``--xmpp_server_ping`` domain; and the wave federation service
+(it starts after the store is open, and stops before it closes).
+
+In component mode (``--component``, XEP-0114) an XMPP server does S2S for
+us: instead of the S2S service there is one component stream, with the same
+API (send, request, add_handler, disco) and the same handlers.
 """
 
 import sys
@@ -98,6 +101,16 @@ def makeService(config, reactor=None):
 
     top = WaveboxService(config.log_level)
     top.setName("wavebox")
+    # First in, last out: the store closes after everything that uses it.
+    top.wave_server = _make_wave_services(config, top)
+
+
+    if config.component:
+        top = _component_mode(top, config, reactor)
+        component = top.xmpp
+        _make_federation(config, top, top.wave_server, component,
+                         component.locate_wave_service, service_jid=lambda domain: component.jid)
+        return top
 
     resolver = DnspythonResolver(config.nameserver, config.dns_timeout)
     try:
@@ -125,10 +138,9 @@ def makeService(config, reactor=None):
     pinger.setName("ping")
     pinger.setServiceParent(top)
     top.s2s = s2s
+    top.xmpp = s2s
     top.resolver = resolver
-
-    wave_server = _make_wave_services(config, top)
-    _make_federation(config, top, wave_server, s2s, discovery)
+    _make_federation(config, top, top.wave_server, s2s, locate, forget=discovery.forget)
     return top
 
 
@@ -214,8 +226,7 @@ def _make_wave_services(config, top):
     try:
         signers = _make_signers(config)
     except Exception as e:
-        sys.stderr.write("wavebox: cannot load the signing certificate: %s\n" % (e,))
-        raise SystemExit(2)
+        raise ConfigError("--certificate: cannot load the signing certificate: %s" % (e,))
     wave_server = WaveServer(None, config.domains, signers=signers,
                              snapshot_interval=config.snapshot_interval)
     WaveServerService(config, wave_server).setServiceParent(top)
@@ -224,7 +235,49 @@ def _make_wave_services(config, top):
     return wave_server
 
 
-# --- federation over XMPP server-to-server (issue 5) ---------------------------
+def advertise_component(component, config):
+    """In component mode we answer only for the component JID: the wave service."""
+    from wavebox.xmpp.disco import NS_WAVE_SERVER, WAVE_IDENTITY
+    from wavebox.xmpp.ping import NS_PING, NS_RECEIPTS
+    jid = component.jid
+    component.disco.add_identity(jid, WAVE_IDENTITY[0], WAVE_IDENTITY[1], WAVE_IDENTITY_NAME)
+    for feature in (NS_PING, NS_RECEIPTS, NS_WAVE_SERVER):
+        component.disco.add_feature(jid, feature)
+
+
+def makeComponentService(config, reactor=None):
+    """
+    Component mode (XEP-0114): one stream to the XMPP server's component port,
+    carrying the same handlers as an S2S stream.
+    """
+    from wavebox.xmpp.component import ExternalComponent
+    from wavebox.xmpp.ping import PingResponder
+
+    host, port = config.component
+    component = ExternalComponent(host, port, config.component_jid, config.component_secret,
+                                  reactor=reactor)
+    advertise_component(component, config)
+    component.add_handler(PingResponder())
+    return component
+
+
+def _component_mode(top, config, reactor):
+    """The XMPP server does S2S and finds peers: no listener, no DNS of our own."""
+    from wavebox.xmpp.ping import ServerPinger
+
+    component = makeComponentService(config, reactor)
+    component.setServiceParent(top)
+    pinger = ServerPinger(component, component.jid, config.xmpp_server_ping,
+                          locate=component.locate_wave_service, clock=reactor,
+                          prefix=config.wave_service_prefix)
+    pinger.setName("ping")
+    pinger.setServiceParent(top)
+    top.xmpp = component
+    top.s2s = None
+    return top
+
+
+# --- the wave federation protocol (issue 5) ------------------------------------
 
 def _trusted_roots(config):
     """The CA certificates that delta signers' chains must lead to."""
@@ -235,22 +288,24 @@ def _trusted_roots(config):
     return crypto.system_trusted_roots()
 
 
-def _make_federation(config, top, wave_server, s2s, discovery):
+def _make_federation(config, top, wave_server, xmpp, locate, forget=None, service_jid=None):
     """
-    The wave federation service (host, remote, outbox) on the S2S service,
-    added after the wave server core so that it starts after the store is
-    open and stops before it closes.
+    The wave federation service (host, remote, outbox) on the XMPP layer
+    (``xmpp``: the S2S service or the XEP-0114 component; ``locate(domain)``
+    finds a peer's wave service JID).  Added after the wave server core, it
+    starts after the store is open and stops before it closes.
     """
     from wavebox.federation.component import FederationService
     from wavebox.federation.signers import SignerInfos
-    from wavebox.federation.xmppglue import FederationHandler, S2STransport
+    from wavebox.federation.xmppglue import FederationHandler, XMPPTransport
 
     signers = SignerInfos(None, own=[s.signer_info for s in wave_server.signers.values()],
                           trusted_roots=_trusted_roots(config),
                           verify_signatures=config.verify_signatures)
     federation = FederationService(
-        wave_server, S2STransport(s2s, discovery), config.service_jid, signers,
-        outbox_options={"max_backoff": config.federation_retry_max})
-    s2s.add_handler(FederationHandler(federation))
+        wave_server, XMPPTransport(xmpp, locate, forget), service_jid or config.service_jid,
+        signers, outbox_options={"max_backoff": config.federation_retry_max})
+    xmpp.add_handler(FederationHandler(federation))
     federation.setServiceParent(top)
+    top.federation = federation
     return federation

@@ -5,8 +5,9 @@ and the seed's peer discovery (:mod:`wavebox.xmpp.discovery`): the
 and the tx_xmpp handler that hands it the stanzas for our wave service JIDs.
 
 The XMPP layer knows nothing of waves; this module is where the two meet,
-through the S2S service's public API only (``send``, ``request``,
-``add_handler``, ``set_endpoints``) and discovery's ``discover``/``forget``.
+through its public API only (``send``, ``request``, ``add_handler``; for
+S2S also ``set_endpoints`` and discovery's ``discover``/``forget``; for the
+XEP-0114 component, ``locate_wave_service``).
 """
 
 from twisted.internet import defer
@@ -28,31 +29,41 @@ MESSAGE = "/message"
 
 
 @implementer(ITransport)
-class S2STransport:
-    """``send``/``request`` through the S2S service; ``discover`` through discovery."""
+class XMPPTransport:
+    """
+    ``send``/``request`` through the XMPP layer (the S2S service, or the
+    XEP-0114 component: they have the same API); ``discover`` through
+    ``locate(domain)``, which fires with the peer's wave service JID.
+    """
 
-    def __init__(self, s2s, discovery):
-        self.s2s = s2s
-        self.discovery = discovery
+    def __init__(self, xmpp, locate, forget=None):
+        self.xmpp = xmpp
+        self._locate = locate
+        self._forget = forget
 
     def send(self, element):
-        self.s2s.send(element)
+        self.xmpp.send(element)
 
     def request(self, iq, timeout):
-        return self.s2s.request(iq, timeout)
+        return self.xmpp.request(iq, timeout)
 
-    @defer.inlineCallbacks
     def discover(self, domain):
-        """The JID of ``domain``'s wave service; the S2S layer learns where it is."""
-        result = yield self.discovery.discover(domain)
-        self.s2s.set_endpoints(result.jid, result.endpoints)
-        return result.jid
+        return defer.maybeDeferred(self._locate, domain).addCallback(str)
 
     def forget(self, domain):
         """A peer that failed us is looked up again next time, not from the cache."""
-        forget = getattr(self.discovery, "forget", None)
-        if forget is not None:
-            forget(domain)
+        if self._forget is not None:
+            self._forget(domain)
+
+
+def S2STransport(s2s, discovery):
+    """The transport over our own S2S service and the seed's discovery steps."""
+    def locate(domain):
+        def found(result):
+            s2s.set_endpoints(result.jid, result.endpoints)
+            return result.jid
+        return discovery.discover(domain).addCallback(found)
+    return XMPPTransport(s2s, locate, discovery.forget)
 
 
 class FederationHandler(XMPPHandler):

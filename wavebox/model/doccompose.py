@@ -10,6 +10,7 @@ item under both updates of a key asserts ``a``'s old value and ``b``'s new one.
 """
 
 from wavebox.model.docop import (
+    COMPONENT_TYPES,
     AnnotationBoundary,
     Characters,
     DeleteCharacters,
@@ -243,10 +244,14 @@ def compose(a, b):
         a = DocOp(a)
     if not isinstance(b, DocOp):
         b = DocOp(b)
-    if a.output_length != b.input_length:
-        raise ComposeError("Document size mismatch: op1 resulting length=%d, op2 initial "
-                           "length=%d" % (a.output_length, b.input_length))
     try:
+        for op in (a, b):
+            for c in op.components:
+                if type(c) not in COMPONENT_TYPES:
+                    raise ComposeError("not a document operation component: %r" % (c,))
+        if a.output_length != b.input_length:
+            raise ComposeError("Document size mismatch: op1 resulting length=%d, op2 initial "
+                               "length=%d" % (a.output_length, b.input_length))
         return _compose(a.components, b.components)
     except AttributeMismatch as e:
         raise ComposeError("Illegal composition: %s" % (e,))

@@ -17,14 +17,9 @@ character is one item.
 
 import re
 from dataclasses import dataclass
+from itertools import chain
 
-from wavebox.model.errors import (
-    ComposeError,
-    IllFormedOperation,
-    InvalidOperation,
-    OperationMismatch,
-    TransformError,
-)
+from wavebox.model.errors import IllFormedOperation, InvalidOperation, OperationMismatch
 
 __all__ = [
     "Retain", "Characters", "ElementStart", "ElementEnd", "DeleteCharacters",
@@ -261,9 +256,9 @@ class AnnotationBoundary:
 ELEMENT_END = ElementEnd()
 DELETE_ELEMENT_END = DeleteElementEnd()
 
-# Components that produce items in the output / consume items of the input.
-_INSERTIONS = (Characters, ElementStart, ElementEnd)
-_DELETIONS = (DeleteCharacters, DeleteElementStart, DeleteElementEnd)
+COMPONENT_TYPES = frozenset((
+    Retain, Characters, ElementStart, ElementEnd, DeleteCharacters, DeleteElementStart,
+    DeleteElementEnd, ReplaceAttributes, UpdateAttributes, AnnotationBoundary))
 
 
 def _input_size(c):
@@ -888,7 +883,35 @@ class Document:
 
     def items(self):
         """The items in order, each an Item(value, annotations)."""
-        return tuple(Item(v, _ReadOnly(a)) for v, a in zip(self._items, self._anns))
+        views = {}
+        result = []
+        for v, a in zip(self._items, self._anns):
+            view = views.get(id(a))
+            if view is None:
+                view = views[id(a)] = _ReadOnly(a)
+            result.append(Item(v, view))
+        return tuple(result)
+
+    def element_range(self, type, start=0):
+        """
+        ``(start, end)``: the positions of the start and of the matching end
+        item of the first element of ``type`` at or after ``start``; None if
+        there is none.  Inserting at ``end`` puts content last in the element.
+        """
+        items = self._items
+        for pos in range(start, len(items)):
+            v = items[pos]
+            if v.__class__ is ElementStart and v.type == type:
+                depth = 0
+                for end in range(pos, len(items)):
+                    w = items[end].__class__
+                    if w is ElementStart:
+                        depth += 1
+                    elif w is ElementEnd:
+                        depth -= 1
+                        if not depth:
+                            return pos, end
+        return None
 
     def item(self, pos):
         if not 0 <= pos < len(self._items):
@@ -974,6 +997,8 @@ class Document:
         # The annotations a deletion must leave behind: those of the last item
         # produced (Java's targetAnnotationsForDeletion).
         target = _NO_ANNOTATIONS
+        # The result is built from chunks (slices of this document, inserted
+        # runs) joined once at the end: a keystroke costs two slices and a join.
         out_items = []
         out_anns = []
         memo = {}
@@ -986,15 +1011,16 @@ class Document:
                     _mismatch(walk, index, "retain past end of document, document length %d, "
                               "retain item count %d" % (length, n))
                 end = pos + n
-                out_items.extend(items[pos:end])
+                out_items.append(items[pos:end])
                 if update:
                     _check_retained_annotations(walk, index, anns, pos, end, update)
-                    out_anns.extend(_updated_annotations(a, update, memo) for a in anns[pos:end])
+                    kept = tuple(_updated_annotations(a, update, memo) for a in anns[pos:end])
                 else:
-                    out_anns.extend(anns[pos:end])
+                    kept = anns[pos:end]
+                out_anns.append(kept)
                 walk.pos = end
                 walk.rpos += n
-                target = out_anns[-1]
+                target = kept[-1]
             elif t is Characters or t is ElementStart or t is ElementEnd:
                 left = anns[pos - 1] if pos else _NO_ANNOTATIONS
                 if update:
@@ -1009,12 +1035,12 @@ class Document:
                 else:
                     target = left
                 if t is Characters:
-                    out_items.extend(c.text)
-                    out_anns.extend([target] * len(c.text))
+                    out_items.append(tuple(c.text))
+                    out_anns.append((target,) * len(c.text))
                     walk.rpos += len(c.text)
                 else:
-                    out_items.append(c)
-                    out_anns.append(target)
+                    out_items.append((c,))
+                    out_anns.append((target,))
                     walk.rpos += 1
             elif t is DeleteCharacters:
                 text = c.text
@@ -1062,8 +1088,8 @@ class Document:
                     ann = _updated_annotations(anns[pos], update, memo)
                 else:
                     ann = anns[pos]
-                out_items.append(ElementStart(here.type, new_attrs))
-                out_anns.append(ann)
+                out_items.append((ElementStart(here.type, new_attrs),))
+                out_anns.append((ann,))
                 walk.pos += 1
                 walk.rpos += 1
                 target = ann
@@ -1076,7 +1102,16 @@ class Document:
         if walk.pos != length:
             _mismatch(walk, len(op.components), "operation shorter than document, document "
                       "length %d, length of input of operation %d" % (length, walk.pos))
-        return Document(tuple(out_items), tuple(out_anns))
+        return Document(_joined(out_items), _joined(out_anns))
+
+
+def _joined(chunks):
+    if len(chunks) <= 8:
+        result = ()
+        for chunk in chunks:
+            result += chunk
+        return result
+    return tuple(chain.from_iterable(chunks))
 
 
 def _attributes_updated(attrs, updates):

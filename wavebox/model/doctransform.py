@@ -40,6 +40,7 @@ from wavebox.model.docop import (
     ReplaceAttributes,
     Retain,
     UpdateAttributes,
+    COMPONENT_TYPES,
     DELETE_ELEMENT_END,
     _Normalizer,
 )
@@ -249,8 +250,7 @@ class _Side:
     - ``saved``: values to restore after a deletion.
     """
 
-    def __init__(self, name):
-        self.name = name
+    def __init__(self):
         self.out = _Normalizer()
         self.pending = Retain(0)
         self.depth = 0
@@ -468,8 +468,8 @@ class _RestTransform:
     """The walk of two insertion-free operations; ``gap`` = client cursor - server cursor."""
 
     def __init__(self):
-        self.client = _Side("client")
-        self.server = _Side("server")
+        self.client = _Side()
+        self.server = _Side()
         self.client.other = self.server
         self.server.other = self.client
         self.gap = 0
@@ -682,10 +682,15 @@ def transform(client, server):
             client_t, server_t = _transform_keystrokes(c, s)
             return (client if client_t is None else client_t,
                     server if server_t is None else server_t)
-    if client.input_length != server.input_length:
-        raise TransformError("operations of different lengths: client applies to %d items, "
-                             "server to %d" % (client.input_length, server.input_length))
     try:
+        for op in (client, server):
+            for c in op.components:
+                if type(c) not in COMPONENT_TYPES:
+                    raise TransformError("not a document operation component: %r" % (c,))
+        if client.input_length != server.input_length:
+            raise TransformError("operations of different lengths: client applies to %d "
+                                 "items, server to %d" % (client.input_length,
+                                                          server.input_length))
         return transform_general(client, server)
     except ComposeError as e:
         raise TransformError(str(e))

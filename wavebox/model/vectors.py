@@ -34,7 +34,6 @@ from wavebox.model.docop import (
     transform,
 )
 from wavebox.model.errors import (
-    ComposeError,
     IllFormedOperation,
     InvalidOperation,
     ModelError,

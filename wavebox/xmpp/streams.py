@@ -43,9 +43,10 @@ The service: :class:`S2SService`
         To one of our own JIDs it is delivered locally; otherwise it waits
         in order, per (local, remote) domain pair, until an outgoing stream
         authenticated for that pair is ready.  Endpoints come from the
-        ``resolve`` callable (SRV, then A: RFC 6120 3.2), tried in order; a
-        stream already open to the same address is reused and the new pair
-        authenticated on it.  If every endpoint fails, each waiting stanza
+        ``resolve`` callable (SRV, then A: RFC 6120 3.2), tried in order.
+        Each domain pair gets a stream of its own (Prosody 0.12 misroutes
+        replies on multiplexed streams); only ``db:verify`` questions reuse
+        any stream already open to the same address.  If every endpoint fails, each waiting stanza
         returns to its sender as a stanza error (``remote-server-not-found``
         when the domain did not resolve, ``remote-server-timeout`` when it
         resolved but no authenticated stream came up: RFC 6120 8.3.3.15/16),
@@ -1050,7 +1051,7 @@ class S2SService(service.Service):
                 if address in tried:
                     continue
                 tried.add(address)
-                for stream in [s for s in self.outgoing if s.address == address]:
+                for stream in self._reusable(address, local, remote, authenticate):
                     try:
                         yield self._prepared(stream, local, remote, authenticate)
                         return stream
@@ -1068,6 +1069,21 @@ class S2SService(service.Service):
                         stream.close()
         raise RouteFailed("remote-server-timeout", "; ".join(reasons) or
                           "no address for %s" % (remote,))
+
+    def _reusable(self, address, local, remote, authenticate):
+        """
+        Open streams to ``address`` that may carry what we need.  A
+        ``db:verify`` may go on any of them (the Authoritative Server answers
+        on any stream, even one whose own dialback is pending: that is how
+        we serve Prosody, which holds its verify until its stream to us is
+        authenticated).  Stanzas get a stream of their own per domain pair:
+        Prosody 0.12 routes every reply to a stanza that came on a
+        multiplexed stream back over its stream for the *first* pair, with
+        the other pair's addresses, which the receiving side must refuse as
+        ``invalid-from``.
+        """
+        return [s for s in self.outgoing if s.address == address
+                and (not authenticate or (s.local, s.remote) == (local, remote))]
 
     @defer.inlineCallbacks
     def _prepared(self, stream, local, remote, authenticate):
