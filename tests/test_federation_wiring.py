@@ -56,3 +56,11 @@ class WiringTests(SynchronousTestCase):
         [reply] = sent
         self.assertEqual(reply.getAttribute("type"), "error")
         self.assertEqual(reply.error.firstChildElement().name, "internal-server-error")
+
+    def test_component_mode_federates_as_the_component_jid(self):
+        from wavebox.federation.xmppglue import XMPPTransport
+        federation = make("--component", "127.0.0.1:5347", "--component-secret", "s",
+                          "--component-jid", "waves.a.test").getServiceNamed("federation")
+        self.assertEqual(federation.jids, {"waves.a.test"})
+        self.assertIsInstance(federation.transport, XMPPTransport)
+        self.assertEqual(federation.service_jid("a.test"), "waves.a.test")
