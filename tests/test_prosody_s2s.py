@@ -59,7 +59,7 @@ class WaveboxAndProsody(unittest.TestCase):
             "domain": ["wave.test"], "data_dir": directory + "/wavebox",
             "s2s_interface": WAVE_IP, "s2s_port": "0", "tls_required": "yes", "console_port": "0",
             "trusted_ca": self.peer.certificate_path,
-            "nameserver": "127.0.0.1:1", "dns_timeout": "2"}))
+            "nameserver": "127.0.0.1:1", "dns_timeout": "2", "console_port": "0"}))
         self.wavebox.startService()
         self.addCleanup(self.wavebox.stopService)
         port = self.wavebox.s2s.listening_address()[1]
@@ -239,7 +239,7 @@ class StandaloneToComponentBehindProsodyTests(unittest.TestCase):
             "domain": ["wave.test"], "data_dir": directory + "/standalone",
             "s2s_interface": WAVE_IP, "s2s_port": "0", "tls_required": "yes", "console_port": "0",
             "trusted_ca": self.peer.certificate_path,
-            "nameserver": "127.0.0.1:1", "dns_timeout": "2"}))
+            "nameserver": "127.0.0.1:1", "dns_timeout": "2", "console_port": "0"}))
         self.standalone.startService()
         self.addCleanup(self.standalone.stopService)
         port = self.standalone.s2s.listening_address()[1]

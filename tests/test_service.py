@@ -147,7 +147,7 @@ class TwistdTests(unittest.TestCase):
         conf = os.path.join(directory, "wavebox.conf")
         with open(conf, "w") as f:
             f.write("[wavebox]\ndomain = a.test\ndata_dir = %s/data\ns2s_interface = 127.0.0.2\n"
-                    "s2s_port = 0\nlog_level = info\n" % (directory,))
+                    "s2s_port = 0\nconsole_port = 0\nlog_level = info\n" % (directory,))
         child = _Twistd()
         env = dict(os.environ, PYTHONPATH=CHECKOUT)
         process = reactor.spawnProcess(

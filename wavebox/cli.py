@@ -8,16 +8,18 @@ import sys
 
 # name: (module, function, one-line help).  function(argv) -> exit status.
 SUBCOMMANDS = {
+    "check": ("wavebox.xmpp.check", "main",
+              "find a peer's wave service (DNS, disco, wave. guess) step by step"),
     "adduser": ("wavebox.console.adduser", "main",
                 "create a console account: adduser USER [--config FILE]"),
     "console": ("wavebox.console.client", "main",
                 "chat on a wavebox console: console USER [--host H --port P]"),
-    "check": ("wavebox.xmpp.check", "main",
-              "find a peer's wave service (DNS, disco, wave. guess) step by step"),
-    "gencert": ("wavebox.xmpp.certs", "main",
-                "make a key and certificate for DOMAIN (or a test CA)"),
+    "status": ("wavebox.federation.outbox", "status_command",
+               "show the federation outbox backlog per destination (reads the store)"),
     "backup": ("wavebox.store.backup", "main",
                "copy the SQLite store to a new file, safely while the server runs"),
+    "gencert": ("wavebox.xmpp.certs", "main",
+                "make a key and certificate for DOMAIN (or a test CA)"),
 }
 
 

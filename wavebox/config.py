@@ -202,6 +202,15 @@ OPTIONS += [
            "server (default: the wave service JID, PREFIX.DOMAIN)"),
 ]
 
+# Issue 5: the wave federation protocol.
+OPTIONS += [
+    Option("verify-signatures", _yes_no, True, "check the signature of every delta "
+           "another server sends, against a certificate chain that leads to "
+           "--trusted-ca (yes|no; FedOne's --waveserver_disable_verification is 'no')"),
+    Option("federation-retry-max", _positive_float, 300.0, "longest wait, in "
+           "seconds, between two attempts to deliver updates to an unreachable peer"),
+]
+
 
 def options_by_key():
     return {o.key: o for o in OPTIONS}

@@ -2,10 +2,12 @@
 Wiring: turn a validated :class:`wavebox.config.Config` into the running
 services of ``twistd wavebox``.  The only module that knows every layer.
 
-Today: the XMPP server-to-server service (listening on ``s2s_interface:
-s2s_port`` for every hosted domain and its wave service JID), told what to
-advertise in disco; the XEP-0199 / FedOne ping responder; peer discovery over
-DNS; and the start-up ping of each ``--xmpp_server_ping`` domain.
+In start order: the store and the wave server core, the console; the XMPP
+server-to-server service (listening on ``s2s_interface:s2s_port`` for every
+hosted domain and its wave service JID), told what to advertise in disco;
+the XEP-0199 / FedOne ping responder; peer discovery over DNS; the start-up
+ping of each ``--xmpp_server_ping`` domain; and the wave federation service
+(it starts after the store is open, and stops before it closes).
 
 In component mode (``--component``, XEP-0114) an XMPP server does S2S for
 us: instead of the S2S service there is one component stream, with the same
@@ -103,7 +105,11 @@ def makeService(config, reactor=None):
     top.wave_server = _make_wave_services(config, top)
 
     if config.component:
-        return _component_mode(top, config, reactor)
+        top = _component_mode(top, config, reactor)
+        component = top.xmpp
+        _make_federation(config, top, top.wave_server, component,
+                         component.locate_wave_service, service_jid=lambda domain: component.jid)
+        return top
 
     resolver = DnspythonResolver(config.nameserver, config.dns_timeout)
     try:
@@ -133,6 +139,7 @@ def makeService(config, reactor=None):
     top.s2s = s2s
     top.xmpp = s2s
     top.resolver = resolver
+    _make_federation(config, top, top.wave_server, s2s, locate, forget=discovery.forget)
     return top
 
 
@@ -267,3 +274,37 @@ def _component_mode(top, config, reactor):
     top.xmpp = component
     top.s2s = None
     return top
+
+
+# --- the wave federation protocol (issue 5) ------------------------------------
+
+def _trusted_roots(config):
+    """The CA certificates that delta signers' chains must lead to."""
+    from wavebox import crypto
+    if config.trusted_ca:
+        with open(config.trusted_ca, "rb") as f:
+            return crypto.load_certificates(f.read())
+    return crypto.system_trusted_roots()
+
+
+def _make_federation(config, top, wave_server, xmpp, locate, forget=None, service_jid=None):
+    """
+    The wave federation service (host, remote, outbox) on the XMPP layer
+    (``xmpp``: the S2S service or the XEP-0114 component; ``locate(domain)``
+    finds a peer's wave service JID).  Added after the wave server core, it
+    starts after the store is open and stops before it closes.
+    """
+    from wavebox.federation.component import FederationService
+    from wavebox.federation.signers import SignerInfos
+    from wavebox.federation.xmppglue import FederationHandler, XMPPTransport
+
+    signers = SignerInfos(None, own=[s.signer_info for s in wave_server.signers.values()],
+                          trusted_roots=_trusted_roots(config),
+                          verify_signatures=config.verify_signatures)
+    federation = FederationService(
+        wave_server, XMPPTransport(xmpp, locate, forget), service_jid or config.service_jid,
+        signers, outbox_options={"max_backoff": config.federation_retry_max})
+    xmpp.add_handler(FederationHandler(federation))
+    federation.setServiceParent(top)
+    top.federation = federation
+    return federation

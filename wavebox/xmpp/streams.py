@@ -170,6 +170,14 @@ class S2SStream(xmlstream.XmlStream):
         self.closing = False
         self._unparsed = 0      # bytes received since the last complete element
 
+    def connectionMade(self):
+        # Stanzas are small and often answer one another: Nagle's algorithm
+        # would hold one back until the peer's delayed ACK (up to 40 ms).
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            set_no_delay(True)
+        xmlstream.XmlStream.connectionMade(self)
+
     def dataReceived(self, data):
         if self.closing:
             return

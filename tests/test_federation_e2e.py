@@ -1,0 +1,205 @@
+"""
+The whole two-server chat, for real: two wave servers in this process, each
+with its console, S2S service (STARTTLS with certificates from a test CA,
+dialback) and federation layer, finding each other through a DNS server on
+loopback.  alice@a.test makes a wave, adds bob@b.test and types; bob finds
+it in his inbox, opens it, replies; alice sees the reply.
+"""
+
+from twisted.internet import defer, protocol, reactor, task
+from twisted.trial import unittest
+
+from tests.federation_fixtures import insert
+from tests.federation_stack import PASSWORD, Federation, WaveStack
+from tests.test_console import Client
+from wavebox.model.delta import HashedVersion, WaveletDelta
+from wavebox.model.ids import IdGenerator, ParticipantId
+from wavebox.model.operations import AddParticipant, MutateDocument
+
+
+class TwoServerChatTests(unittest.TestCase):
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        base = self.mktemp()
+        # Certificates do not stand in for dialback here: each stream's
+        # domains are verified with the Authoritative Server (XEP-0220).
+        full_dialback = {"trust_certificates": False}
+        self.federation = Federation([
+            WaveStack("a.test", base + "/a", users=["alice@a.test"], s2s_options=full_dialback),
+            WaveStack("b.test", base + "/b", users=["bob@b.test"], s2s_options=full_dialback),
+        ])
+        self.addCleanup(self.federation.stop)
+        yield self.federation.start()
+        self.verifications = []
+        for stack in self.federation.stacks.values():
+            self._count_verifications(stack.s2s)
+
+    def _count_verifications(self, s2s):
+        original = s2s.verify_with_authoritative
+
+        def counted(receiving, originating, stream_id, key):
+            self.verifications.append((receiving, originating))
+            return original(receiving, originating, stream_id, key)
+        s2s.verify_with_authoritative = counted
+
+    @defer.inlineCallbacks
+    def login(self, domain, user):
+        port = self.federation[domain].console_port.getHost().port
+        client = yield protocol.ClientCreator(reactor, Client).connectTCP("127.0.0.1", port)
+        self.addCleanup(self._close, client)
+        yield client.expect("^wavebox console")
+        client.send("/login %s %s" % (user, PASSWORD))
+        yield client.expect("^logged in as %s" % (user,))
+        return client
+
+    def _close(self, client):
+        if client.transport.connected:
+            client.transport.loseConnection()
+            return client.closed
+
+    @defer.inlineCallbacks
+    def test_alice_and_bob_chat_across_two_servers(self):
+        alice = yield self.login("a.test", "alice@a.test")
+        bob = yield self.login("b.test", "bob@b.test")
+
+        alice.send("/new")
+        yield alice.expect("^created wave a.test/w\\+")
+        alice.send("/add bob@b.test")
+        yield alice.expect("bob@b.test")
+        yield bob.expect("^\\* alice@a.test added you to wave a.test/w\\+")
+        alice.send("hello bob, from a.test")
+        yield alice.expect("^alice@a.test: hello bob, from a.test")
+
+        bob.send("/list")
+        yield bob.expect("^  0 \\*  a.test/w\\+.*alice@a.test, bob@b.test  \"hello bob")
+        bob.send("/open 0")
+        yield bob.expect("^alice@a.test: hello bob, from a.test")
+        bob.send("hi alice, b.test here")
+        yield bob.expect("^bob@b.test: hi alice, b.test here")
+        yield alice.expect("^bob@b.test: hi alice, b.test here")
+
+        a, b = self.federation["a.test"], self.federation["b.test"]
+        [info] = yield b.store.wavelets_of("bob@b.test")
+        self.assertFalse(info.hosted)
+        # b.test's receipt for the echo of bob's line may still be on its way.
+        yield wait_until(lambda: a.store.outbox_backlog(), {})
+        a_version = yield a.store.current_version(info.name)
+        b_version = yield b.store.current_version(info.name)
+        self.assertEqual(a_version, b_version)
+        # Every stream ran over TLS, and each direction was verified by dialback.
+        streams = list(a.s2s.incoming) + list(a.s2s.outgoing)
+        self.assertTrue(streams)
+        self.assertTrue(all(s.tls_active for s in streams))
+        self.assertIn(("wave.b.test", "wave.a.test"), self.verifications)
+        self.assertIn(("wave.a.test", "wave.b.test"), self.verifications)
+
+
+@defer.inlineCallbacks
+def wait_until(ask, expected, tries=200):
+    """Ask (a Deferred-returning callable) until it answers ``expected``."""
+    for _ in range(tries):
+        answer = yield ask()
+        if answer == expected:
+            return
+        yield task.deferLater(reactor, 0.02, lambda: None)
+    raise AssertionError("still %r, not %r" % (answer, expected))
+
+
+class FederationOverS2STests(unittest.TestCase):
+    """Concurrency and an outage, on the real stack with durable SQLite stores."""
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        base = self.mktemp()
+        fast = {"outbox_options": {"initial_backoff": 0.2, "max_backoff": 1.0}}
+        s2s = {"backoff_initial": 0.1, "backoff_max": 0.5}
+        self.federation = Federation([
+            WaveStack("a.test", base + "/a", store_url="sqlite:wave.db", s2s_options=s2s,
+                      **fast),
+            WaveStack("b.test", base + "/b", store_url="sqlite:wave.db", s2s_options=s2s,
+                      **fast),
+        ])
+        self.addCleanup(self.federation.stop)
+        yield self.federation.start()
+        self.name = yield self.new_wave_with_bob()
+
+    @defer.inlineCallbacks
+    def new_wave_with_bob(self):
+        a = self.federation["a.test"]
+        name = IdGenerator("a.test").new_conversation_root()
+        alice = ParticipantId("alice@a.test")
+        yield a.server.submit(name, WaveletDelta(alice, HashedVersion.zero(name),
+                                                 [AddParticipant(alice)]))
+        result = yield a.server.submit(name, WaveletDelta(
+            alice, (yield a.server.hashed_version(name)),
+            [AddParticipant(ParticipantId("bob@b.test"))]))
+        yield self.converged(name, result.hashed_version_after.version)
+        return name
+
+    @defer.inlineCallbacks
+    def converged(self, name, version=None):
+        """
+        Wait until both servers hold the same hashed version (at least
+        ``version``), in their stores and in memory.  (A store read may see a
+        commit a moment before the writer's answer reaches the core.)
+        """
+        a, b = self.federation["a.test"], self.federation["b.test"]
+        for _ in range(500):
+            va = yield a.store.current_version(name.uri)
+            vb = yield b.store.current_version(name.uri)
+            sa, sb = a.server.current_state(name), b.server.current_state(name)
+            if (va is not None and va == vb and (version is None or va[0] >= version)
+                    and sa is not None and sb is not None
+                    and sa.hashed_version == sb.hashed_version
+                    and sa.hashed_version.version == va[0]):
+                return va
+            yield task.deferLater(reactor, 0.02, lambda: None)
+        raise AssertionError("not converged: a %r, b %r" % (va, vb))
+
+    def write(self, domain, user, document, text, target):
+        stack = self.federation[domain]
+        return stack.server.submit(self.name, WaveletDelta(
+            ParticipantId(user), target, [MutateDocument(document, insert(text))]))
+
+    def documents(self, domain):
+        state = self.federation[domain].server.current_state(self.name)
+        return {d: doc.text() for d, doc in state.documents.items()}
+
+    @defer.inlineCallbacks
+    def test_both_sides_typing_at_the_same_version_converge(self):
+        a = self.federation["a.test"]
+        version = yield a.server.hashed_version(self.name)
+        yield defer.gatherResults([
+            self.write("a.test", "alice@a.test", "b+a", "from alice", version),
+            self.write("b.test", "bob@b.test", "b+b", "from bob", version)])
+        yield self.converged(self.name, version.version + 2)
+        self.assertEqual(self.documents("a.test"), {"b+a": "from alice", "b+b": "from bob"})
+        self.assertEqual(self.documents("b.test"), self.documents("a.test"))
+        self.assertEqual(self.federation["b.test"].server.current_state(self.name).hashed_version,
+                         a.server.current_state(self.name).hashed_version)
+
+    @defer.inlineCallbacks
+    def test_server_down_while_users_type_catches_up_when_it_returns(self):
+        a = self.federation["a.test"]
+        yield self.federation.down("b.test")
+        for i in range(3):
+            version = yield a.server.hashed_version(self.name)
+            yield self.write("a.test", "alice@a.test", "b+%d" % i, "line %d" % i, version)
+        # The updates wait, durable, while b.test cannot be reached.
+        for _ in range(500):
+            if a.federation.outbox.queue("b.test").attempts:
+                break
+            yield task.deferLater(reactor, 0.02, lambda: None)
+        backlog = yield a.store.outbox_backlog()
+        self.assertEqual(backlog, {"b.test": 3})
+        yield self.federation.up("b.test")
+        final = yield a.server.hashed_version(self.name)
+        yield self.converged(self.name, final.version)
+        self.assertEqual(self.documents("b.test"),
+                         {"b+0": "line 0", "b+1": "line 1", "b+2": "line 2"})
+        yield wait_until(lambda: a.store.outbox_backlog(), {})

@@ -1,0 +1,337 @@
+"""
+The durable per-destination outbox: in-order delivery, receipts before acks,
+exponential backoff while the peer is unreachable, resumption after a restart.
+"""
+
+from twisted.internet import defer, task
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from wavebox.federation import outbox as O
+from wavebox.federation import stanzas as S
+from wavebox.store.memory import MemoryStore
+
+A_JID, B_JID = "wave.a.test", "wave.b.test"
+NAME = "wave://a.test/w+1/conv+root"
+
+
+def update(n):
+    return S.WaveletUpdate(NAME, (b"delta %d" % n,), S.CommitNotice(n, b"h" * 20))
+
+
+class FakePeer:
+    """Records what the outbox sends; answers discovery as told."""
+
+    def __init__(self):
+        self.sent = []
+        self.reachable = True
+        self.discoveries = 0
+
+    def send(self, element):
+        self.sent.append(S.element_from_xml(element.toXml()))
+
+    def discover(self, domain):
+        self.discoveries += 1
+        if not self.reachable:
+            return defer.fail(RuntimeError("no route to %s" % domain))
+        return defer.succeed("wave." + domain)
+
+    def deltas(self, msg):
+        return [d for u in S.parse_update_message(msg) for d in u.applied_deltas]
+
+    def all_deltas(self):
+        return [d for m in self.sent for d in self.deltas(m)]
+
+
+class OutboxTests(SynchronousTestCase):
+    def setUp(self):
+        self.clock = task.Clock()
+        self.store = MemoryStore()
+        self.peer = FakePeer()
+        self.outbox = self.make()
+
+    def make(self, **kw):
+        kw.setdefault("receipt_timeout", 30)
+        kw.setdefault("initial_backoff", 2)
+        kw.setdefault("max_backoff", 60)
+        return O.Outbox(self.store, self.peer.send, self.peer.discover, clock=self.clock, **kw)
+
+    def backlog(self):
+        return self.successResultOf(self.store.outbox_backlog())
+
+    def receipt(self, msg, outbox=None):
+        (outbox or self.outbox).on_receipt(msg["to"], msg["id"])
+
+    def test_update_is_stored_before_it_is_sent(self):
+        self.peer.reachable = False
+        self.successResultOf(self.outbox.enqueue("b.test", A_JID, [update(1)]))
+        self.assertEqual(self.backlog(), {"b.test": 1})
+        self.assertEqual(self.peer.sent, [])
+
+    def test_message_requests_a_receipt_and_goes_to_the_discovered_jid(self):
+        self.successResultOf(self.outbox.enqueue("b.test", A_JID, [update(1)]))
+        [msg] = self.peer.sent
+        self.assertEqual((msg["from"], msg["to"], msg["type"]), (A_JID, B_JID, "normal"))
+        self.assertTrue(S.wants_receipt(msg))
+        self.assertEqual(S.parse_update_message(msg), [update(1)])
+
+    def test_item_is_acked_only_when_the_receipt_arrives(self):
+        self.successResultOf(self.outbox.enqueue("b.test", A_JID, [update(1)]))
+        self.assertEqual(self.backlog(), {"b.test": 1})
+        self.receipt(self.peer.sent[0])
+        self.assertEqual(self.backlog(), {})
+
+    def test_receipt_from_another_jid_acks_nothing(self):
+        self.successResultOf(self.outbox.enqueue("b.test", A_JID, [update(1)]))
+        self.outbox.on_receipt("wave.evil.test", self.peer.sent[0]["id"])
+        self.assertEqual(self.backlog(), {"b.test": 1})
+
+    def test_updates_are_delivered_in_order(self):
+        for n in range(1, 6):
+            self.successResultOf(self.outbox.enqueue("b.test", A_JID, [update(n)]))
+        self.assertEqual(self.peer.all_deltas(), [b"delta %d" % n for n in range(1, 6)])
+
+    def test_each_destination_has_its_own_queue(self):
+        self.successResultOf(self.outbox.enqueue("b.test", A_JID, [update(1)]))
+        self.successResultOf(self.outbox.enqueue("c.test", A_JID, [update(2)]))
+        self.assertEqual(sorted(m["to"] for m in self.peer.sent), ["wave.b.test", "wave.c.test"])
+        self.receipt(self.peer.sent[0])
+        self.assertEqual(len(self.backlog()), 1)
+
+    def test_unreachable_peer_backs_off_exponentially(self):
+        self.peer.reachable = False
+        self.successResultOf(self.outbox.enqueue("b.test", A_JID, [update(1)]))
+        self.assertEqual(self.peer.discoveries, 1)
+        waits = []
+        for _ in range(5):
+            before = self.peer.discoveries
+            step = 0
+            while self.peer.discoveries == before:
+                self.clock.advance(1)
+                step += 1
+            waits.append(step)
+        self.assertEqual(waits, [2, 4, 8, 16, 32])
+        retry = self.successResultOf(self.store.outbox_get_retry("b.test"))
+        self.assertEqual(retry.failures, 6)
+
+    def test_backoff_is_capped(self):
+        self.assertEqual([O.backoff_delay(n, 2, 60) for n in range(0, 8)],
+                         [0, 2, 4, 8, 16, 32, 60, 60])
+
+    def test_no_receipt_in_time_means_resend_after_backoff(self):
+        self.successResultOf(self.outbox.enqueue("b.test", A_JID, [update(1)]))
+        self.clock.advance(30)
+        self.assertEqual(len(self.peer.sent), 1)
+        self.clock.advance(2)
+        self.assertEqual(len(self.peer.sent), 2)
+        self.assertEqual(self.peer.sent[0]["id"], self.peer.sent[1]["id"])
+        self.receipt(self.peer.sent[1])
+        self.assertEqual(self.backlog(), {})
+        self.assertIsNone(self.successResultOf(self.store.outbox_get_retry("b.test")))
+
+    def test_bounced_error_backs_off(self):
+        self.successResultOf(self.outbox.enqueue("b.test", A_JID, [update(1)]))
+        msg = self.peer.sent[0]
+        self.outbox.on_error("b.test", msg["id"], S.FederationError("remote-server-not-found"))
+        self.assertTrue(self.outbox.queue("b.test").backing_off)
+        self.assertIn("remote-server-not-found", self.outbox.status()[0]["last_error"])
+
+    def test_update_refused_for_good_is_dropped_and_the_queue_goes_on(self):
+        outbox = self.make(window=1, batch=1)
+        for n in (1, 2):
+            self.successResultOf(outbox.enqueue("b.test", A_JID, [update(n)]))
+        first = self.peer.sent[0]
+        outbox.on_error(B_JID, first["id"], S.FederationError("bad-request", "no"))
+        self.assertEqual(self.backlog(), {"b.test": 1})
+        self.assertEqual(self.peer.deltas(self.peer.sent[-1]), [b"delta 2"])
+        self.assertFalse(outbox.queue("b.test").backing_off)
+
+    def test_peer_seen_by_its_service_jid_ends_the_backoff(self):
+        self.peer.reachable = False
+        self.successResultOf(self.outbox.enqueue("b.test", A_JID, [update(1)]))
+        self.peer.reachable = True
+        self.outbox.peer_seen_jid("wave.b.test")
+        self.assertEqual(len(self.peer.sent), 1)
+
+    def test_queued_updates_go_out_in_order_when_the_peer_returns(self):
+        self.peer.reachable = False
+        for n in range(1, 40):
+            self.successResultOf(self.outbox.enqueue("b.test", A_JID, [update(n)]))
+        self.clock.advance(2)
+        self.clock.advance(4)
+        self.peer.reachable = True
+        self.clock.advance(8)
+        while self.peer.sent:
+            msgs, self.peer.sent = self.peer.sent, []
+            for m in msgs:
+                self.peer.sent_log = getattr(self.peer, "sent_log", []) + [m]
+                self.receipt(m)
+        got = [d for m in self.peer.sent_log for d in self.peer.deltas(m)]
+        self.assertEqual(got, [b"delta %d" % n for n in range(1, 40)])
+        self.assertEqual(self.backlog(), {})
+
+    def test_catching_up_batches_several_updates_in_one_message(self):
+        self.peer.reachable = False
+        for n in range(1, 11):
+            self.successResultOf(self.outbox.enqueue("b.test", A_JID, [update(n)]))
+        self.peer.reachable = True
+        self.clock.advance(2)
+        [msg] = self.peer.sent
+        self.assertEqual(len(list(msg.event.items.elements())), 10)
+        self.receipt(msg)
+        self.assertEqual(self.backlog(), {})
+
+    def test_window_limits_messages_in_flight(self):
+        outbox = self.make(window=2, batch=1)
+        for n in range(1, 6):
+            self.successResultOf(outbox.enqueue("b.test", A_JID, [update(n)]))
+        self.assertEqual(len(self.peer.sent), 2)
+        self.receipt(self.peer.sent[0], outbox)
+        self.assertEqual(len(self.peer.sent), 3)
+
+    def test_late_receipt_after_timeout_still_acks(self):
+        self.successResultOf(self.outbox.enqueue("b.test", A_JID, [update(1)]))
+        msg = self.peer.sent[0]
+        self.clock.advance(30)
+        self.receipt(msg)
+        self.assertEqual(self.backlog(), {})
+        self.assertFalse(self.outbox.queue("b.test").backing_off)
+
+    def test_restart_resumes_the_queue(self):
+        self.peer.reachable = False
+        for n in range(1, 4):
+            self.successResultOf(self.outbox.enqueue("b.test", A_JID, [update(n)]))
+        self.outbox.stop()
+        self.peer.reachable = True
+        outbox = self.make()
+        self.successResultOf(outbox.resume())
+        self.assertEqual(self.peer.sent, [])          # honours the stored retry time
+        self.clock.advance(2)
+        self.assertEqual(self.peer.all_deltas(), [b"delta 1", b"delta 2", b"delta 3"])
+        self.receipt(self.peer.sent[0], outbox)
+        self.assertEqual(self.backlog(), {})
+
+    def test_receipt_for_a_message_sent_before_the_restart_acks_it(self):
+        self.successResultOf(self.outbox.enqueue("b.test", A_JID, [update(1)]))
+        msg = self.peer.sent[0]
+        self.outbox.stop()
+        outbox = self.make()
+        self.successResultOf(outbox.resume())
+        self.receipt(msg, outbox)
+        self.assertEqual(self.backlog(), {})
+
+    def test_peer_speaking_to_us_ends_the_backoff(self):
+        self.peer.reachable = False
+        self.successResultOf(self.outbox.enqueue("b.test", A_JID, [update(1)]))
+        self.peer.reachable = True
+        self.outbox.peer_seen("b.test")
+        self.assertEqual(len(self.peer.sent), 1)
+
+    def test_more_items_than_memory_holds_are_read_from_the_store_in_order(self):
+        self.patch(O, "MAX_CACHED", 5)
+        self.patch(O, "PAGE", 3)
+        self.peer.reachable = False
+        for n in range(1, 13):
+            self.successResultOf(self.outbox.enqueue("b.test", A_JID, [update(n)]))
+        self.outbox.stop()
+        outbox = self.make(batch=2, window=1)
+        self.peer.reachable = True
+        self.successResultOf(outbox.resume())
+        self.clock.advance(2)
+        log = []
+        while self.peer.sent:
+            m = self.peer.sent.pop(0)
+            log.append(m)
+            self.receipt(m, outbox)
+        self.assertEqual([d for m in log for d in self.peer.deltas(m)],
+                         [b"delta %d" % n for n in range(1, 13)])
+
+    def test_backlog_report_names_unreachable_destinations(self):
+        self.peer.reachable = False
+        self.successResultOf(self.outbox.enqueue("b.test", A_JID, [update(1)]))
+        [line] = self.successResultOf(O.backlog_report(self.store, self.clock.seconds() * 1000))
+        self.assertIn("b.test", line)
+        self.assertIn("1 queued", line)
+        self.assertIn("unreachable, 1 failure(s), next try in 2s", line)
+
+
+@defer.inlineCallbacks
+def wait_until(predicate, tries=500):
+    """Let the real reactor (the SQLite store's thread) run until predicate holds."""
+    from twisted.internet import reactor
+    for _ in range(tries):
+        if predicate():
+            return
+        yield task.deferLater(reactor, 0.01, lambda: None)
+    raise AssertionError("condition never held")
+
+
+class SqliteOutboxTests(TestCase):
+    """The same promise with the durable engine: a restarted process still delivers."""
+
+    def test_restart_with_sqlite_store_delivers_everything(self):
+        from wavebox.store import open_store
+        path = self.mktemp()
+        clock = task.Clock()
+        peer = FakePeer()
+        peer.reachable = False
+
+        @defer.inlineCallbacks
+        def run():
+            store = open_store("sqlite:db.sqlite3", data_dir=path)
+            outbox = O.Outbox(store, peer.send, peer.discover, clock=clock, initial_backoff=1)
+            for n in range(1, 4):
+                yield outbox.enqueue("b.test", A_JID, [update(n)])
+            outbox.stop()
+            yield store.close()
+            store = open_store("sqlite:db.sqlite3", data_dir=path)
+            peer.reachable = True
+            outbox = O.Outbox(store, peer.send, peer.discover, clock=clock, initial_backoff=1)
+            yield outbox.resume()
+            clock.advance(1)
+            yield wait_until(lambda: len(peer.sent) == 1)
+            self.assertEqual(peer.all_deltas(), [b"delta 1", b"delta 2", b"delta 3"])
+            for m in peer.sent:
+                outbox.on_receipt(m["to"], m["id"])
+            yield wait_until(lambda: not outbox.queue("b.test").items)
+            yield store.close()      # waits for the acks already asked for
+            store = open_store("sqlite:db.sqlite3", data_dir=path)
+            backlog = yield store.outbox_backlog()
+            self.assertEqual(backlog, {})
+            outbox.stop()
+            yield store.close()
+        return run()
+
+
+class StatusCommandTests(TestCase):
+    """``wavebox status`` reads the backlog from the store, server running or not."""
+
+    @defer.inlineCallbacks
+    def test_status_prints_the_backlog_of_a_sqlite_store(self):
+        import os
+        import sys
+        from twisted.internet import utils
+        from wavebox.store import open_store
+        data_dir = os.path.abspath(self.mktemp())
+        store = open_store("sqlite:wavebox.sqlite3", data_dir=data_dir)
+        yield store.outbox_enqueue("b.test", b"<message/>")
+        yield store.outbox_enqueue("b.test", b"<message/>")
+        yield store.outbox_set_retry("b.test", 3, 10 ** 13)
+        yield store.close()
+        root = os.path.dirname(os.path.dirname(os.path.abspath(O.__file__)))
+        out, err, code = yield utils.getProcessOutputAndValue(
+            sys.executable, ["-m", "wavebox.cli", "status", "--data-dir", data_dir],
+            env=dict(os.environ, PYTHONPATH=os.path.dirname(root)), path=data_dir)
+        self.assertEqual((code, err), (0, b""))
+        self.assertIn(b"b.test", out)
+        self.assertIn(b"2 queued  unreachable, 3 failure(s)", out)
+
+    def test_status_settings_take_the_command_line_over_the_config_file(self):
+        conf = self.mktemp()
+        with open(conf, "w") as f:
+            f.write("[wavebox]\ndomain = a.test\ndata_dir = /from/file\nstore = memory:\n")
+        self.assertEqual(O._status_settings(["-c", conf, "--data-dir", "/cli"]),
+                         ("/cli", "memory:"))
+
+    def test_status_refuses_unknown_arguments(self):
+        from wavebox.config import ConfigError
+        self.assertRaises(ConfigError, O._status_settings, ["--frobnicate"])

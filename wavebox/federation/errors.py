@@ -1,0 +1,38 @@
+"""
+How a refusal inside the server becomes a stanza error on the wire (wave
+protocol §1.8: nearly everything is ``bad-request``).
+
+Model and core errors about the request itself (a malformed or stale delta,
+an unknown version, a bad signature, a wavelet that is not ours) are
+``bad-request``, as FedOne and WIAB answer them.  Faults of ours that may
+pass (a store failure, a signer we could not fetch yet) are
+``internal-server-error``, whose type ``wait`` tells a well-behaved peer to
+try again later; our own outbox does so.
+"""
+
+from wavebox import crypto
+from wavebox.federation.outbox import PERMANENT_CONDITIONS
+from wavebox.federation.stanzas import FederationError
+from wavebox.model.errors import ModelError
+from wavebox.server import errors as server_errors
+
+
+def is_permanent(error):
+    return getattr(error, "condition", None) in PERMANENT_CONDITIONS
+
+
+def as_federation_error(exc):
+    """The FederationError to answer ``exc`` (an exception or a Failure) with."""
+    if hasattr(exc, "value") and hasattr(exc, "getTraceback"):
+        exc = exc.value
+    if isinstance(exc, FederationError):
+        return exc
+    if isinstance(exc, crypto.UnknownSignerError):
+        return FederationError("internal-server-error", "Unknown signer: %s" % (exc,))
+    if isinstance(exc, crypto.SignatureError):
+        return FederationError("bad-request", "Remote verification failed: %s" % (exc,))
+    if isinstance(exc, server_errors.WaveletCorrupted):
+        return FederationError("bad-request", str(exc))
+    if isinstance(exc, (ModelError, server_errors.WaveServerError)):
+        return FederationError("bad-request", str(exc) or exc.__class__.__name__)
+    return FederationError("internal-server-error", "%s: %s" % (exc.__class__.__name__, exc))
