@@ -15,6 +15,7 @@ author's domain.
 
 import datetime
 import ssl
+import warnings
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -132,15 +133,33 @@ def _certificate(cert):
 
 
 def system_trusted_roots():
-    """The platform's default CA bundle (the JVM-default-trust-roots analogue), or []."""
+    """
+    The platform's default CA bundle (the JVM-default-trust-roots analogue), or [].
+
+    Certificates are loaded one by one: a bundle may hold an old root that
+    today's ``cryptography`` frowns on (a non-positive serial number, say),
+    and one such root must not cost us all the others.
+    """
     paths = ssl.get_default_verify_paths()
     for path in (paths.cafile, paths.openssl_cafile):
-        if path:
-            try:
-                with open(path, "rb") as f:
-                    return load_certificates(f.read())
-            except (OSError, CertificateChainError):
-                continue
+        if not path:
+            continue
+        try:
+            with open(path, "rb") as f:
+                bundle = f.read()
+        except OSError:
+            continue
+        roots = []
+        end = b"-----END CERTIFICATE-----"
+        for block in bundle.split(end)[:-1]:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    roots.extend(load_certificates(block + end))
+                except CertificateChainError:
+                    continue
+        if roots:
+            return roots
     return []
 
 
