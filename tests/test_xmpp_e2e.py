@@ -254,3 +254,66 @@ class FederationTests(TwoServers):
             GUARD, reactor)
         self.assertEqual(answer["type"], "result")
         self.assertEqual(len(self.s2s("a.test").outgoing), 1)
+
+
+class StreamReuseTests(TwoServers):
+    """
+    Issue 3, "Reuse an existing stream when it goes to the same address":
+    disco with b.test (the seed's step 5) and the wave service wave.b.test
+    resolve to the same IP and port, so everything a.test sends to b.test's
+    server goes over one TCP connection, each domain pair authenticated on
+    it with its own db:result (XEP-0220 multiplexing); the same holds for
+    b.test's answers.
+    """
+
+    def setUp(self):
+        self.accepted = {}
+        return TwoServers.setUp(self)
+
+    def start(self, domain, ping=(), certificate_for=None):
+        TwoServers.start(self, domain, ping, certificate_for)
+        s2s = self.s2s(domain)
+        opened = s2s.incoming_opened
+        accepted = self.accepted[domain] = []
+
+        def counted(session):
+            # Every TCP connection the listener accepts, whatever becomes of it.
+            accepted.append(session.address)
+            return opened(session)
+        s2s.incoming_opened = counted
+
+    @defer.inlineCallbacks
+    def ping_the_wave_service_of_b(self):
+        # Discovery (disco#items/#info with b.test and wave.b.test), then the
+        # FedOne ping from wave.a.test to wave.b.test and its receipt.
+        answered = yield self.servers["a.test"].getServiceNamed("ping").ping("b.test")
+        self.assertTrue(answered)
+        self.assertEqual(self.log.count("sending ping to b.test (wave.b.test)"), 1)
+
+    def assert_one_connection_each_way(self):
+        self.assertEqual(len(self.accepted["b.test"]), 1, self.accepted)
+        self.assertEqual(len(self.accepted["a.test"]), 1, self.accepted)
+        [stream] = self.s2s("a.test").outgoing
+        self.assertEqual(stream.authenticated, {("a.test", "b.test"), ("a.test", "wave.b.test"),
+                                                ("wave.a.test", "wave.b.test")})
+        [answers] = self.s2s("b.test").outgoing
+        self.assertTrue({("b.test", "a.test"), ("wave.b.test", "a.test"),
+                         ("wave.b.test", "wave.a.test")} <= answers.authenticated,
+                        answers.authenticated)
+
+    @defer.inlineCallbacks
+    def test_disco_and_the_wave_service_share_one_connection(self):
+        yield self.ping_the_wave_service_of_b()
+        self.assert_one_connection_each_way()
+
+    @defer.inlineCallbacks
+    def test_multiplexed_pairs_are_verified_by_dialback_too(self):
+        # Without the certificate shortcut every pair on the shared stream is
+        # verified with its Authoritative Server, over the stream the other
+        # way: still no further connection.
+        for domain in ("a.test", "b.test"):
+            self.s2s(domain).dialback.trust_certificates = False
+        yield self.ping_the_wave_service_of_b()
+        self.assertEqual(self.log.count(
+            "wave.a.test -> wave.b.test verified by its Authoritative Server"), 1)
+        self.assert_one_connection_each_way()

@@ -34,7 +34,7 @@ class ReceivingStreamTests(unittest.SynchronousTestCase):
     """What a peer sees when it opens a stream to us."""
 
     def setUp(self):
-        self.service, self.network, _, self.clock = fx.make_service()
+        self.service, self.network, self.resolver, self.clock = fx.make_service()
         self.addCleanup(self.service.stopService)
         self.log = fx.LogCapture(self)
         self.delivered = []
@@ -148,11 +148,35 @@ class ReceivingStreamTests(unittest.SynchronousTestCase):
         self.assertEqual(fx.stream_error(elements), "invalid-from")
         self.assertEqual(self.delivered, [])
 
-    def test_pair_not_authenticated_on_this_stream_is_invalid_from(self):
+    def test_authenticated_sender_may_address_any_of_our_domains(self):
+        # Only (b.test, a.test) was authenticated; Prosody sends the answer
+        # for wave.a.test over such a stream (RFC 6120 8.1.1.2 / 8.1.2.2).
         peer = self.authenticated_peer()
-        peer.feed("<message from='bob@b.test' to='wave.a.test'/>")
+        peer.feed("<message from='bob@b.test' to='wave.a.test'><body>x</body></message>")
+        _, elements = peer.take()
+        self.assertIsNone(fx.stream_error(elements))
+        self.assertEqual([(m["from"], m["to"]) for m in self.delivered],
+                         [("bob@b.test", "wave.a.test")])
+
+    def test_sender_authenticated_only_on_another_stream_is_invalid_from(self):
+        peer = self.authenticated_peer()
+        self.service.tls.proves.add("wave.b.test")
+        other = fx.open_incoming(self.service, sender="wave.b.test")
+        other.feed("<db:result from='wave.b.test' to='a.test'>k</db:result>")
+        peer.feed("<message from='wave.b.test' to='alice@a.test'/>")
         _, elements = peer.take()
         self.assertEqual(fx.stream_error(elements), "invalid-from")
+        self.assertEqual(self.delivered, [])
+
+    def test_sender_whose_dialback_is_still_pending_is_invalid_from(self):
+        self.resolver.table["wave.b.test"] = [("127.0.0.3", 5269)]
+        peer = self.authenticated_peer()
+        peer.feed("<db:result from='wave.b.test' to='a.test'>k</db:result>")
+        self.assertEqual(peer.session.verifying, {("wave.b.test", "a.test")})
+        peer.feed("<message from='wave.b.test' to='alice@a.test'/>")
+        _, elements = peer.take()
+        self.assertEqual(fx.stream_error(elements), "invalid-from")
+        self.assertEqual(self.delivered, [])
 
     def test_stanza_without_to_is_improper_addressing(self):
         peer = self.authenticated_peer()
@@ -316,31 +340,109 @@ class RoutingTests(unittest.SynchronousTestCase):
                     self.network.refuse(attempt)
         self.assertEqual(delays, [0, 2.0, 4.0])
 
-    def test_second_domain_pair_gets_its_own_stream_to_the_same_address(self):
-        # Not multiplexed: Prosody 0.12 would answer the second pair's stanzas
-        # over its stream for the first pair (see tests/test_prosody_s2s.py).
+    def established(self, sender="b.test", dialback_errors=True):
+        """(a.test, b.test) authenticated on our first stream; the peer's end of it."""
         self.service.send(message("a.test", "bob@b.test"))
-        first = fx.answer_outgoing(self.network)
-        first.feed("<db:result from='b.test' to='a.test' type='valid'/>")
-        first.take()
+        peer = fx.answer_outgoing(self.network, sender=sender, dialback_errors=dialback_errors)
+        peer.feed("<db:result from='b.test' to='a.test' type='valid'/>")
+        peer.take()
+        return peer
+
+    def test_second_domain_pair_is_multiplexed_on_the_stream_to_the_same_address(self):
+        peer = self.established()
         self.service.tls.proves.add("wave.b.test")
-        self.service.send(message("wave.a.test", "wave.b.test"))
+        self.service.send(message("wave.a.test", "wave.b.test", "second"))
+        self.assertEqual(len(self.network.attempts), 1)
+        _, sent = peer.take()
+        self.assertEqual([(e.name, e["from"], e["to"]) for e in sent],
+                         [("result", "wave.a.test", "wave.b.test")])
+        self.assertEqual(str(sent[0]), dialback.dialback_key(
+            "s3cret", "wave.b.test", "wave.a.test", peer.sid))
+        # The first pair keeps flowing while the second waits for its verdict.
+        self.service.send(message("a.test", "bob@b.test", "first"))
+        _, sent = peer.take()
+        self.assertEqual([str(e.body) for e in sent], ["first"])
+        peer.feed("<db:result from='wave.b.test' to='wave.a.test' type='valid'/>")
+        _, sent = peer.take()
+        self.assertEqual([(e.name, str(e.body)) for e in sent], [("message", "second")])
+        self.assertEqual(peer.session.authenticated,
+                         {("a.test", "b.test"), ("wave.a.test", "wave.b.test")})
+        self.assertEqual(len(self.network.attempts), 1)
+        self.assertEqual(self.bounced, [])
+
+    def test_new_sender_domain_is_multiplexed_without_the_dialback_errors_offer(self):
+        # XEP-0220 2.6.1: sender multiplexing needs no negotiation.  This is
+        # what we do with Prosody, which offers a bare <dialback/>.
+        peer = self.established(dialback_errors=False)
+        self.service.send(message("wave.a.test", "bob@b.test"))
+        self.assertEqual(len(self.network.attempts), 1)
+        _, sent = peer.take()
+        self.assertEqual([(e.name, e["from"], e["to"]) for e in sent],
+                         [("result", "wave.a.test", "b.test")])
+
+    def test_new_target_domain_needs_the_dialback_errors_offer(self):
+        # XEP-0220 2.6.2: target multiplexing only when the peer offered
+        # <dialback><errors/></dialback>; otherwise a stream of its own.
+        peer = self.established(dialback_errors=False)
+        self.service.tls.proves.add("wave.b.test")
+        self.service.send(message("a.test", "wave.b.test"))
+        self.assertEqual(peer.take()[1], [])
         self.assertEqual([(c.host, c.port) for c in self.network.attempts],
                          [("127.0.0.3", 5269)] * 2)
-        self.assertEqual(first.take()[1], [])
-        second = fx.answer_outgoing(self.network)
+        second = fx.answer_outgoing(self.network, sender="wave.b.test")
         _, sent = second.take()
-        result = [e for e in sent if e.name == "result"][0]
-        self.assertEqual((result["from"], result["to"]), ("wave.a.test", "wave.b.test"))
-        self.assertEqual(str(result), dialback.dialback_key(
-            "s3cret", "wave.b.test", "wave.a.test", second.sid))
-        second.feed("<db:result from='wave.b.test' to='wave.a.test' type='valid'/>")
-        _, sent = second.take()
-        self.assertEqual([e.name for e in sent], ["message"])
-        # The same pair again: its own stream, no new connection.
-        self.service.send(message("wave.a.test", "wave.b.test"))
-        self.assertEqual([e.name for e in second.take()[1]], ["message"])
+        self.assertEqual([(e.name, e["from"], e["to"]) for e in sent if e.name == "result"],
+                         [("result", "a.test", "wave.b.test")])
+
+    def test_refused_multiplexed_db_result_falls_back_to_a_stream_of_its_own(self):
+        peer = self.established()
+        self.service.tls.proves.add("wave.b.test")
+        self.service.send(message("wave.a.test", "wave.b.test", "second"))
+        self.assertEqual([e.name for e in peer.take()[1]], ["result"])
+        peer.feed("<db:result from='wave.b.test' to='wave.a.test' type='error'>"
+                  "<error type='cancel'><item-not-found "
+                  "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></db:result>")
+        self.assertEqual([(c.host, c.port) for c in self.network.attempts],
+                         [("127.0.0.3", 5269)] * 2)
+        own = fx.answer_outgoing(self.network, sender="wave.b.test")
+        _, sent = own.take()
+        self.assertEqual([(e.name, e["from"], e["to"]) for e in sent if e.name == "result"],
+                         [("result", "wave.a.test", "wave.b.test")])
+        own.feed("<db:result from='wave.b.test' to='wave.a.test' type='valid'/>")
+        _, sent = own.take()
+        self.assertEqual([(e.name, str(e.body)) for e in sent], [("message", "second")])
+        self.assertEqual(self.bounced, [])
+        # The old stream still carries its pair; nothing new is multiplexed
+        # at that address while it is remembered, then it is tried again.
+        self.service.send(message("a.test", "bob@b.test", "first"))
+        self.assertEqual([str(e.body) for e in peer.take()[1]], ["first"])
+        self.service.send(message("a.test", "wave.b.test"))
+        self.assertEqual(len(self.network.attempts), 3)
+        self.assertEqual(peer.take()[1] + own.take()[1], [])
+        self.clock.advance(self.service.no_multiplex_lifetime)
+        self.service.send(message("wave.a.test", "bob@b.test"))
+        self.assertEqual(len(self.network.attempts), 3)
+        sent = peer.take()[1] + own.take()[1]
+        self.assertEqual([(e.name, e["from"], e["to"]) for e in sent],
+                         [("result", "wave.a.test", "b.test")])
+
+    def test_peer_closing_on_a_multiplexed_db_result_falls_back_to_a_stream_of_its_own(self):
+        peer = self.established()
+        self.service.tls.proves.add("wave.b.test")
+        self.service.send(message("wave.a.test", "wave.b.test", "second"))
+        peer.feed("</stream:stream>")
+        peer.lose()
         self.assertEqual(len(self.network.attempts), 2)
+        self.assertFalse(self.service.multiplexes(("127.0.0.3", 5269)))
+        own = fx.answer_outgoing(self.network, sender="wave.b.test")
+        own.feed("<db:result from='wave.b.test' to='wave.a.test' type='valid'/>")
+        _, sent = own.take()
+        self.assertEqual([(e.name, str(e.body)) for e in sent if e.name == "message"],
+                         [("message", "second")])
+        # The first pair lost its stream with it: it gets a stream of its own.
+        self.service.send(message("a.test", "bob@b.test", "again"))
+        self.assertEqual(len(self.network.attempts), 3)
+        self.assertEqual(self.bounced, [])
 
     def test_stream_whose_certificate_does_not_name_the_domain_is_not_reused(self):
         self.service.send(message("a.test", "bob@b.test"))

@@ -193,8 +193,12 @@ def open_incoming(service, sender="b.test", to="a.test", tls=True):
     return peer
 
 
-def answer_outgoing(network, index=-1, sender="b.test", tls=True):
-    """Play the receiving server for our latest outgoing connection, up to dialback."""
+def answer_outgoing(network, index=-1, sender="b.test", tls=True, dialback_errors=True):
+    """
+    Play the receiving server for our latest outgoing connection, up to
+    dialback.  ``dialback_errors``: offer ``<dialback><errors/></dialback>``
+    as wavebox does (False: a bare ``<dialback/>``, as Prosody 0.12 does).
+    """
     peer = network.accept(network.attempts[index])
     peer.feed(HEADER % ("from='%s' id='pre-tls'" % (sender,)))
     if tls:
@@ -202,8 +206,8 @@ def answer_outgoing(network, index=-1, sender="b.test", tls=True):
                   "<required/></starttls></stream:features>")
         peer.feed("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
         peer.feed(HEADER % ("from='%s' id='post-tls-%d'" % (sender, len(network.attempts))))
-    peer.feed("<stream:features><dialback xmlns='urn:xmpp:features:dialback'/>"
-              "</stream:features>")
+    peer.feed("<stream:features><dialback xmlns='urn:xmpp:features:dialback'>%s</dialback>"
+              "</stream:features>" % ("<errors/>" if dialback_errors else ""))
     return peer
 
 

@@ -8,9 +8,11 @@ Streams
     :class:`IncomingStream` is the receiving side of a stream a peer opened
     to us (RFC 6120 section 4): it answers the header with a fresh stream id,
     offers ``<starttls><required/></starttls>`` until TLS is up (section 5)
-    and then ``<dialback><errors/></dialback>`` (XEP-0220 section 2.5), and
-    accepts stanzas only for domain pairs that dialback (or the TLS
-    certificate, XEP-0344) authenticated on that stream.
+    and then ``<dialback><errors/></dialback>`` (XEP-0220 section 2.4.2), and
+    accepts a stanza when its ``from`` domain was authenticated on that
+    stream, by dialback or by the TLS certificate (XEP-0344), and its ``to``
+    is any domain of ours (RFC 6120 8.1.1.2 and 8.1.2.2; see
+    :meth:`IncomingStream._stanza` for why the pair itself is not required).
     :class:`OutgoingStream` is the originating side: header, STARTTLS,
     restart, features; after that it carries ``db:verify`` questions at once
     and stanzas for every domain pair authenticated on it.
@@ -28,8 +30,8 @@ Streams
     ``host-unknown``        a header or stanza ``to`` we do not serve
     ``not-authorized``      a stanza before any domain pair is authenticated
     ``improper-addressing`` a stanza without a valid ``to`` or ``from``
-    ``invalid-from``        a stanza whose (from, to) domain pair is not
-                            authenticated on the stream
+    ``invalid-from``        a stanza whose ``from`` domain is not authenticated
+                            on the stream (RFC 6120 4.9.3.9)
     ``unsupported-stanza-type``  a top-level element we do not know
     ``connection-timeout``  no authentication within the negotiation timeout
     ======================  =================================================
@@ -44,9 +46,15 @@ The service: :class:`S2SService`
         in order, per (local, remote) domain pair, until an outgoing stream
         authenticated for that pair is ready.  Endpoints come from the
         ``resolve`` callable (SRV, then A: RFC 6120 3.2), tried in order.
-        Each domain pair gets a stream of its own (Prosody 0.12 misroutes
-        replies on multiplexed streams); only ``db:verify`` questions reuse
-        any stream already open to the same address.  If every endpoint fails, each waiting stanza
+        A stream already open to the same address (IP and port) is reused:
+        the new pair is authenticated on it with another ``db:result``
+        (XEP-0220 2.6, multiplexing), so a domain and its wave service share
+        one connection.  A new target domain is multiplexed only when the
+        peer advertised dialback errors (XEP-0220 2.6.2); when the peer
+        answers a multiplexed ``db:result`` with anything but ``valid``, or
+        closes, the pair gets a stream of its own and that address is not
+        multiplexed again for a while.  ``db:verify`` questions go on any
+        stream to the address.  If every endpoint fails, each waiting stanza
         returns to its sender as a stanza error (``remote-server-not-found``
         when the domain did not resolve, ``remote-server-timeout`` when it
         resolved but no authenticated stream came up: RFC 6120 8.3.3.15/16),
@@ -102,6 +110,10 @@ MAX_STANZA_SIZE = 512 * 1024
 STANZA_KINDS = ("message", "presence", "iq")
 
 log = Logger()
+
+
+class _NotShared(Exception):
+    """This open stream may not carry a new domain pair; try the next one."""
 
 
 class RouteFailed(Exception):
@@ -497,7 +509,22 @@ class IncomingStream(_Session):
         xs.reset()
 
     def _stanza(self, stanza):
-        """Accept a stanza only for a domain pair authenticated on this stream."""
+        """
+        Accept a stanza whose ``from`` domain is authenticated on this stream
+        and whose ``to`` is any domain of ours.
+
+        That is RFC 6120's rule for server-to-server stanzas: the ``from``
+        domainpart must be a domain validated for the sending server on this
+        stream (8.1.2.2, else ``invalid-from``), the ``to`` domainpart one we
+        serve (8.1.1.2, else ``host-unknown``).  Dialback authenticates a
+        domain *pair*, but what it protects is the sender's identity; the
+        target half only says that we accept stanzas for that domain, and we
+        accept them for all of ours.  Requiring the exact pair breaks Prosody
+        0.12: it answers a stanza that came from our second domain over its
+        stream authenticated for our first one (its incoming session routes
+        replies by the stream's first pair), and Prosody itself checks only
+        the sender's domain and that the target is one of its hosts.
+        """
         if not self.authenticated:
             self.fail("not-authorized", "<%s/> before dialback" % (stanza.name,))
             return
@@ -510,11 +537,16 @@ class IncomingStream(_Session):
         if not self.server.is_local(recipient.host):
             self.fail("host-unknown", "we do not serve %s" % (recipient.host,))
             return
-        if (sender.host, recipient.host) not in self.authenticated:
-            self.fail("invalid-from", "%s is not authenticated to send to %s on this stream"
-                      % (sender.host, recipient.host))
+        if sender.host not in self.authenticated_senders:
+            self.fail("invalid-from", "%s is not authenticated on this stream"
+                      % (sender.host,))
             return
         self.server.incoming_stanza(self, stanza)
+
+    @property
+    def authenticated_senders(self):
+        """The peer's domains authenticated on this stream, for any of ours."""
+        return {originating for originating, _ in self.authenticated}
 
 
 class OutgoingStream(_Session):
@@ -529,6 +561,9 @@ class OutgoingStream(_Session):
         self.address = address
         self.negotiated = db.Waiters()  # fires when TLS (if any) and features are done
         self.connector = None
+        # The peer offered <dialback><errors/></dialback> (XEP-0220 2.4.2):
+        # it may be sent db:result for further target domains (2.6.2).
+        self.dialback_errors = False
 
     def connectionMade(self):
         address = self.address
@@ -597,6 +632,9 @@ class OutgoingStream(_Session):
 
     def _features(self, features):
         """RFC 6120 5.3.1: STARTTLS first when offered, else the stream is ready."""
+        offer = features.get((db.NS_DIALBACK_FEATURE, "dialback"))
+        self.dialback_errors = offer is not None and any(
+            child.name == "errors" for child in offer.elements())
         if self.tls_active or self.negotiated.done:
             self.negotiated.fire(self)
             return
@@ -742,7 +780,7 @@ class S2SService(service.Service):
                  trust_certificates=True, max_stanza_size=MAX_STANZA_SIZE,
                  connect_timeout=30.0, dialback_timeout=30.0, negotiation_timeout=60.0,
                  request_timeout=30.0, backoff_initial=2.0, backoff_max=60.0,
-                 hint_lifetime=3600.0, close_grace=2.0):
+                 hint_lifetime=3600.0, close_grace=2.0, no_multiplex_lifetime=3600.0):
         if reactor is None:
             from twisted.internet import reactor
         if not domains:
@@ -769,6 +807,7 @@ class S2SService(service.Service):
         self.backoff_max = backoff_max
         self.hint_lifetime = hint_lifetime
         self.close_grace = close_grace
+        self.no_multiplex_lifetime = no_multiplex_lifetime
 
         self.local = LocalEntities(self)
         self.disco = DiscoResponder()
@@ -778,6 +817,7 @@ class S2SService(service.Service):
         self.routes = {}
         self._requests = {}
         self._hints = {}
+        self._no_multiplex = {}     # peer (host, port) -> until when it gets a stream per pair
         self._listening = None
         self.stopping = False
 
@@ -1055,6 +1095,8 @@ class S2SService(service.Service):
                     try:
                         yield self._prepared(stream, local, remote, authenticate)
                         return stream
+                    except _NotShared:
+                        continue
                     except Exception as e:
                         reasons.append(_describe(e))
                 if self.stopping:
@@ -1070,20 +1112,41 @@ class S2SService(service.Service):
         raise RouteFailed("remote-server-timeout", "; ".join(reasons) or
                           "no address for %s" % (remote,))
 
+    def multiplexes(self, address):
+        """May new domain pairs share our streams to ``address`` (host, port)?"""
+        until = self._no_multiplex.get(address)
+        if until is None:
+            return True
+        if until <= self.clock.seconds():
+            del self._no_multiplex[address]
+            return True
+        return False
+
     def _reusable(self, address, local, remote, authenticate):
         """
-        Open streams to ``address`` that may carry what we need.  A
-        ``db:verify`` may go on any of them (the Authoritative Server answers
-        on any stream, even one whose own dialback is pending: that is how
-        we serve Prosody, which holds its verify until its stream to us is
-        authenticated).  Stanzas get a stream of their own per domain pair:
-        Prosody 0.12 routes every reply to a stanza that came on a
-        multiplexed stream back over its stream for the *first* pair, with
-        the other pair's addresses, which the receiving side must refuse as
-        ``invalid-from``.
+        Open streams to ``address`` that may carry what we need, best first.
+
+        A ``db:verify`` may go on any of them (the Authoritative Server
+        answers on any stream, even one whose own dialback is pending: that
+        is how we serve Prosody, which holds its verify until its stream to
+        us is authenticated).  Stanzas go first on a stream opened for their
+        own pair or already authenticated for it, then on any other stream
+        to the same address: "if the hostname and port resolution results in
+        the same IP address and port combination" the new pair may be
+        multiplexed on it (XEP-0220 2.6.2), which is the seed's step 11 for
+        a domain and its wave service.
         """
-        return [s for s in self.outgoing if s.address == address
-                and (not authenticate or (s.local, s.remote) == (local, remote))]
+        streams = [s for s in self.outgoing if s.address == address]
+        if not authenticate:
+            return streams
+        pair = (local, remote)
+        own = [s for s in streams if pair in s.authenticated or (s.local, s.remote) == pair]
+        if not self.multiplexes(address):
+            return own
+        shared = [s for s in streams if s not in own]
+        # Streams that already carry stanzas before ones still negotiating.
+        shared.sort(key=lambda s: not (s.usable and s.authenticated))
+        return own + shared
 
     @defer.inlineCallbacks
     def _prepared(self, stream, local, remote, authenticate):
@@ -1093,9 +1156,37 @@ class S2SService(service.Service):
         if not stream.covers(remote):
             raise RouteFailed("remote-server-timeout", "the certificate at %s does not name %s"
                               % (stream.peer, remote))
-        if authenticate:
+        if not authenticate:
+            return
+        pair = (local, remote)
+        multiplexed = pair not in stream.authenticated and (stream.local, stream.remote) != pair
+        if multiplexed and not self.multiplexes(stream.address):
+            raise _NotShared()      # learnt while we waited for the negotiation
+        if multiplexed and remote != stream.remote and not stream.dialback_errors:
+            # XEP-0220 2.6.2: no new target domain on a stream whose peer
+            # did not offer dialback errors (Prosody 0.12 does not).
+            raise _NotShared()
+        try:
             yield self.dialback.originate(stream, local, remote).addTimeout(
                 self.dialback_timeout, self.clock)
+        except Exception as e:
+            if multiplexed:
+                self._multiplexing_refused(stream, pair, e)
+            raise
+
+    def _multiplexing_refused(self, stream, pair, reason):
+        """
+        The peer said no (or nothing, or closed) to a multiplexed
+        ``db:result``: the pair falls back to a stream of its own, and new
+        pairs for that address get theirs too for ``no_multiplex_lifetime``.
+        """
+        if self.stopping:
+            return
+        self._no_multiplex[stream.address] = self.clock.seconds() + self.no_multiplex_lifetime
+        log.warn("S2S: {peer} did not accept {local} -> {remote} on a shared stream "
+                 "({reason}); one stream per domain pair there for the next {lifetime:.0f}s",
+                 peer=stream.peer, local=pair[0], remote=pair[1], reason=_describe(reason),
+                 lifetime=self.no_multiplex_lifetime)
 
     def _connect(self, address, local, remote):
         session = OutgoingStream(self, local, remote, address)
