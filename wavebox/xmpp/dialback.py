@@ -245,7 +245,7 @@ class Dialback:
         (XEP-0220 2.1.1): send ``<db:result>`` with the key bound to this
         stream's id.  Fires when the Receiving Server says ``valid``; fails
         with :class:`DialbackFailed` otherwise.  Several domain pairs may be
-        claimed on one stream (XEP-0220 section 4.4, multiplexing).
+        claimed on one stream (XEP-0220 section 2.6, multiplexing).
         """
         pair = (originating, receiving)
         if pair in stream.authenticated:
