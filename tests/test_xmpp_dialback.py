@@ -188,8 +188,8 @@ class ReceivingServerTests(unittest.SynchronousTestCase):
         self.assertEqual([e.name for e in sent], ["message"])
 
     def test_verify_for_another_of_our_domains_also_reuses_the_pending_stream(self):
-        # Stanzas get a stream per domain pair, but a db:verify may go on
-        # any stream to the Authoritative Server: no new connection.
+        # A db:verify may go on any stream to the Authoritative Server, even
+        # one whose own dialback is pending: no new connection.
         self.service.send(message("a.test", "bob@b.test"))
         ours = fx.answer_outgoing(self.network)
         ours.take()
