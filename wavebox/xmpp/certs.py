@@ -27,6 +27,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 # part of this module's API (tests and benchmarks use certs.key_pem etc.).
 from wavebox.certgen import cert_pem, issue, key_pem, new_private_key  # noqa: F401
 
+#: Under the data dir, where the self-signed certificate and key live.
+SELF_SIGNED_DIR = "tls"
 SELF_SIGNED_CERT = "self-signed.crt"
 SELF_SIGNED_KEY = "self-signed.key"
 RENEW_BEFORE = datetime.timedelta(days=30)
@@ -131,6 +133,18 @@ def ensure_self_signed(directory, names, days=365):
     write_file(key_path, key_pem(key), private=True)
     write_file(cert_path, cert_pem(certificate))
     return cert_path, key_path
+
+
+def certificate_files(config, names):
+    """
+    The (certificate chain PEM path, private key PEM path) that speak for
+    ``names``: the configured ``certificate``/``private_key`` files, else the
+    self-signed pair kept under ``DATA_DIR/tls`` (see ensure_self_signed).
+    TLS and delta signing both ask here, so they always use the same pair.
+    """
+    if config.certificate:
+        return config.certificate, config.private_key
+    return ensure_self_signed(os.path.join(config.data_dir, SELF_SIGNED_DIR), names)
 
 
 # --- wavebox gencert ---------------------------------------------------------
