@@ -166,6 +166,13 @@ def _update_tuple(updates):
     return tuple((k, o, n) for k, o, n in updates)
 
 
+def _element_attributes_as_pairs(self):
+    """An element start's (or its deletion's) attributes given as a mapping become sorted pairs."""
+    a = self.attributes
+    if type(a) is not tuple or (a and type(a[0]) is not tuple):
+        object.__setattr__(self, "attributes", _attribute_tuple(a))
+
+
 @dataclass(frozen=True, slots=True)
 class Retain:
     """Keep ``count`` items, applying the current annotation update to them."""
@@ -184,10 +191,7 @@ class ElementStart:
     type: str
     attributes: tuple = ()
 
-    def __post_init__(self):
-        a = self.attributes
-        if type(a) is not tuple or (a and type(a[0]) is not tuple):
-            object.__setattr__(self, "attributes", _attribute_tuple(a))
+    __post_init__ = _element_attributes_as_pairs
 
     def attribute_map(self):
         return dict(self.attributes)
@@ -210,10 +214,7 @@ class DeleteElementStart:
     type: str
     attributes: tuple = ()
 
-    def __post_init__(self):
-        a = self.attributes
-        if type(a) is not tuple or (a and type(a[0]) is not tuple):
-            object.__setattr__(self, "attributes", _attribute_tuple(a))
+    __post_init__ = _element_attributes_as_pairs
 
 
 @dataclass(frozen=True, slots=True)
