@@ -12,12 +12,12 @@ import functools
 
 from twisted.internet import defer
 
+from tests.helpers import insert, service_jid
 from wavebox import crypto
 from wavebox.federation import stanzas
 from wavebox.federation.component import FederationService
 from wavebox.federation.signers import SignerInfos
 from wavebox.model.delta import HashedVersion, WaveletDelta
-from wavebox.model.docop import DocOpBuilder
 from wavebox.model.ids import IdGenerator, ParticipantId
 from wavebox.model.operations import AddParticipant, MutateDocument, RemoveParticipant
 from wavebox.server.waveserver import WaveServer
@@ -36,10 +36,6 @@ def domain_signer(domain):
     """A delta signer for ``domain``, its certificate issued by the test CA."""
     key, cert = crypto.generate_key_and_certificate(domain, issuer=fixture_ca(), key_size=1024)
     return crypto.Signer(key, [cert, fixture_ca()[1]], domain)
-
-
-def service_jid(domain):
-    return "wave." + domain
 
 
 class MemoryNetwork:
@@ -204,16 +200,6 @@ class WaveNode:
     def version(self, name):
         state = self.server.current_state(name)
         return None if state is None else state.hashed_version
-
-
-def insert(text, at=0, size=0):
-    b = DocOpBuilder()
-    if at:
-        b.retain(at)
-    b.characters(text)
-    if size - at:
-        b.retain(size - at)
-    return b.build()
 
 
 def element(xml):

@@ -24,7 +24,6 @@ from wavebox.federation.xmppglue import FederationHandler, S2STransport
 from wavebox.federation.stanzas import NS_WAVE
 from wavebox.server.waveserver import WaveServer
 from wavebox.store import open_store
-from wavebox.store.accounts import hash_password
 from wavebox.xmpp import certs
 from wavebox.xmpp.discovery import Trace, WaveServiceDiscovery
 from wavebox.xmpp.ping import PingResponder
@@ -33,15 +32,12 @@ from wavebox.xmpp.streams import S2SService
 from wavebox.xmpp.tls import TLSPolicy
 
 from tests.dnsserver import TEST_HOSTS, ZoneServer, standard_records
+from tests.helpers import quick_hash, service_jid
 
 log = Logger()
 
 ADDRESSES = {"a.test": "127.0.0.2", "b.test": "127.0.0.3"}
 PASSWORD = "secret"
-
-
-def service_jid(domain):
-    return "wave." + domain
 
 
 @functools.lru_cache(maxsize=None)
@@ -53,10 +49,6 @@ def stack_ca():
 def domain_certificate(domain):
     """(key, certificate) for ``domain`` and ``wave.domain``, issued by the test CA."""
     return certs.make_server_certificate(certs.server_names(domain), ca=stack_ca())
-
-
-def quick_hash(password):
-    return hash_password(password, n=2 ** 4, r=8, p=1)
 
 
 class WaveStack:

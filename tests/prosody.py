@@ -35,11 +35,11 @@ import sys
 import tempfile
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from twisted.internet import defer, error, protocol, task
 from twisted.logger import Logger
+
+from wavebox import certgen
 
 log = Logger()
 
@@ -83,27 +83,15 @@ def write_self_signed(domain, certificate_path, key_path, days=7):
     covers components such as ``wave.domain``), made with our own code.
     """
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.DNSName(domain), x509.DNSName("*." + domain)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
+    certificate = certgen.issue(domain, key, [
+        (x509.SubjectAlternativeName([x509.DNSName(domain), x509.DNSName("*." + domain)]),
+         False),
+        (x509.BasicConstraints(ca=True, path_length=None), True),
+    ], days=days, backdate=datetime.timedelta(days=1))
     with open(key_path, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM,
-                                  serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
+        f.write(certgen.key_pem(key))
     with open(certificate_path, "wb") as f:
-        f.write(certificate.public_bytes(serialization.Encoding.PEM))
+        f.write(certgen.cert_pem(certificate))
 
 
 @defer.inlineCallbacks

@@ -7,80 +7,14 @@ the notice of being added to a wave.
 import re
 
 from twisted.internet import defer, protocol, reactor, task
-from twisted.protocols.basic import LineReceiver
 from twisted.trial import unittest
 
+from tests.helpers import connect_console, console_login, quick_hash
 from wavebox.console.session import ConsoleFactory
 from wavebox.server.modelbridge import parse_applied_delta
 from wavebox.server.waveserver import WaveServer
-from wavebox.store.accounts import hash_password, verify_password
+from wavebox.store.accounts import verify_password
 from wavebox.store.memory import MemoryStore
-
-#: How long a test waits for an expected line before it fails.
-TIMEOUT = 10
-
-
-def quick_hash(password):
-    """A cheap scrypt hash: verification reads the parameters from the string."""
-    return hash_password(password, n=2 ** 4, r=8, p=1)
-
-
-class Client(LineReceiver):
-    """A telnet-like test client: collects lines, waits for the ones it expects."""
-
-    delimiter = b"\n"
-
-    def __init__(self):
-        self.lines = []
-        self.cursor = 0
-        self.waiting = None
-        self.closed = defer.Deferred()
-
-    def lineReceived(self, line):
-        self.lines.append(line.rstrip(b"\r").decode("utf-8"))
-        self._check()
-
-    def connectionLost(self, reason):
-        self.closed.callback(None)
-
-    def send(self, text):
-        self.transport.write(text.encode("utf-8") + b"\r\n")
-
-    def expect(self, pattern):
-        """Fires with the first line from the cursor on matching ``pattern`` (a regex)."""
-        d = defer.Deferred()
-        self.waiting = (re.compile(pattern), d)
-        timer = reactor.callLater(TIMEOUT, self._timeout, pattern, d)
-        d.addBoth(self._cancel, timer)
-        self._check()
-        return d
-
-    def _cancel(self, result, timer):
-        if timer.active():
-            timer.cancel()
-        return result
-
-    def _timeout(self, pattern, d):
-        if self.waiting and self.waiting[1] is d:
-            self.waiting = None
-            d.errback(AssertionError("no line matching %r; got %r"
-                                     % (pattern, self.lines[self.cursor:])))
-
-    def _check(self):
-        if self.waiting is None:
-            return
-        regex, d = self.waiting
-        while self.cursor < len(self.lines):
-            line = self.lines[self.cursor]
-            self.cursor += 1
-            match = regex.search(line)
-            if match:
-                self.waiting = None
-                d.callback(match)
-                return
-
-    def since(self, mark):
-        return self.lines[mark:]
 
 
 class ConsoleTestCase(unittest.TestCase):
@@ -100,25 +34,11 @@ class ConsoleTestCase(unittest.TestCase):
         self.port = reactor.listenTCP(0, self.factory, interface="127.0.0.1")
         self.addCleanup(self.port.stopListening)
 
-    @defer.inlineCallbacks
     def connect(self):
-        creator = protocol.ClientCreator(reactor, Client)
-        client = yield creator.connectTCP("127.0.0.1", self.port.getHost().port)
-        self.addCleanup(self._close, client)
-        yield client.expect("^wavebox console")
-        return client
+        return connect_console(self, self.port.getHost().port)
 
-    def _close(self, client):
-        if client.transport.connected:
-            client.transport.loseConnection()
-            return client.closed
-
-    @defer.inlineCallbacks
     def login(self, user="alice"):
-        client = yield self.connect()
-        client.send("/login %s pw-%s" % (user, user[:3]))
-        yield client.expect("^logged in as ")
-        return client
+        return console_login(self, self.port.getHost().port, user, "pw-" + user[:3])
 
     @defer.inlineCallbacks
     def command(self, client, line, pattern):

@@ -6,12 +6,11 @@ loopback.  alice@a.test makes a wave, adds bob@b.test and types; bob finds
 it in his inbox, opens it, replies; alice sees the reply.
 """
 
-from twisted.internet import defer, protocol, reactor, task
+from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
-from tests.federation_fixtures import insert
 from tests.federation_stack import PASSWORD, Federation, WaveStack
-from tests.test_console import Client
+from tests.helpers import console_login, insert
 from wavebox.model.delta import HashedVersion, WaveletDelta
 from wavebox.model.ids import IdGenerator, ParticipantId
 from wavebox.model.operations import AddParticipant, MutateDocument
@@ -45,20 +44,9 @@ class TwoServerChatTests(unittest.TestCase):
             return original(receiving, originating, stream_id, key)
         s2s.verify_with_authoritative = counted
 
-    @defer.inlineCallbacks
     def login(self, domain, user):
         port = self.federation[domain].console_port.getHost().port
-        client = yield protocol.ClientCreator(reactor, Client).connectTCP("127.0.0.1", port)
-        self.addCleanup(self._close, client)
-        yield client.expect("^wavebox console")
-        client.send("/login %s %s" % (user, PASSWORD))
-        yield client.expect("^logged in as %s" % (user,))
-        return client
-
-    def _close(self, client):
-        if client.transport.connected:
-            client.transport.loseConnection()
-            return client.closed
+        return console_login(self, port, user, PASSWORD, user)
 
     @defer.inlineCallbacks
     def test_alice_and_bob_chat_across_two_servers(self):

@@ -15,17 +15,12 @@ import os
 from twisted.internet import defer, task, reactor
 from twisted.trial import unittest
 
-from tests.dnsserver import A, SRV, ZoneServer
-from tests.federation_fixtures import insert
-from tests.prosody import ProsodyPeer, poll_until
-from wavebox import service as wservice
-from wavebox.config import load
+from tests.helpers import PROSODY_GUARD as GUARD
+from tests.helpers import insert, wavebox_behind_prosody, wavebox_beside_prosody
+from tests.prosody import ProsodyPeer
 from wavebox.model.delta import HashedVersion, WaveletDelta
 from wavebox.model.ids import IdGenerator, ParticipantId
 from wavebox.model.operations import AddParticipant, MutateDocument
-
-GUARD = 30      # seconds: a guard against hanging, never an assertion about speed
-WAVE_IP = "127.0.0.2"
 
 
 class FederationThroughProsodyTests(unittest.TestCase):
@@ -37,38 +32,15 @@ class FederationThroughProsodyTests(unittest.TestCase):
         directory = os.path.abspath(self.mktemp())
         self.peer = ProsodyPeer(directory + "/prosody", component_secret="s3cret")
         self.addCleanup(self.peer.stop)
-        self.peer.write_files()
         # The host does not check the component's self-signed chain (it is
         # not in its trusted CA file); the component checks the host's.
-        self.standalone = wservice.makeService(load({
-            "domain": ["wave.test"], "data_dir": directory + "/standalone",
-            "s2s_interface": WAVE_IP, "s2s_port": "0", "tls_required": "yes",
-            "trusted_ca": self.peer.certificate_path, "store": "memory:",
-            "nameserver": "127.0.0.1:1", "dns_timeout": "2", "console_port": "0",
-            "verify_signatures": "no"}))
-        self.standalone.startService()
-        self.addCleanup(self.standalone.stopService)
-        port = self.standalone.s2s.listening_address()[1]
-        prosody = [SRV(0, 0, self.peer.s2s_port, "prosody.test")]
-        self.zone = yield ZoneServer.start(records={
-            "prosody.test": [A(self.peer.ip)],
-            "_xmpp-server._tcp.prosody.test": prosody,
-            "_xmpp-server._tcp.wave.prosody.test": prosody,
-        })
-        self.addCleanup(self.zone.stop)
-        self.standalone.resolver.nameserver = self.zone.nameserver
-        self.peer.peers = {"wave.test": (WAVE_IP, port), "wave.wave.test": (WAVE_IP, port)}
-        yield self.peer.start()
+        self.standalone, self.zone = yield wavebox_beside_prosody(
+            self, self.peer, directory + "/standalone", component=True,
+            store="memory:", verify_signatures="no")
         host_certificate = os.path.join(directory, "standalone", "tls", "self-signed.crt")
-        self.component = wservice.makeService(load({
-            "domain": ["prosody.test"], "data_dir": directory + "/component",
-            "component": "%s:%d" % (self.peer.ip, self.peer.component_port),
-            "component_secret": "s3cret", "console_port": "0", "store": "memory:",
-            "trusted_ca": host_certificate}))
-        self.component.startService()
-        self.addCleanup(self.component.stopService)
-        yield poll_until(lambda: self.component.xmpp.authenticated, timeout=GUARD,
-                         what="the component handshake", diagnostics=self.peer.log_text)
+        self.component = yield wavebox_behind_prosody(
+            self, self.peer, directory + "/component", store="memory:",
+            trusted_ca=host_certificate)
 
     @defer.inlineCallbacks
     def until(self, predicate, what):

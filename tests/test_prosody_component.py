@@ -10,9 +10,8 @@ from twisted.trial import unittest
 from tx_xmpp.ping import PingHandler
 from tx_xmpp.subprotocols import XMPPHandler
 
+from tests.helpers import wavebox_behind_prosody
 from tests.prosody import ProsodyPeer, poll_until
-from wavebox import service as wservice
-from wavebox.config import load
 from wavebox.xmpp.component import Backoff, ExternalComponent
 
 
@@ -124,15 +123,8 @@ class WaveboxBehindProsodyTests(unittest.TestCase):
         self.peer = ProsodyPeer(self.mktemp(), component_secret="s3cret")
         self.addCleanup(self.peer.stop)
         yield self.peer.start()
-        config = load({"domain": ["prosody.test"], "data_dir": self.mktemp(),
-                       "component": "%s:%d" % (self.peer.ip, self.peer.component_port),
-                       "component_secret": "s3cret", "console_port": "0"})
-        self.top = wservice.makeService(config)
-        self.top.startService()
-        self.addCleanup(self.top.stopService)
-        component = self.top.xmpp
-        yield poll_until(lambda: component.authenticated, timeout=30,
-                         what="wavebox's component handshake", diagnostics=self.peer.log_text)
+        self.top = yield wavebox_behind_prosody(self, self.peer, self.mktemp(),
+                                                what="wavebox's component handshake")
 
     def test_component_mode_does_not_listen_for_s2s(self):
         self.assertIsNone(self.top.s2s)

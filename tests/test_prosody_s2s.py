@@ -22,14 +22,10 @@ from twisted.trial import unittest
 from twisted.words.protocols.jabber import error
 from twisted.words.xish import domish
 
-from tests.dnsserver import A, SRV, ZoneServer
-from tests.prosody import ProsodyPeer, poll_until
-from tests.test_xmpp_e2e import LogWatch as LogLines
-from wavebox import service as wservice
-from wavebox.config import load
-
-GUARD = 30      # seconds: a guard against hanging, never an assertion about speed
-WAVE_IP = "127.0.0.2"
+from tests.helpers import LogWatch as LogLines
+from tests.helpers import PROSODY_GUARD as GUARD
+from tests.helpers import wavebox_behind_prosody, wavebox_beside_prosody
+from tests.prosody import ProsodyPeer
 
 
 def iq_get(sender, to, namespace, name="query"):
@@ -53,24 +49,8 @@ class WaveboxAndProsody(unittest.TestCase):
         directory = self.mktemp()
         self.peer = ProsodyPeer(directory + "/prosody")
         self.addCleanup(self.peer.stop)
-        # Prosody's certificate first: wavebox trusts it as its CA.
-        self.peer.write_files()
-        self.wavebox = wservice.makeService(load({
-            "domain": ["wave.test"], "data_dir": directory + "/wavebox",
-            "s2s_interface": WAVE_IP, "s2s_port": "0", "tls_required": "yes", "console_port": "0",
-            "trusted_ca": self.peer.certificate_path,
-            "nameserver": "127.0.0.1:1", "dns_timeout": "2", "console_port": "0"}))
-        self.wavebox.startService()
-        self.addCleanup(self.wavebox.stopService)
-        port = self.wavebox.s2s.listening_address()[1]
-        self.zone = yield ZoneServer.start(records={
-            "prosody.test": [A(self.peer.ip)],
-            "_xmpp-server._tcp.prosody.test": [SRV(0, 0, self.peer.s2s_port, "prosody.test")],
-        })
-        self.addCleanup(self.zone.stop)
-        self.wavebox.resolver.nameserver = self.zone.nameserver
-        self.peer.peers = {"wave.test": (WAVE_IP, port), "wave.wave.test": (WAVE_IP, port)}
-        yield self.peer.start()
+        self.wavebox, self.zone = yield wavebox_beside_prosody(
+            self, self.peer, directory + "/wavebox")
 
     @property
     def s2s(self):
@@ -240,33 +220,9 @@ class StandaloneToComponentBehindProsodyTests(unittest.TestCase):
         self.log = LogLines(self)
         self.peer = ProsodyPeer(directory + "/prosody", component_secret="s3cret")
         self.addCleanup(self.peer.stop)
-        self.peer.write_files()
-        self.standalone = wservice.makeService(load({
-            "domain": ["wave.test"], "data_dir": directory + "/standalone",
-            "s2s_interface": WAVE_IP, "s2s_port": "0", "tls_required": "yes", "console_port": "0",
-            "trusted_ca": self.peer.certificate_path,
-            "nameserver": "127.0.0.1:1", "dns_timeout": "2", "console_port": "0"}))
-        self.standalone.startService()
-        self.addCleanup(self.standalone.stopService)
-        port = self.standalone.s2s.listening_address()[1]
-        prosody = [SRV(0, 0, self.peer.s2s_port, "prosody.test")]
-        self.zone = yield ZoneServer.start(records={
-            "prosody.test": [A(self.peer.ip)],
-            "_xmpp-server._tcp.prosody.test": prosody,
-            "_xmpp-server._tcp.wave.prosody.test": prosody,
-        })
-        self.addCleanup(self.zone.stop)
-        self.standalone.resolver.nameserver = self.zone.nameserver
-        self.peer.peers = {"wave.test": (WAVE_IP, port), "wave.wave.test": (WAVE_IP, port)}
-        yield self.peer.start()
-        self.component = wservice.makeService(load({
-            "domain": ["prosody.test"], "data_dir": directory + "/component",
-            "component": "%s:%d" % (self.peer.ip, self.peer.component_port),
-            "component_secret": "s3cret", "console_port": "0"}))
-        self.component.startService()
-        self.addCleanup(self.component.stopService)
-        yield poll_until(lambda: self.component.xmpp.authenticated, timeout=GUARD,
-                         what="the component handshake", diagnostics=self.peer.log_text)
+        self.standalone, self.zone = yield wavebox_beside_prosody(
+            self, self.peer, directory + "/standalone", component=True)
+        self.component = yield wavebox_behind_prosody(self, self.peer, directory + "/component")
 
     @defer.inlineCallbacks
     def test_fedone_ping_reaches_the_component_and_the_receipt_comes_back(self):

@@ -15,7 +15,7 @@ from twisted.internet import defer, protocol, reactor
 from twisted.trial import unittest
 
 import wavebox
-from tests.test_console import Client, quick_hash
+from tests.helpers import console_login, quick_hash
 from wavebox.store import open_store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(wavebox.__file__)))
@@ -87,19 +87,8 @@ class RestartTests(unittest.TestCase):
             proc.transport.signalProcess("KILL")
             return proc.ended
 
-    @defer.inlineCallbacks
     def console(self, port):
-        client = yield protocol.ClientCreator(reactor, Client).connectTCP("127.0.0.1", port)
-        self.addCleanup(self._hang_up, client)
-        yield client.expect("^wavebox console")
-        client.send("/login alice secret")
-        yield client.expect("^logged in as alice@a.test")
-        return client
-
-    def _hang_up(self, client):
-        if client.transport.connected:
-            client.transport.loseConnection()
-            return client.closed
+        return console_login(self, port, "alice", "secret", "alice@a.test")
 
     @defer.inlineCallbacks
     def write_lines(self, client, lines):

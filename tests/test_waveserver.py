@@ -8,8 +8,8 @@ from twisted.internet import defer, task
 from twisted.trial import unittest
 from zope.interface import implementer
 
+from tests.helpers import insert
 from wavebox.model.delta import HashedVersion, WaveletDelta, next_hash
-from wavebox.model.docop import DocOpBuilder
 from wavebox.model.errors import InvalidDelta, InvalidOperation, NotAParticipant
 from wavebox.model.ids import ParticipantId, WaveletName
 from wavebox.model.operations import AddParticipant, MutateDocument, RemoveParticipant
@@ -25,17 +25,6 @@ CAROL = ParticipantId("carol@b.test")
 NAME = WaveletName.of("a.test", "w+abc", "a.test", "conv+root")
 OTHER = WaveletName.of("a.test", "w+def", "a.test", "conv+root")
 REMOTE = WaveletName.of("b.test", "w+xyz", "b.test", "conv+root")
-
-
-def insert(text, at=0, size=0):
-    """A document op inserting ``text`` at ``at`` in a document of ``size`` items."""
-    b = DocOpBuilder()
-    if at:
-        b.retain(at)
-    b.characters(text)
-    if size - at:
-        b.retain(size - at)
-    return b.build()
 
 
 def write(doc, text, at=0, size=0):

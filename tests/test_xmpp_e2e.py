@@ -8,12 +8,12 @@ records that carry the real ports.  The servers are built by
 """
 
 from twisted.internet import defer, endpoints, protocol, reactor
-from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 from twisted.words.protocols.jabber import error
 from twisted.words.xish import domish
 
 from tests.dnsserver import A, SRV, ZoneServer, standard_records
+from tests.helpers import LogWatch
 from wavebox import service as wservice
 from wavebox.config import load
 from wavebox.xmpp import certs
@@ -21,35 +21,6 @@ from wavebox.xmpp import certs
 GUARD = 20      # seconds: a guard against hanging, never an assertion about speed
 
 HOSTS = {"a.test": "127.0.0.2", "b.test": "127.0.0.3", "c.test": "127.0.0.4"}
-
-
-class LogWatch:
-    """Log lines, and Deferreds that fire when a line containing some text appears."""
-
-    def __init__(self, testcase):
-        self.lines = []
-        self._waiting = []
-        globalLogPublisher.addObserver(self._event)
-        testcase.addCleanup(globalLogPublisher.removeObserver, self._event)
-
-    def _event(self, event):
-        line = formatEvent(event)
-        self.lines.append(line)
-        for text, d in list(self._waiting):
-            if text in line:
-                self._waiting.remove((text, d))
-                d.callback(line)
-
-    def wait_for(self, text):
-        for line in self.lines:
-            if text in line:
-                return defer.succeed(line)
-        d = defer.Deferred()
-        self._waiting.append((text, d))
-        return d.addTimeout(GUARD, reactor)
-
-    def count(self, text):
-        return sum(1 for line in self.lines if text in line)
 
 
 def ping_iq(sender, to):

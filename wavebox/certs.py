@@ -5,20 +5,16 @@ server-to-server streams and the signing of deltas (wave protocol section 5).
 
 With ``--certificate``/``--private-key`` configured, those files are the
 answer.  Without them the self-signed certificate that the XMPP layer keeps
-in the data dir (:func:`wavebox.xmpp.certs.ensure_self_signed`, under
-``DATA_DIR/tls``) is used, made for every hosted domain and its wave service
-JID (``wave.DOMAIN``).  Its key is RSA in unencrypted PKCS#8 PEM, the form
-FedOne's ``make_cert.sh`` produced, so SHA1withRSA delta signatures work with
-it.  Peers trust such a certificate only when told to; it exists so that a
+in the data dir (:func:`wavebox.xmpp.certs.certificate_files`, under
+``DATA_DIR/tls``; the XMPP layer's own TLS set-up asks the same function) is
+used, made for every hosted domain and its wave service JID
+(``wave.DOMAIN``).  Its key is RSA in unencrypted PKCS#8 PEM, the form
+FedOne's ``make_cert.sh`` produced, so SHA1withRSA delta signatures work
+with it.  Peers trust such a certificate only when told to; it exists so that a
 fresh server runs, and signs its deltas, with no set-up.
 """
 
-import os
-
-from wavebox.xmpp.certs import ensure_self_signed
-
-#: Under the data dir, where the generated certificate and key live.
-SELF_SIGNED_DIR = "tls"
+from wavebox.xmpp.certs import SELF_SIGNED_DIR, certificate_files  # noqa: F401
 
 
 def certificate_names(config):
@@ -38,7 +34,4 @@ def ensure_certificate(config):
     A generated certificate is made again when it no longer names every
     hosted domain, or is about to expire.
     """
-    if config.certificate:
-        return config.certificate, config.private_key
-    return ensure_self_signed(os.path.join(config.data_dir, SELF_SIGNED_DIR),
-                              certificate_names(config))
+    return certificate_files(config, certificate_names(config))

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.x509.oid import ExtensionOID, NameOID
 
+from wavebox import certgen
 from wavebox.model.delta import SHA1_RSA, Signature, SignedDelta
 from wavebox.model.errors import ModelError
 from wavebox.model.signer import SHA256, SHA512, SignerInfo, pkipath, signer_id  # noqa: F401
@@ -439,35 +440,19 @@ def generate_key_and_certificate(domain, days=365, key_size=2048, issuer=None,
     ``issuer`` = (issuer_key, issuer_certificate).  Returns
     ``(key, certificate)``; see ``key_to_pem``/``certificate_to_pem``.
     """
-    now = now or datetime.datetime.now(datetime.timezone.utc)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)])
-    if issuer is None:
-        issuer_key, issuer_name = key, subject
-    else:
-        issuer_key, issuer_name = issuer[0], issuer[1].subject
-    builder = (x509.CertificateBuilder()
-               .subject_name(subject)
-               .issuer_name(issuer_name)
-               .public_key(key.public_key())
-               .serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(minutes=5))
-               .not_valid_after(now + datetime.timedelta(days=days))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    key = certgen.new_private_key(key_size)
+    extensions = [(x509.BasicConstraints(ca=ca, path_length=None), True)]
     if not ca:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(domain)]), critical=False)
+        extensions.append((x509.SubjectAlternativeName([x509.DNSName(domain)]), False))
     if wave_extension:
-        builder = builder.add_extension(
-            x509.UnrecognizedExtension(WAVE_EXTENSION_OID, b"\x05\x00"), critical=True)
-    return key, builder.sign(issuer_key, hashes.SHA256())
+        extensions.append((x509.UnrecognizedExtension(WAVE_EXTENSION_OID, b"\x05\x00"), True))
+    return key, certgen.issue(domain, key, extensions, issuer=issuer, days=days, now=now)
 
 
 def key_to_pem(key):
     """Unencrypted PKCS#8 PEM, the form the protocol's servers load."""
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return certgen.key_pem(key)
 
 
 def certificate_to_pem(certificate):
-    return certificate.public_bytes(serialization.Encoding.PEM)
+    return certgen.cert_pem(certificate)

@@ -146,18 +146,7 @@ class FederationService(service.Service):
                    stanzas.SIGNER_GET: self.host.handle_signer_get,
                    stanzas.SIGNER_POST: self.host.handle_signer_post}[kind]
         d = defer.maybeDeferred(handler, iq)
-
-        def failed(failure):
-            error = as_federation_error(failure)
-            if error.condition == "internal-server-error" and not isinstance(
-                    failure.value, FederationError):
-                log.failure("{kind} from {sender} failed", failure, kind=kind, sender=sender)
-            else:
-                log.info("{kind} from {sender} refused: {condition} {text}", kind=kind,
-                         sender=sender, condition=error.condition, text=error.text or "")
-            return stanzas.build_error_reply(iq, error)
-
-        d.addErrback(failed)
+        d.addErrback(lambda f: stanzas.build_error_reply(iq, _refusal(f, kind, sender)))
         d.addCallback(self.transport.send)
         d.addErrback(lambda f: log.failure("cannot answer {kind} from {sender}", f,
                                            kind=kind, sender=sender))
@@ -187,14 +176,7 @@ class FederationService(service.Service):
                 self.transport.send(stanzas.build_receipt(message))
 
         def failed(failure):
-            error = as_federation_error(failure)
-            if error.condition == "internal-server-error" and not isinstance(
-                    failure.value, FederationError):
-                log.failure("wavelet update from {sender} failed", failure, sender=sender)
-            else:
-                log.info("wavelet update from {sender} refused: {condition} {text}",
-                         sender=sender, condition=error.condition, text=error.text or "")
-            self._reply_error(message, error)
+            self._reply_error(message, _refusal(failure, "wavelet update", sender))
 
         d.addCallbacks(stored, failed)
         d.addErrback(lambda f: log.failure("cannot answer the update from {sender}", f,
@@ -206,3 +188,17 @@ class FederationService(service.Service):
         """The outbox queues this process is delivering (``wavebox status`` reads the store)."""
         return self.outbox.status()
 
+
+def _refusal(failure, kind, sender):
+    """
+    The FederationError that answers a failed request or update, logged once:
+    a fault of ours with its traceback, a refusal of the peer's stanza in a line.
+    """
+    error = as_federation_error(failure)
+    if error.condition == "internal-server-error" and not isinstance(
+            failure.value, FederationError):
+        log.failure("{kind} from {sender} failed", failure, kind=kind, sender=sender)
+    else:
+        log.info("{kind} from {sender} refused: {condition} {text}", kind=kind,
+                 sender=sender, condition=error.condition, text=error.text or "")
+    return error

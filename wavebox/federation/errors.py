@@ -11,14 +11,9 @@ try again later; our own outbox does so.
 """
 
 from wavebox import crypto
-from wavebox.federation.outbox import PERMANENT_CONDITIONS
 from wavebox.federation.stanzas import FederationError
 from wavebox.model.errors import ModelError
 from wavebox.server import errors as server_errors
-
-
-def is_permanent(error):
-    return getattr(error, "condition", None) in PERMANENT_CONDITIONS
 
 
 def as_federation_error(exc):

@@ -292,6 +292,51 @@ def _pubsub_child(iq, name, what):
     return _child(pubsub, name, NS_PUBSUB, what)
 
 
+# Every request is an iq set carrying <pubsub><publish node=...><item>, or an
+# iq get carrying <pubsub><items node=...>; its result has the same shape
+# without the node (§1.2).  These build and find those shells.
+
+def _publish_request(from_jid, to_jid, stanza_id, node):
+    """An iq set with ``<pubsub><publish node=...>``; returns (iq, its ``<item>``)."""
+    iq = _stanza("iq", from_jid, to_jid, stanza_id, "set")
+    publish = _pubsub(iq).addElement("publish")
+    publish["node"] = node
+    return iq, publish.addElement("item")
+
+
+def _items_request(from_jid, to_jid, stanza_id, node):
+    """An iq get with ``<pubsub><items node=...>``; returns (iq, ``<items>``)."""
+    iq = _stanza("iq", from_jid, to_jid, stanza_id, "get")
+    items = _pubsub(iq).addElement("items")
+    items["node"] = node
+    return iq, items
+
+
+def _publish_result(request_iq):
+    """The result of a publish request; returns (iq, its ``<publish><item>``)."""
+    iq = _reply(request_iq, "result")
+    return iq, _pubsub(iq).addElement("publish").addElement("item")
+
+
+def _items_result(request_iq):
+    """The result of an items request; returns (iq, its ``<items>``)."""
+    iq = _reply(request_iq, "result")
+    return iq, _pubsub(iq).addElement("items")
+
+
+def _published_item(iq, stanza_type, what):
+    """The ``<item>`` under ``<pubsub><publish>`` of an iq of ``stanza_type``."""
+    _require_iq(iq, (stanza_type,), what)
+    publish = _pubsub_child(iq, "publish", what)
+    return _child(publish, "item", NS_PUBSUB, what)
+
+
+def _pubsub_items(iq, stanza_type, what):
+    """The ``<items>`` under ``<pubsub>`` of an iq of ``stanza_type``."""
+    _require_iq(iq, (stanza_type,), what)
+    return _pubsub_child(iq, "items", what)
+
+
 def _signature_element(parent, info):
     sig = parent.addElement((NS_WAVE, "signature"))
     sig["domain"] = info.domain
@@ -453,10 +498,8 @@ def build_ping(from_jid, to_jid, stanza_id):
 # --- submit (§1.4) ----------------------------------------------------------
 
 def build_submit_request(from_jid, to_jid, stanza_id, request):
-    iq = _stanza("iq", from_jid, to_jid, stanza_id, "set")
-    publish = _pubsub(iq).addElement("publish")
-    publish["node"] = NODE_WAVELET
-    sr = publish.addElement("item").addElement((NS_WAVE, "submit-request"))
+    iq, item = _publish_request(from_jid, to_jid, stanza_id, NODE_WAVELET)
+    sr = item.addElement((NS_WAVE, "submit-request"))
     delta = sr.addElement("delta", content=b64encode(request.signed_delta))
     delta["wavelet-name"] = request.wavelet_name
     return iq
@@ -464,17 +507,14 @@ def build_submit_request(from_jid, to_jid, stanza_id, request):
 
 def parse_submit_request(iq):
     what = "Malformed submit request"
-    _require_iq(iq, ("set",), what)
-    publish = _pubsub_child(iq, "publish", what)
-    item = _child(publish, "item", NS_PUBSUB, what)
+    item = _published_item(iq, "set", what)
     sr = _child(item, "submit-request", NS_WAVE, what)
     delta = _child(sr, "delta", NS_WAVE, what)
     return SubmitRequest(_wavelet_name_attr(delta, what), _b64_text(delta, what))
 
 
 def build_submit_response(request_iq, response):
-    iq = _reply(request_iq, "result")
-    item = _pubsub(iq).addElement("publish").addElement("item")
+    iq, item = _publish_result(request_iq)
     sr = item.addElement((NS_WAVE, "submit-response"))
     sr["application-timestamp"] = str(response.application_timestamp)
     sr["operations-applied"] = str(response.operations_applied)
@@ -488,9 +528,7 @@ def build_submit_response(request_iq, response):
 
 def parse_submit_response(iq):
     what = "submit response"
-    _require_iq(iq, ("result",), what)
-    publish = _pubsub_child(iq, "publish", what)
-    item = _child(publish, "item", NS_PUBSUB, what)
+    item = _published_item(iq, "result", what)
     sr = _child(item, "submit-response", NS_WAVE, what)
     hv = _child(sr, "hashed-version", NS_WAVE, what)
     return SubmitResponse(
@@ -505,9 +543,7 @@ def parse_submit_response(iq):
 # --- history (§1.5) ---------------------------------------------------------
 
 def build_history_request(from_jid, to_jid, stanza_id, request):
-    iq = _stanza("iq", from_jid, to_jid, stanza_id, "get")
-    items = _pubsub(iq).addElement("items")
-    items["node"] = NODE_WAVELET
+    iq, items = _items_request(from_jid, to_jid, stanza_id, NODE_WAVELET)
     dh = items.addElement((NS_WAVE, "delta-history"))
     dh["wavelet-name"] = request.wavelet_name
     dh["start-version"] = str(request.start_version)
@@ -521,8 +557,7 @@ def build_history_request(from_jid, to_jid, stanza_id, request):
 
 def parse_history_request(iq):
     what = "history request"
-    _require_iq(iq, ("get",), what)
-    items = _pubsub_child(iq, "items", what)
+    items = _pubsub_items(iq, "get", what)
     dh = _child(items, "delta-history", NS_WAVE, what)
     limit = dh.getAttribute("response-length-limit")
     limit = None if limit is None else _int(limit, "response-length-limit",
@@ -539,8 +574,7 @@ def parse_history_request(iq):
 
 
 def build_history_response(request_iq, response):
-    iq = _reply(request_iq, "result")
-    items = _pubsub(iq).addElement("items")
+    iq, items = _items_result(request_iq)
     for delta in response.applied_deltas:
         items.addElement("item").addElement(
             (NS_WAVE, "applied-delta"), content=b64encode(delta))
@@ -555,8 +589,7 @@ def build_history_response(request_iq, response):
 
 def parse_history_response(iq):
     what = "history response"
-    _require_iq(iq, ("result",), what)
-    items = _pubsub_child(iq, "items", what)
+    items = _pubsub_items(iq, "result", what)
     deltas, commit, truncated = [], None, None
     for item in _children(items, "item", NS_PUBSUB):
         for child in item.elements():
@@ -574,9 +607,7 @@ def parse_history_response(iq):
 # --- signer info get (§1.6) and post (§1.7) ---------------------------------
 
 def build_signer_request(from_jid, to_jid, stanza_id, request):
-    iq = _stanza("iq", from_jid, to_jid, stanza_id, "get")
-    items = _pubsub(iq).addElement("items")
-    items["node"] = NODE_SIGNER
+    iq, items = _items_request(from_jid, to_jid, stanza_id, NODE_SIGNER)
     sr = items.addElement((NS_WAVE, "signer-request"))
     sr["signer-id"] = b64encode(request.signer_id)
     sr["wavelet-name"] = request.wavelet_name
@@ -587,8 +618,7 @@ def build_signer_request(from_jid, to_jid, stanza_id, request):
 
 def parse_signer_request(iq):
     what = "signer request"
-    _require_iq(iq, ("get",), what)
-    items = _pubsub_child(iq, "items", what)
+    items = _pubsub_items(iq, "get", what)
     sr = _child(items, "signer-request", NS_WAVE, what)
     return SignerRequest(
         wavelet_name=_wavelet_name_attr(sr, what),
@@ -598,15 +628,14 @@ def parse_signer_request(iq):
 
 
 def build_signer_response(request_iq, info):
-    iq = _reply(request_iq, "result")
-    _signature_element(_pubsub(iq).addElement("items"), info)
+    iq, items = _items_result(request_iq)
+    _signature_element(items, info)
     return iq
 
 
 def parse_signer_response(iq):
     what = "signer response"
-    _require_iq(iq, ("result",), what)
-    items = _pubsub_child(iq, "items", what)
+    items = _pubsub_items(iq, "result", what)
     sigs = _children(items, "signature", NS_WAVE)
     if not sigs:
         # Tolerate an <item> wrapper, which the SPEC prose suggests.
@@ -620,24 +649,19 @@ def parse_signer_response(iq):
 
 
 def build_signer_post(from_jid, to_jid, stanza_id, info):
-    iq = _stanza("iq", from_jid, to_jid, stanza_id, "set")
-    publish = _pubsub(iq).addElement("publish")
-    publish["node"] = NODE_SIGNER
-    _signature_element(publish.addElement("item"), info)
+    iq, item = _publish_request(from_jid, to_jid, stanza_id, NODE_SIGNER)
+    _signature_element(item, info)
     return iq
 
 
 def parse_signer_post(iq):
     what = "signer post"
-    _require_iq(iq, ("set",), what)
-    publish = _pubsub_child(iq, "publish", what)
-    item = _child(publish, "item", NS_PUBSUB, what)
+    item = _published_item(iq, "set", what)
     return _parse_signature(_child(item, "signature", NS_WAVE, what), what)
 
 
 def build_signer_post_response(request_iq):
-    iq = _reply(request_iq, "result")
-    item = _pubsub(iq).addElement("publish").addElement("item")
+    iq, item = _publish_result(request_iq)
     item["node"] = NODE_SIGNER
     item.addElement((NS_WAVE, "signature-response"))
     return iq
@@ -645,9 +669,7 @@ def build_signer_post_response(request_iq):
 
 def parse_signer_post_response(iq):
     what = "signer post response"
-    _require_iq(iq, ("result",), what)
-    publish = _pubsub_child(iq, "publish", what)
-    item = _child(publish, "item", NS_PUBSUB, what)
+    item = _published_item(iq, "result", what)
     _child(item, "signature-response", NS_WAVE, what)
     return True
 

@@ -120,7 +120,10 @@ class _Composition:
     # each returns (rest of the first's component, rest of the second's)
 
     def pair(self, a, b):
-        """``a`` produces items (not a deletion); ``b`` consumes them (not an insertion)."""
+        """
+        ``a`` produces items (not a deletion); ``b`` consumes them (not an
+        insertion).  Either may be what is left of a partly paired component.
+        """
         self.both_take_effect()
         out = self.out
         ta, tb = type(a), type(b)
@@ -195,41 +198,6 @@ class _Composition:
             return None, None
         raise ComposeError(_ILLEGAL)
 
-    def pair_with_pending(self, a, b):
-        """``b`` is what is left of the second op's retain or deleteCharacters."""
-        self.both_take_effect()
-        out = self.out
-        ta = type(a)
-        if type(b) is Retain:
-            m = b.count
-            if ta is Retain:
-                n = a.count
-                out.retain(min(n, m))
-                return (Retain(n - m) if n > m else None), (Retain(m - n) if m > n else None)
-            if ta is Characters:
-                s = a.text
-                if len(s) <= m:
-                    out.characters(s)
-                    return None, (Retain(m - len(s)) if m > len(s) else None)
-                out.characters(s[:m])
-                return Characters(s[m:]), None
-            out.single(a)
-            return None, (Retain(m - 1) if m > 1 else None)
-        t = b.text
-        if ta is Retain:
-            n = a.count
-            if n <= len(t):
-                out.delete_characters(t[:n])
-                return None, (DeleteCharacters(t[n:]) if n < len(t) else None)
-            out.delete_characters(t)
-            return Retain(n - len(t)), None
-        if ta is Characters:
-            s = a.text
-            if len(s) <= len(t):
-                return None, (DeleteCharacters(t[len(s):]) if len(s) < len(t) else None)
-            return Characters(s[len(t):]), None
-        raise ComposeError(_ILLEGAL)
-
 
 _DELETIONS = (DeleteCharacters, DeleteElementStart, DeleteElementEnd)
 _INSERTIONS = (Characters, ElementStart, ElementEnd)
@@ -278,7 +246,7 @@ def _compose(first, second):
             out.add(c)
             continue
         if second_rest is not None:
-            first_rest, second_rest = w.pair_with_pending(c, second_rest)
+            first_rest, second_rest = w.pair(c, second_rest)
         else:
             first_rest = c
         while first_rest is not None:

@@ -166,6 +166,13 @@ def _update_tuple(updates):
     return tuple((k, o, n) for k, o, n in updates)
 
 
+def _element_attributes_as_pairs(self):
+    """An element start's (or its deletion's) attributes given as a mapping become sorted pairs."""
+    a = self.attributes
+    if type(a) is not tuple or (a and type(a[0]) is not tuple):
+        object.__setattr__(self, "attributes", _attribute_tuple(a))
+
+
 @dataclass(frozen=True, slots=True)
 class Retain:
     """Keep ``count`` items, applying the current annotation update to them."""
@@ -184,10 +191,7 @@ class ElementStart:
     type: str
     attributes: tuple = ()
 
-    def __post_init__(self):
-        a = self.attributes
-        if type(a) is not tuple or (a and type(a[0]) is not tuple):
-            object.__setattr__(self, "attributes", _attribute_tuple(a))
+    __post_init__ = _element_attributes_as_pairs
 
     def attribute_map(self):
         return dict(self.attributes)
@@ -210,10 +214,7 @@ class DeleteElementStart:
     type: str
     attributes: tuple = ()
 
-    def __post_init__(self):
-        a = self.attributes
-        if type(a) is not tuple or (a and type(a[0]) is not tuple):
-            object.__setattr__(self, "attributes", _attribute_tuple(a))
+    __post_init__ = _element_attributes_as_pairs
 
 
 @dataclass(frozen=True, slots=True)
@@ -569,6 +570,29 @@ def _check_text(walk, index, text, kind):
         _ill(walk, index, "invalid_unicode", kind + " component contains invalid unicode")
 
 
+def _check_key_order(walk, index, previous, key, kind):
+    """Keys of one component strictly increase (``kind``: attribute or annotation)."""
+    if previous is not None and utf16_key(previous) >= utf16_key(key):
+        _ill(walk, index, kind + "_keys_not_sorted",
+             "%s keys not strictly monotonic: %s >= %s" % (kind, previous, key))
+
+
+def _check_optional_values(walk, index, values, kind):
+    """Old and new values of an update: each absent (None) or valid UTF-16."""
+    for value in values:
+        if value is not None and (not isinstance(value, str) or not is_valid_utf16(value)):
+            _ill(walk, index, kind + "_value_not_utf16",
+                 "%s value is not valid UTF-16" % (kind,))
+
+
+def _check_attribute_name(walk, index, key):
+    if key is None:
+        _ill(walk, index, "attribute_key_null", "attribute key is null")
+    if not is_xml_name(key):
+        _ill(walk, index, "attribute_name_not_xml_name",
+             'attribute name is not an XML Name: "%s"' % (key,))
+
+
 def _check_attributes(walk, index, attributes):
     if not isinstance(attributes, tuple):
         _ill(walk, index, "attributes_null", "attributes is null")
@@ -577,18 +601,12 @@ def _check_attributes(walk, index, attributes):
         if not isinstance(pair, tuple) or len(pair) != 2:
             _ill(walk, index, "attributes_null", "attributes is null")
         key, value = pair
-        if key is None:
-            _ill(walk, index, "attribute_key_null", "attribute key is null")
-        if not is_xml_name(key):
-            _ill(walk, index, "attribute_name_not_xml_name",
-                 'attribute name is not an XML Name: "%s"' % (key,))
+        _check_attribute_name(walk, index, key)
         if value is None:
             _ill(walk, index, "attribute_value_null", "attribute value is null")
         if not isinstance(value, str) or not is_valid_utf16(value):
             _ill(walk, index, "attribute_value_not_utf16", "attribute value is not valid UTF-16")
-        if previous is not None and utf16_key(previous) >= utf16_key(key):
-            _ill(walk, index, "attribute_keys_not_sorted",
-                 "attribute keys not strictly monotonic: %s >= %s" % (previous, key))
+        _check_key_order(walk, index, previous, key, "attribute")
         previous = key
 
 
@@ -600,19 +618,20 @@ def _check_attribute_updates(walk, index, updates):
         if not isinstance(u, tuple) or len(u) != 3:
             _ill(walk, index, "attributes_update_null", "attributes update is null")
         key, old, new = u
-        if key is None:
-            _ill(walk, index, "attribute_key_null", "attribute key is null")
-        if not is_xml_name(key):
-            _ill(walk, index, "attribute_name_not_xml_name",
-                 'attribute name is not an XML Name: "%s"' % (key,))
-        if previous is not None and utf16_key(previous) >= utf16_key(key):
-            _ill(walk, index, "attribute_keys_not_sorted",
-                 "attribute keys not strictly monotonic: %s >= %s" % (previous, key))
-        for value in (old, new):
-            if value is not None and (not isinstance(value, str) or not is_valid_utf16(value)):
-                _ill(walk, index, "attribute_value_not_utf16",
-                     "attribute value is not valid UTF-16")
+        _check_attribute_name(walk, index, key)
+        _check_key_order(walk, index, previous, key, "attribute")
+        _check_optional_values(walk, index, (old, new), "attribute")
         previous = key
+
+
+def _check_element(walk, index, c):
+    """The type and attributes of an element start, inserted or deleted."""
+    if c.type is None:
+        _ill(walk, index, "element_type_null", "element type is null")
+    if not is_xml_name(c.type):
+        _ill(walk, index, "element_type_not_xml_name",
+             'element type is not an XML Name: "%s"' % (c.type,))
+    _check_attributes(walk, index, c.attributes)
 
 
 def _check_annotation_key(walk, index, key):
@@ -629,27 +648,23 @@ def _check_boundary(walk, index, b):
     if walk.after_boundary:
         _ill(walk, index, "adjacent_annotation_boundaries", "adjacent annotation boundaries")
     ends = b.ends
-    for i, key in enumerate(ends):
+    previous = None
+    for key in ends:
         _check_annotation_key(walk, index, key)
-        if i > 0 and utf16_key(ends[i - 1]) >= utf16_key(key):
-            _ill(walk, index, "annotation_keys_not_sorted",
-                 "annotation keys not strictly monotonic: %s >= %s" % (ends[i - 1], key))
+        _check_key_order(walk, index, previous, key, "annotation")
+        previous = key
         if key not in walk.update:
             _ill(walk, index, "annotation_end_not_open",
                  "annotation of key %s ends without having started" % (key,))
-    changes = b.changes
-    for i, change in enumerate(changes):
+    previous = None
+    for change in b.changes:
         if not isinstance(change, tuple) or len(change) != 3:
             _ill(walk, index, "annotation_key_null", "annotation key is null")
         key, old, new = change
         _check_annotation_key(walk, index, key)
-        for value in (old, new):
-            if value is not None and (not isinstance(value, str) or not is_valid_utf16(value)):
-                _ill(walk, index, "annotation_value_not_utf16",
-                     "annotation value is not valid UTF-16")
-        if i > 0 and utf16_key(changes[i - 1][0]) >= utf16_key(key):
-            _ill(walk, index, "annotation_keys_not_sorted",
-                 "annotation keys not strictly monotonic: %s >= %s" % (changes[i - 1][0], key))
+        _check_optional_values(walk, index, (old, new), "annotation")
+        _check_key_order(walk, index, previous, key, "annotation")
+        previous = key
         if key in ends:
             _ill(walk, index, "annotation_duplicate_key",
                  "annotation boundary contains duplicate key " + key)
@@ -672,12 +687,7 @@ def _check_component(walk, index, c):
             _ill(walk, index, "insertion_inside_deletion", "insertion inside deletion")
         walk.rpos += len(c.text)
     elif t is ElementStart:
-        if c.type is None:
-            _ill(walk, index, "element_type_null", "element type is null")
-        if not is_xml_name(c.type):
-            _ill(walk, index, "element_type_not_xml_name",
-                 'element type is not an XML Name: "%s"' % (c.type,))
-        _check_attributes(walk, index, c.attributes)
+        _check_element(walk, index, c)
         if walk.del_depth:
             _ill(walk, index, "insertion_inside_deletion", "insertion inside deletion")
         walk.ins_depth += 1
@@ -695,12 +705,7 @@ def _check_component(walk, index, c):
             _ill(walk, index, "deletion_inside_insertion", "deletion inside insertion")
         walk.pos += len(c.text)
     elif t is DeleteElementStart:
-        if c.type is None:
-            _ill(walk, index, "element_type_null", "element type is null")
-        if not is_xml_name(c.type):
-            _ill(walk, index, "element_type_not_xml_name",
-                 'element type is not an XML Name: "%s"' % (c.type,))
-        _check_attributes(walk, index, c.attributes)
+        _check_element(walk, index, c)
         if walk.ins_depth:
             _ill(walk, index, "deletion_inside_insertion", "deletion inside insertion")
         walk.del_depth += 1
@@ -1027,10 +1032,7 @@ class Document:
                     for k in sorted(update, key=utf16_key):
                         old = update[k][0]
                         if old != left.get(k):
-                            _mismatch(walk, index, "old annotations differ from document: "
-                                      "purported old value for key %s is %s, actual value "
-                                      "in document is %s" % (k, _java_str(old),
-                                                             _java_str(left.get(k))))
+                            _old_annotation_differs(walk, index, k, old, left.get(k))
                     target = _updated_annotations(left, update, memo)
                 else:
                     target = left
@@ -1124,14 +1126,22 @@ def _attributes_updated(attrs, updates):
     return result
 
 
+def _old_annotation_differs(walk, index, key, old, actual):
+    _mismatch(walk, index, "old annotations differ from document: purported old value "
+              "for key %s is %s, actual value in document is %s"
+              % (key, _java_str(old), _java_str(actual)))
+
+
+def _check_old_annotation(walk, index, anns, start, end, key, old):
+    """Every item in [start, end) has the value ``old`` for ``key``, as the update asserts."""
+    for j in range(start, end):
+        if anns[j].get(key) != old:
+            _old_annotation_differs(walk, index, key, old, anns[j].get(key))
+
+
 def _check_retained_annotations(walk, index, anns, start, end, update):
     for k in sorted(update, key=utf16_key):
-        old = update[k][0]
-        for j in range(start, end):
-            if anns[j].get(k) != old:
-                _mismatch(walk, index, "old annotations differ from document: purported old "
-                          "value for key %s is %s, actual value in document is %s"
-                          % (k, _java_str(old), _java_str(anns[j].get(k))))
+        _check_old_annotation(walk, index, anns, start, end, k, update[k][0])
 
 
 def _check_deleted_annotations(walk, index, anns, start, end, update, target):
@@ -1142,11 +1152,7 @@ def _check_deleted_annotations(walk, index, anns, start, end, update, target):
     """
     for k in sorted(update, key=utf16_key):
         old, new = update[k]
-        for j in range(start, end):
-            if anns[j].get(k) != old:
-                _mismatch(walk, index, "old annotations differ from document: purported old "
-                          "value for key %s is %s, actual value in document is %s"
-                          % (k, _java_str(old), _java_str(anns[j].get(k))))
+        _check_old_annotation(walk, index, anns, start, end, k, old)
         if new != target.get(k):
             _mismatch(walk, index, "new annotation value incorrect for deletion")
     for j in range(start, end):

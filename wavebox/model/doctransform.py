@@ -42,6 +42,7 @@ from wavebox.model.docop import (
     UpdateAttributes,
     COMPONENT_TYPES,
     DELETE_ELEMENT_END,
+    _input_size,
     _Normalizer,
 )
 from wavebox.model.errors import ComposeError, TransformError
@@ -200,7 +201,7 @@ class _InsertionAgainstRest:
         if t is AnnotationBoundary:
             self.rest_out.boundary(c)
             return
-        size = c.count if t is Retain else len(c.text) if t is DeleteCharacters else 1
+        size = _input_size(c)
         old = -self.gap
         self.gap -= size
         if -self.gap > 0:
@@ -455,15 +456,6 @@ def _meet(owner, c, other, d, k):
     return c
 
 
-def _size(c):
-    t = type(c)
-    if t is Retain:
-        return c.count
-    if t is DeleteCharacters:
-        return len(c.text)
-    return 1
-
-
 class _RestTransform:
     """The walk of two insertion-free operations; ``gap`` = client cursor - server cursor."""
 
@@ -487,7 +479,7 @@ class _RestTransform:
                 _server_boundary(self.client, self.server, c)
             return
         other = side.other
-        size = _size(c)
+        size = _input_size(c)
         old = sign * self.gap
         self.gap += sign * size
         now = sign * self.gap

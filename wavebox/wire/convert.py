@@ -28,7 +28,7 @@ from google.protobuf.message import DecodeError, EncodeError
 from wavebox.model import docop
 from wavebox.model.delta import (
     SHA1_RSA, AppliedDelta, HashedVersion, Signature, SignedDelta, WaveletDelta)
-from wavebox.model.errors import IllFormedOperation, ModelError, WireError
+from wavebox.model.errors import ModelError, WireError
 from wavebox.model.ids import ParticipantId
 from wavebox.model.operations import AddParticipant, MutateDocument, NoOp, RemoveParticipant
 from wavebox.model.signer import SHA256, SHA512, SignerInfo
@@ -271,8 +271,6 @@ def docop_from_proto(message, where="document operation"):
     try:
         op = builder.build()
         docop.check_well_formed(op)
-    except IllFormedOperation as e:
-        raise _at(where, e) from None
     except ModelError as e:
         raise _at(where, e) from None
     except (TypeError, ValueError) as e:

@@ -20,10 +20,15 @@ import re
 import sys
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
+# X.509 generation lives in a module that knows no waves; these names are
+# part of this module's API (tests and benchmarks use certs.key_pem etc.).
+from wavebox.certgen import cert_pem, issue, key_pem, new_private_key  # noqa: F401
+
+#: Under the data dir, where the self-signed certificate and key live.
+SELF_SIGNED_DIR = "tls"
 SELF_SIGNED_CERT = "self-signed.crt"
 SELF_SIGNED_KEY = "self-signed.key"
 RENEW_BEFORE = datetime.timedelta(days=30)
@@ -31,21 +36,6 @@ RENEW_BEFORE = datetime.timedelta(days=30)
 
 def _now():
     return datetime.datetime.now(datetime.timezone.utc)
-
-
-def new_private_key(bits=2048):
-    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
-
-
-def key_pem(key):
-    """Unencrypted PKCS#8 PEM (FedOne's ``certificate_private_key`` format)."""
-    return key.private_bytes(serialization.Encoding.PEM,
-                             serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
-
-
-def cert_pem(*certificates):
-    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certificates)
 
 
 def server_names(domain, prefix="wave"):
@@ -56,24 +46,14 @@ def server_names(domain, prefix="wave"):
 def make_ca(name, key=None, days=3650):
     """A CA certificate (and its key) that can sign server certificates."""
     key = key or new_private_key()
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = _now()
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject).issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(
+    certificate = issue(name, key, [
+        (x509.BasicConstraints(ca=True, path_length=0), True),
+        (x509.KeyUsage(
             digital_signature=False, content_commitment=False, key_encipherment=False,
             data_encipherment=False, key_agreement=False, key_cert_sign=True,
-            crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                       critical=False)
-        .sign(key, hashes.SHA256())
-    )
+            crl_sign=True, encipher_only=False, decipher_only=False), True),
+        (x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False),
+    ], days=days)
     return key, certificate
 
 
@@ -85,38 +65,19 @@ def make_server_certificate(names, key=None, ca=None, days=365):
     allowed: on S2S streams a server presents it in both roles.
     """
     key = key or new_private_key()
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
-    if ca is None:
-        issuer_key, issuer = key, subject
-        authority = x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key())
-    else:
-        issuer_key, ca_certificate = ca
-        issuer = ca_certificate.subject
-        authority = x509.AuthorityKeyIdentifier.from_issuer_public_key(
-            ca_certificate.public_key())
-    now = _now()
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject).issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]),
-                       critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(
+    issuer_public_key = key.public_key() if ca is None else ca[1].public_key()
+    certificate = issue(names[0], key, [
+        (x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), False),
+        (x509.BasicConstraints(ca=False, path_length=None), True),
+        (x509.KeyUsage(
             digital_signature=True, content_commitment=False, key_encipherment=True,
             data_encipherment=False, key_agreement=False, key_cert_sign=False,
-            crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
-                                              ExtendedKeyUsageOID.CLIENT_AUTH]),
-                       critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                       critical=False)
-        .add_extension(authority, critical=False)
-        .sign(issuer_key, hashes.SHA256())
-    )
+            crl_sign=False, encipher_only=False, decipher_only=False), True),
+        (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
+                                ExtendedKeyUsageOID.CLIENT_AUTH]), False),
+        (x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False),
+        (x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key), False),
+    ], issuer=ca, days=days)
     return key, certificate
 
 
@@ -172,6 +133,18 @@ def ensure_self_signed(directory, names, days=365):
     write_file(key_path, key_pem(key), private=True)
     write_file(cert_path, cert_pem(certificate))
     return cert_path, key_path
+
+
+def certificate_files(config, names):
+    """
+    The (certificate chain PEM path, private key PEM path) that speak for
+    ``names``: the configured ``certificate``/``private_key`` files, else the
+    self-signed pair kept under ``DATA_DIR/tls`` (see ensure_self_signed).
+    TLS and delta signing both ask here, so they always use the same pair.
+    """
+    if config.certificate:
+        return config.certificate, config.private_key
+    return ensure_self_signed(os.path.join(config.data_dir, SELF_SIGNED_DIR), names)
 
 
 # --- wavebox gencert ---------------------------------------------------------

@@ -21,8 +21,6 @@ Contexts are built once, at start-up, so that a bad key or certificate file
 stops the server at once instead of hanging a stream mid-STARTTLS.
 """
 
-import os
-
 from OpenSSL import SSL
 from service_identity import VerificationError
 from service_identity.cryptography import verify_certificate_hostname
@@ -201,10 +199,8 @@ def policy_from_config(config, names):
     certificate is configured, a self-signed one for them is kept in the data
     directory.
     """
-    cert_file, key_file = config.certificate, config.private_key
-    if not cert_file:
-        cert_file, key_file = certs.ensure_self_signed(
-            os.path.join(config.data_dir, "tls"), names)
+    cert_file, key_file = certs.certificate_files(config, names)
+    if not config.certificate:
         log.warn("No --certificate configured: using the self-signed certificate "
                  "{path} for {names}.  Peers that check certificates will not trust "
                  "it; make a real one (see 'wavebox gencert').",

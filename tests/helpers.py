@@ -1,0 +1,226 @@
+"""
+Helpers that several test modules share, kept in one place: the telnet-like
+console client and its login, cheap password hashes, a document insertion,
+the wave service JID of the fixtures, a log watcher, and the deployments of
+wavebox beside (and behind) the real Prosody of ``tests/prosody.py``.
+"""
+
+import re
+
+from twisted.internet import defer, protocol, reactor
+from twisted.logger import formatEvent, globalLogPublisher
+from twisted.protocols.basic import LineReceiver
+
+from tests.dnsserver import A, SRV, ZoneServer
+from tests.prosody import poll_until
+from wavebox import service as wservice
+from wavebox.config import load
+from wavebox.model.docop import DocOpBuilder
+from wavebox.store.accounts import hash_password
+
+#: How long a console client waits for an expected line before it fails.
+TIMEOUT = 10
+
+
+def quick_hash(password):
+    """A cheap scrypt hash: verification reads the parameters from the string."""
+    return hash_password(password, n=2 ** 4, r=8, p=1)
+
+
+def insert(text, at=0, size=0):
+    """A document op inserting ``text`` at ``at`` in a document of ``size`` items."""
+    b = DocOpBuilder()
+    if at:
+        b.retain(at)
+    b.characters(text)
+    if size - at:
+        b.retain(size - at)
+    return b.build()
+
+
+def service_jid(domain):
+    """The wave service JID of a domain in the federation fixtures."""
+    return "wave." + domain
+
+
+# --- the console, as telnet drives it ----------------------------------------------
+
+class Client(LineReceiver):
+    """A telnet-like test client: collects lines, waits for the ones it expects."""
+
+    delimiter = b"\n"
+
+    def __init__(self):
+        self.lines = []
+        self.cursor = 0
+        self.waiting = None
+        self.closed = defer.Deferred()
+
+    def lineReceived(self, line):
+        self.lines.append(line.rstrip(b"\r").decode("utf-8"))
+        self._check()
+
+    def connectionLost(self, reason):
+        self.closed.callback(None)
+
+    def send(self, text):
+        self.transport.write(text.encode("utf-8") + b"\r\n")
+
+    def expect(self, pattern):
+        """Fires with the first line from the cursor on matching ``pattern`` (a regex)."""
+        d = defer.Deferred()
+        self.waiting = (re.compile(pattern), d)
+        timer = reactor.callLater(TIMEOUT, self._timeout, pattern, d)
+        d.addBoth(self._cancel, timer)
+        self._check()
+        return d
+
+    def _cancel(self, result, timer):
+        if timer.active():
+            timer.cancel()
+        return result
+
+    def _timeout(self, pattern, d):
+        if self.waiting and self.waiting[1] is d:
+            self.waiting = None
+            d.errback(AssertionError("no line matching %r; got %r"
+                                     % (pattern, self.lines[self.cursor:])))
+
+    def _check(self):
+        if self.waiting is None:
+            return
+        regex, d = self.waiting
+        while self.cursor < len(self.lines):
+            line = self.lines[self.cursor]
+            self.cursor += 1
+            match = regex.search(line)
+            if match:
+                self.waiting = None
+                d.callback(match)
+                return
+
+    def since(self, mark):
+        return self.lines[mark:]
+
+
+def _hang_up(client):
+    if client.transport.connected:
+        client.transport.loseConnection()
+        return client.closed
+
+
+@defer.inlineCallbacks
+def connect_console(testcase, port):
+    """A Client on the console at 127.0.0.1:``port``, past its banner; hung up at the end."""
+    client = yield protocol.ClientCreator(reactor, Client).connectTCP("127.0.0.1", port)
+    testcase.addCleanup(_hang_up, client)
+    yield client.expect("^wavebox console")
+    return client
+
+
+@defer.inlineCallbacks
+def console_login(testcase, port, user, password, address=""):
+    """
+    A Client logged in as ``user``; the console must answer "logged in as
+    ADDRESS" (a regex; empty: any address).
+    """
+    client = yield connect_console(testcase, port)
+    client.send("/login %s %s" % (user, password))
+    yield client.expect("^logged in as " + address)
+    return client
+
+
+# --- logs -------------------------------------------------------------------------
+
+class LogWatch:
+    """Log lines, and Deferreds that fire when a line containing some text appears."""
+
+    def __init__(self, testcase, guard=20):
+        self.lines = []
+        self.guard = guard
+        self._waiting = []
+        globalLogPublisher.addObserver(self._event)
+        testcase.addCleanup(globalLogPublisher.removeObserver, self._event)
+
+    def _event(self, event):
+        line = formatEvent(event)
+        self.lines.append(line)
+        for text, d in list(self._waiting):
+            if text in line:
+                self._waiting.remove((text, d))
+                d.callback(line)
+
+    def wait_for(self, text):
+        for line in self.lines:
+            if text in line:
+                return defer.succeed(line)
+        d = defer.Deferred()
+        self._waiting.append((text, d))
+        return d.addTimeout(self.guard, reactor)
+
+    def count(self, text):
+        return sum(1 for line in self.lines if text in line)
+
+
+# --- wavebox with a real Prosody ----------------------------------------------------
+
+#: Where the standalone wavebox of wave.test listens beside Prosody.
+WAVE_IP = "127.0.0.2"
+#: Seconds: a guard against hanging, never an assertion about speed.
+PROSODY_GUARD = 30
+
+
+def start_wavebox(testcase, options):
+    """wavebox as twistd builds it from ``options`` (config keys); stopped at the end."""
+    top = wservice.makeService(load(options))
+    top.startService()
+    testcase.addCleanup(top.stopService)
+    return top
+
+
+@defer.inlineCallbacks
+def wavebox_beside_prosody(testcase, peer, data_dir, component=False, **options):
+    """
+    A standalone wavebox for ``wave.test`` on WAVE_IP (STARTTLS required,
+    the Prosody ``peer``'s certificate as its trusted CA), a DNS server on
+    loopback that leads it to ``prosody.test`` (and, with ``component``, to
+    ``wave.prosody.test`` through Prosody), then the peer itself, routed to
+    the wavebox.  ``options`` add to or override the config.  Fires with
+    (wavebox, zone server).
+    """
+    peer.write_files()      # Prosody's certificate first: wavebox trusts it as its CA.
+    values = {"domain": ["wave.test"], "data_dir": data_dir,
+              "s2s_interface": WAVE_IP, "s2s_port": "0", "tls_required": "yes",
+              "console_port": "0", "trusted_ca": peer.certificate_path,
+              "nameserver": "127.0.0.1:1", "dns_timeout": "2"}
+    values.update(options)
+    wavebox = start_wavebox(testcase, values)
+    port = wavebox.s2s.listening_address()[1]
+    prosody = [SRV(0, 0, peer.s2s_port, "prosody.test")]
+    records = {"prosody.test": [A(peer.ip)], "_xmpp-server._tcp.prosody.test": prosody}
+    if component:
+        records["_xmpp-server._tcp.wave.prosody.test"] = prosody
+    zone = yield ZoneServer.start(records=records)
+    testcase.addCleanup(zone.stop)
+    wavebox.resolver.nameserver = zone.nameserver
+    peer.peers = {"wave.test": (WAVE_IP, port), "wave.wave.test": (WAVE_IP, port)}
+    yield peer.start()
+    return wavebox, zone
+
+
+@defer.inlineCallbacks
+def wavebox_behind_prosody(testcase, peer, data_dir, what="the component handshake",
+                           **options):
+    """
+    wavebox for ``prosody.test`` as the XEP-0114 component of the running
+    Prosody ``peer`` (``--component``), as makeService builds it.  Fires
+    with it once the component handshake is done.
+    """
+    values = {"domain": ["prosody.test"], "data_dir": data_dir,
+              "component": "%s:%d" % (peer.ip, peer.component_port),
+              "component_secret": peer.component_secret, "console_port": "0"}
+    values.update(options)
+    top = start_wavebox(testcase, values)
+    yield poll_until(lambda: top.xmpp.authenticated, timeout=PROSODY_GUARD, what=what,
+                     diagnostics=peer.log_text)
+    return top
