@@ -15,7 +15,7 @@ from twisted.internet import defer
 from tests.helpers import insert, service_jid
 from wavebox import crypto
 from wavebox.federation import stanzas
-from wavebox.federation.component import FederationService
+from wavebox.federation.service import FederationService
 from wavebox.federation.signers import SignerInfos
 from wavebox.model.delta import HashedVersion, WaveletDelta
 from wavebox.model.ids import IdGenerator, ParticipantId

@@ -18,7 +18,7 @@ from twisted.logger import Logger
 
 from wavebox import crypto
 from wavebox.console.session import ConsoleFactory
-from wavebox.federation.component import FederationService
+from wavebox.federation.service import FederationService
 from wavebox.federation.signers import SignerInfos
 from wavebox.federation.xmppglue import FederationHandler, S2STransport
 from wavebox.federation.stanzas import NS_WAVE

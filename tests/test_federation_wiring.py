@@ -6,7 +6,7 @@ that opens the store before federation starts, and the options reach them.
 from twisted.trial.unittest import SynchronousTestCase
 
 from wavebox import config, service
-from wavebox.federation.component import FederationService
+from wavebox.federation.service import FederationService
 
 
 def make(*extra):

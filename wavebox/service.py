@@ -294,7 +294,7 @@ def _make_federation(config, top, wave_server, xmpp, locate, forget=None, servic
     finds a peer's wave service JID).  Added after the wave server core, it
     starts after the store is open and stops before it closes.
     """
-    from wavebox.federation.component import FederationService
+    from wavebox.federation.service import FederationService
     from wavebox.federation.signers import SignerInfos
     from wavebox.federation.xmppglue import FederationHandler, XMPPTransport
 

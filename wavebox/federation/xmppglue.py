@@ -1,7 +1,7 @@
 """
 The federation service on XMPP server-to-server (:mod:`wavebox.xmpp.streams`)
 and the seed's peer discovery (:mod:`wavebox.xmpp.discovery`): the
-:class:`~wavebox.federation.component.ITransport` the federation layer needs,
+:class:`~wavebox.federation.service.ITransport` the federation layer needs,
 and the tx_xmpp handler that hands it the stanzas for our wave service JIDs.
 
 The XMPP layer knows nothing of waves; this module is where the two meet,
@@ -16,7 +16,7 @@ from tx_xmpp.subprotocols import XMPPHandler
 from zope.interface import implementer
 
 from wavebox.federation import stanzas
-from wavebox.federation.component import ITransport
+from wavebox.federation.service import ITransport
 from wavebox.federation.trust import jid_domain
 
 log = Logger()
