@@ -71,6 +71,36 @@ class MakeServiceTests(unittest.TestCase):
         config = config_for(self, certificate=path, private_key=path)
         self.assertRaises(ConfigError, wservice.makeService, config)
 
+    @defer.inlineCallbacks
+    def test_console_port_in_use_is_a_config_error_naming_it(self):
+        taken = reactor.listenTCP(0, protocol.Factory(), interface="127.0.0.1")
+        self.addCleanup(taken.stopListening)
+        port = taken.getHost().port
+        top = wservice.makeService(config_for(self, console_port=str(port)))
+        e = self.assertRaises(ConfigError, top.startService)
+        yield top.stopService()
+        self.assertEqual(str(e), "--console-port: cannot listen on 127.0.0.1:%d: "
+                                 "Address already in use" % (port,))
+
+    @defer.inlineCallbacks
+    def test_s2s_port_in_use_under_twistd_is_one_log_line_and_exit_status_2(self):
+        taken = reactor.listenTCP(0, protocol.Factory(), interface="127.0.0.2")
+        self.addCleanup(taken.stopListening)
+        port = taken.getHost().port
+        top = wservice.makeService(config_for(self, s2s_port=str(port)))
+        top.twistd_options = {"pidfile": ""}
+        events = []
+        from twisted.logger import globalLogPublisher
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        e = self.assertRaises(SystemExit, top.startService)
+        yield top.stopService()
+        self.assertEqual(e.code, 2)
+        critical = [ev for ev in events if ev.get("log_level") == LogLevel.critical]
+        self.assertEqual([str(ev["error"]) for ev in critical],
+                         ["--s2s-port: cannot listen on 127.0.0.2:%d: Address already in use"
+                          % (port,)])
+
     def test_log_level_filters_what_twistd_prints(self):
         top = wservice.WaveboxService("warn")
         lines = []

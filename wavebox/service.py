@@ -14,9 +14,12 @@ us: instead of the S2S service there is one component stream, with the same
 API (send, request, add_handler, disco) and the same handlers.
 """
 
+import errno
+import os
 import sys
 
 from twisted.application import service
+from twisted.internet.error import CannotListenError
 from twisted.logger import (
     FilteringLogObserver,
     ILogObserver,
@@ -61,6 +64,43 @@ class WaveboxService(service.MultiService):
         level = LogLevel.levelWithName(self.log_level)
         parent.setComponent(ILogObserver, FilteringLogObserver(
             base, [LogLevelFilterPredicate(defaultLogLevel=level)]))
+
+    def startService(self):
+        # A port that is taken is the commonest start-up mistake.  Under
+        # twistd it would be a traceback; say it in one line that names the
+        # option, and exit as a bad option does.
+        try:
+            service.MultiService.startService(self)
+        except CannotListenError as e:      # the S2S listener; the console names itself
+            error = listen_error("s2s", e)
+        except ConfigError as e:
+            error = e
+        else:
+            return
+        if self.twistd_options is None:
+            raise error
+        log.critical("cannot start: {error}", error=error)
+        _remove_own_pidfile(self.twistd_options.get("pidfile"))
+        raise SystemExit(2)
+
+
+def listen_error(prefix, e):
+    """A :class:`ConfigError` naming the option behind a failed listen."""
+    code = getattr(e.socketError, "errno", None)
+    option = "--%s-interface" % prefix if code == errno.EADDRNOTAVAIL else "--%s-port" % prefix
+    reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
+    return ConfigError("%s: cannot listen on %s:%s: %s" % (
+        option, e.interface or "*", e.port, reason))
+
+
+def _remove_own_pidfile(path):
+    """twistd removes its pid file only on its own exits; this is one of ours."""
+    try:
+        with open(path) as f:
+            if int(f.read().strip()) == os.getpid():
+                os.unlink(path)
+    except (TypeError, OSError, ValueError):
+        pass
 
 
 def makeServiceFromOptions(options):
@@ -192,7 +232,10 @@ class ConsoleService(service.Service):
     def startService(self):
         from twisted.internet import reactor
         service.Service.startService(self)
-        self.listening = reactor.listenTCP(self.port, self.factory, interface=self.interface)
+        try:
+            self.listening = reactor.listenTCP(self.port, self.factory, interface=self.interface)
+        except CannotListenError as e:
+            raise listen_error("console", e)
         host = self.listening.getHost()
         log.info("console listening on {host}:{port}", host=host.host, port=host.port)
 
