@@ -268,7 +268,7 @@ class Dialback:
         answer = result.getAttribute("type")
         if answer == "valid":
             stream.authenticated.add(pair)
-            log.info("dialback: {originating} -> {receiving} authenticated",
+            log.info("dialback: {originating} -> {receiving} authenticated (our stream)",
                      originating=pair[0], receiving=pair[1])
             waiters.fire(pair)
         else:
@@ -304,8 +304,9 @@ class Dialback:
             stream.send(_error_element("result", receiving, originating, "bad-request", "modify"))
             return
         if self.trust_certificates and stream.peer_proves(originating):
-            log.info("dialback: certificate of {originating} proves it; no verify needed",
-                     originating=originating)
+            log.info("dialback: {originating} -> {receiving} accepted: its certificate "
+                     "proves {originating} (no verify needed)",
+                     originating=originating, receiving=receiving)
             self._accept(stream, pair)
             return
         stream.verifying.add(pair)
