@@ -181,6 +181,17 @@ class StepsTests(DiscoveryTestCase):
         self.assertIn("step 11: wave.b.test is at 127.0.0.4:5269, where step 5 connected: reuse it",
                       result.trace)
 
+    def test_guess_where_step_5_could_not_connect_does_not_claim_a_connection(self):
+        self.make(dict(srv("b.test", (10, 0, 5269, "b.test")),
+                       **srv("wave.b.test", (10, 0, 5269, "b.test"))),
+                  {"b.test": ["127.0.0.3"]},
+                  disco=FakeDisco({"b.test": ConnectionRefusedError()}))
+        result = self.found()
+        self.assertEqual(result.endpoints, (Endpoint("127.0.0.3", 5269, "b.test"),))
+        self.assertIn("step 11: wave.b.test is at 127.0.0.3:5269, the address of step 5",
+                      result.trace)
+        self.assertNotIn("reuse", str(result.trace))
+
     def test_guess_elsewhere_connects_to_the_new_address(self):
         # Step 11: a different port is a different connection.
         self.make(dict(srv("b.test", (10, 0, 5269, "b.test")),

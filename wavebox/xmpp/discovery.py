@@ -133,7 +133,8 @@ class _Run:
     def __init__(self, domain):
         self.domain = domain
         self.trace = Trace(domain)
-        self.step5_endpoints = []   # where disco connected (steps 5-6)
+        self.step5_endpoints = []   # where disco was asked (steps 5-6)
+        self.step5_connected = False  # and whether it got an answer there
         self.failed_jids = set()    # names whose resolution already failed
         self.timed_out = False      # some answer never came
         self.no_disco_item = None   # why disco gave no usable JID, for step 13
@@ -278,6 +279,7 @@ class WaveServiceDiscovery:
                            % (run.domain, str(e) or type(e).__name__))
             run.no_disco_item = "disco failed"
             return None
+        run.step5_connected = True
         if jid is None:
             run.trace.step(6, "disco#items %s -> no collaboration/google-wave item" % (run.domain,))
             run.no_disco_item = "no google-wave disco item"
@@ -330,11 +332,18 @@ class WaveServiceDiscovery:
         same = [e for e in run.step5_endpoints if (e.host, e.port) in seen]
         if not same:
             if run.step5_endpoints:
-                run.trace.step(11, "%s is not where step 5 connected: connect to %s"
-                               % (guess, _endpoints_text(endpoints)))
+                run.trace.step(11, "%s is not %s: connect to %s"
+                               % (guess, "where step 5 connected" if run.step5_connected
+                                  else "at the address of step 5", _endpoints_text(endpoints)))
             return endpoints
-        run.trace.step(11, "%s is at %s, where step 5 connected: reuse it"
-                       % (guess, _endpoints_text(same)))
+        if run.step5_connected:
+            run.trace.step(11, "%s is at %s, where step 5 connected: reuse it"
+                           % (guess, _endpoints_text(same)))
+        else:
+            # Step 5 did not get through there: saying "reuse it" would
+            # claim a connection that never was.
+            run.trace.step(11, "%s is at %s, the address of step 5"
+                           % (guess, _endpoints_text(same)))
         first = [e for e in endpoints if (e.host, e.port) == (same[0].host, same[0].port)]
         return first + [e for e in endpoints if e not in first]
 
