@@ -104,3 +104,14 @@ class PingerTests(unittest.SynchronousTestCase):
         bounce = error.StanzaError("remote-server-not-found").toResponse(self.sent[0])
         self.service.local.deliver(bounce)
         self.assertEqual(self.log.count("ping to b.test failed: remote-server-not-found"), 1)
+
+    def test_bounced_ping_log_line_carries_the_reason_text(self):
+        self.pinger()
+        from twisted.words.protocols.jabber import error
+        bounce = error.StanzaError(
+            "remote-server-timeout", type="wait",
+            text="cannot connect to 127.0.0.3:5269: connection refused").toResponse(self.sent[0])
+        self.service.local.deliver(bounce)
+        self.assertEqual(self.log.count(
+            "ping to b.test failed: remote-server-timeout "
+            "(cannot connect to 127.0.0.3:5269: connection refused)"), 1)

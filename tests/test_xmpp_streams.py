@@ -474,3 +474,20 @@ class IdleStreamTests(unittest.SynchronousTestCase):
         request = iq("a.test", "wave.a.test", payload=("urn:example", "handled"))
         f = self.failureResultOf(service.request(request), error.StanzaError)
         self.assertEqual(f.value.condition, "service-unavailable")
+
+
+class DescribeTests(unittest.SynchronousTestCase):
+    """The reasons in 'no stream from X to Y: cannot connect to ...' log lines."""
+
+    def test_refused_connection_is_said_once(self):
+        from twisted.internet import error as ierror
+        from wavebox.xmpp.streams import _describe
+        self.assertEqual(_describe(ierror.ConnectionRefusedError()), "connection refused")
+
+    def test_other_connect_errors_give_the_os_words(self):
+        import errno
+        from twisted.internet import error as ierror
+        from wavebox.xmpp.streams import _describe
+        e = ierror.ConnectError(osError=OSError(errno.EHOSTUNREACH, "No route to host"))
+        self.assertEqual(_describe(e), "no route to host")
+        self.assertEqual(_describe(ierror.TCPTimedOutError()), "connection timed out")

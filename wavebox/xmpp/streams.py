@@ -79,6 +79,7 @@ import uuid
 
 from twisted.application import service
 from twisted.internet import defer, protocol
+from twisted.internet import error as ierror
 from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
 from twisted.python import failure
@@ -126,6 +127,16 @@ def _describe(reason):
         return "timed out"
     if isinstance(value, (RouteFailed, TLSUnavailable, db.DialbackFailed)):
         return str(value)
+    if isinstance(value, ierror.ConnectError):
+        # Twisted's own wording repeats itself ("Connection was refused by
+        # other side: 111: Connection refused."); the OS's words suffice.
+        if isinstance(value, ierror.ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(value, (ierror.TimeoutError, ierror.TCPTimedOutError)):
+            return "connection timed out"
+        os_error = value.osError or (value.args[-1] if value.args else None)
+        if isinstance(os_error, OSError) and os_error.strerror:
+            return os_error.strerror[:1].lower() + os_error.strerror[1:]
     text = str(value)
     return "%s: %s" % (type(value).__name__, text) if text else type(value).__name__
 
