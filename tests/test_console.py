@@ -403,6 +403,35 @@ class ClientProgramTests(ConsoleTestCase):
         for expected in ("logged in as alice@a.test", "created wave a.test/w+",
                          "alice@a.test: hello from the client", "bye"):
             self.assertIn(expected, text)
+        # It has logged in for us: no advice to type /login.
+        self.assertIn("wavebox console for a.test, b.test.\n", text)
+        self.assertNotIn("/login", text)
+
+    @defer.inlineCallbacks
+    def test_client_with_a_wrong_password_says_so_and_exits_1(self):
+        code, text = yield self.run_client(b"wrong\n/list\n")
+        self.assertEqual(code, 1, text)
+        self.assertEqual(text.splitlines()[-1],
+                         "wavebox console: login failed: wrong user or password")
+        self.assertNotIn("log in first", text)
+
+    @defer.inlineCallbacks
+    def run_client(self, stdin):
+        import os
+        import sys
+
+        import wavebox
+        root = os.path.dirname(os.path.dirname(os.path.abspath(wavebox.__file__)))
+        out = _Collect()
+        args = [sys.executable, "-m", "wavebox.cli", "console", "alice",
+                "--host", "127.0.0.1", "--port", str(self.port.getHost().port)]
+        env = dict(os.environ, PYTHONPATH=root)
+        proc = reactor.spawnProcess(out, sys.executable, args, env=env)
+        self.addCleanup(lambda: out.running and proc.signalProcess("KILL") or out.ended)
+        proc.write(stdin)
+        proc.closeStdin()
+        code = yield out.ended
+        return code, out.data.decode("utf-8")
 
 
 class _Collect(protocol.ProcessProtocol):

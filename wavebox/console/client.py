@@ -3,7 +3,7 @@
 ``run-client-console.sh <username>`` (wave protocol notes section 10.2).
 
 It connects to the console port, asks for the password, logs in with
-``/login``, and then relays: what you type goes to the server line by line
+``/login`` (a refused login ends it, status 1), and then relays: what you type goes to the server line by line
 (with readline editing and history when stdin is a terminal), and what the
 server says is printed as soon as it arrives, above the line being typed.
 
@@ -101,9 +101,36 @@ class Terminal:
             self.out.flush()
 
 
-def _reader(sock, terminal, done):
-    """The socket thread: print every server line; on EOF wake the main thread."""
+def _login(sock, user, password, terminal):
+    """
+    Log in before relaying anything: (None, rest) once logged in, else
+    (the server's error, b"").  A refused login ends the client, so that
+    nobody is left at a prompt typing ``/login USER PASSWORD`` in clear.
+    """
+    sock.sendall(("/login %s %s" % (user, password)).encode("utf-8") + b"\r\n")
     buf = b""
+    while True:
+        try:
+            data = sock.recv(65536)
+        except OSError as e:
+            return e.strerror or str(e), b""
+        if not data:
+            return "the server closed the connection", b""
+        buf += data
+        while b"\n" in buf:
+            raw, buf = buf.split(b"\n", 1)
+            line = raw.rstrip(b"\r").decode("utf-8", "replace")
+            if line.startswith("logged in as "):
+                terminal.show(line)
+                return None, buf
+            if line.startswith("error: "):
+                return line[len("error: "):], b""
+            # The greeting tells telnet users to /login, which we just did.
+            terminal.show(line.split("  /login USER PASSWORD", 1)[0])
+
+
+def _reader(sock, terminal, done, buf=b""):
+    """The socket thread: print every server line; on EOF wake the main thread."""
     try:
         while True:
             data = sock.recv(65536)
@@ -136,15 +163,19 @@ def run(argv):
     sock.settimeout(None)
     password = read_password()
     terminal = Terminal(sys.stdout, interactive)
+    refused, rest = _login(sock, args.user, password, terminal)
+    if refused is not None:
+        sock.close()
+        sys.stderr.write("wavebox console: %s\n" % (refused,))
+        return 1
     done = threading.Event()
-    thread = threading.Thread(target=_reader, args=(sock, terminal, done), daemon=True)
+    thread = threading.Thread(target=_reader, args=(sock, terminal, done, rest), daemon=True)
     thread.start()
 
     def send(line):
         sock.sendall(line.encode("utf-8") + b"\r\n")
 
     try:
-        send("/login %s %s" % (args.user, password))
         while not done.is_set():
             try:
                 line = input(PROMPT if interactive else "")
