@@ -295,10 +295,14 @@ class WaveTests(ConsoleTestCase):
         yield bob.expect("^bob@a.test: yes$")
         yield alice.expect("^bob@a.test: yes$")
         alice.send("/remove bob@a.test")
+        mark = len(bob.lines)
         yield bob.expect(r"^\* alice@a.test removed you$")
         yield bob.expect(r"^\(you are no longer a participant; the wave is closed\)$")
         yield alice.expect(r"^\* alice@a.test removed bob@a.test$")
         yield self.command(bob, "one more", "^error: no wave is open")
+        # Told once: not again as for a wave he was not looking at.
+        self.assertEqual([line for line in bob.since(mark) if "removed you" in line],
+                         ["* alice@a.test removed you"])
         mark = len(bob.lines)
         yield self.command(alice, "secret now", "^alice@a.test: secret now")
         yield self.command(bob, "/list", "^your inbox is empty")
