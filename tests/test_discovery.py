@@ -339,6 +339,21 @@ class CacheTests(DiscoveryTestCase):
         self.assertIs(self.successResultOf(first), self.successResultOf(second))
         self.assertEqual(len(self.disco.calls), 1)
 
+    def test_finding_the_same_service_again_is_not_logged_again_at_info(self):
+        from twisted.logger import LogLevel
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        self.make(addresses={"b.test": ["127.0.0.3"]}, disco=FakeDisco({"b.test": "b.test"}))
+        for _ in range(3):
+            self.found()
+            self.discovery.forget("b.test")
+        self.resolver.addresses["b.test"] = ["127.0.0.4"]
+        self.found()
+        infos = [e["endpoints"] for e in events if e.get("log_level") == LogLevel.info
+                 and e.get("log_format", "").startswith("wave service of")]
+        self.assertEqual(infos, ["127.0.0.3:5269", "127.0.0.4:5269"])
+
     def test_forget_drops_the_cached_answer(self):
         self.make(addresses={"b.test": ["127.0.0.3"]}, disco=FakeDisco({"b.test": "b.test"}))
         self.found()

@@ -167,6 +167,7 @@ class WaveServiceDiscovery:
         self.random = random
         self._cache = {}      # domain -> (expires, DiscoveryResult | DiscoveryFailed)
         self._pending = {}    # domain -> [Deferred] waiting for a running discovery
+        self._found = {}      # domain -> (jid, endpoints) last logged
 
     # --- the cache ----------------------------------------------------------
 
@@ -192,8 +193,13 @@ class WaveServiceDiscovery:
     def _finished(self, outcome, domain):
         if isinstance(outcome, DiscoveryResult):
             ttl = self.success_ttl
-            self.log.info("wave service of {domain}: {jid} at {endpoints}", domain=domain,
-                          jid=outcome.jid, endpoints=_endpoints_text(outcome.endpoints))
+            # A peer that is down is found again at every retry: say where
+            # it is when that is news.
+            found = (outcome.jid, outcome.endpoints)
+            emit = self.log.debug if self._found.get(domain) == found else self.log.info
+            self._found[domain] = found
+            emit("wave service of {domain}: {jid} at {endpoints}", domain=domain,
+                 jid=outcome.jid, endpoints=_endpoints_text(outcome.endpoints))
         else:
             if not outcome.check(DiscoveryFailed):
                 # A bug of ours or of the disco callable: still a failure to

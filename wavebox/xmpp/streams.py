@@ -989,6 +989,10 @@ class S2SService(service.Service):
 
     def _route_ready(self, stream, route):
         route.establishing = False
+        if route.failures:
+            log.info("S2S: stream from {local} to {remote} is up, after {failures} failed "
+                     "attempt(s)", local=route.local, remote=route.remote,
+                     failures=route.failures)
         route.failures = 0
         route.retry_at = 0
         route.stream = stream
@@ -1011,10 +1015,16 @@ class S2SService(service.Service):
         delay = min(self.backoff_max, self.backoff_initial * 2 ** (route.failures - 1))
         route.retry_at = self.clock.seconds() + delay
         queue, route.queue = route.queue, []
-        log.warn("S2S: no stream from {local} to {remote}: {reason}; returning "
-                 "{count} stanza(s) with <{condition}/>; next attempt in {delay:.0f}s",
-                 local=route.local, remote=route.remote, reason=_describe(reason),
-                 count=len(queue), condition=condition, delay=delay)
+        # A peer that is down fails again at every retry, and whoever sent
+        # the stanzas (the federation outbox) logs its own backlog: warn
+        # once per outage, then only at debug level until a stream is up.
+        emit = log.warn if route.failures == 1 else log.debug
+        emit("S2S: no stream from {local} to {remote}: {reason}; returning "
+             "{count} stanza(s) with <{condition}/>; next attempt in {delay:.0f}s{more}",
+             local=route.local, remote=route.remote, reason=_describe(reason),
+             count=len(queue), condition=condition, delay=delay,
+             more=" (until it works, further failures are logged at debug level)"
+             if route.failures == 1 else "")
         for stanza in queue:
             self._bounce(stanza, condition, _describe(reason))
 
