@@ -420,6 +420,43 @@ class ClientProgramTests(ConsoleTestCase):
         self.assertNotIn("log in first", text)
 
     @defer.inlineCallbacks
+    def test_client_says_when_the_server_closes_the_connection(self):
+        out, proc = self.spawn_client()
+        proc.write(b"pw-ali\n")
+        while b"logged in as" not in out.data:
+            yield task.deferLater(reactor, 0.05, lambda: None)
+        for session in list(self.factory.sessions):
+            session.transport.loseConnection()
+        while b"closed the connection" not in out.data:
+            yield task.deferLater(reactor, 0.05, lambda: None)
+        proc.closeStdin()
+        code = yield out.ended
+        text = out.data.decode("utf-8")
+        self.assertEqual(text.splitlines()[-1],
+                         "wavebox console: the server closed the connection")
+        self.assertEqual(code, 1, text)
+
+    @defer.inlineCallbacks
+    def test_client_leaving_on_end_of_input_says_nothing_of_the_server(self):
+        code, text = yield self.run_client(b"pw-ali\n/list\n")
+        self.assertEqual(code, 0, text)
+        self.assertNotIn("closed the connection", text)
+
+    def spawn_client(self):
+        import os
+        import sys
+
+        import wavebox
+        root = os.path.dirname(os.path.dirname(os.path.abspath(wavebox.__file__)))
+        out = _Collect()
+        args = [sys.executable, "-m", "wavebox.cli", "console", "alice",
+                "--host", "127.0.0.1", "--port", str(self.port.getHost().port)]
+        env = dict(os.environ, PYTHONPATH=root)
+        proc = reactor.spawnProcess(out, sys.executable, args, env=env)
+        self.addCleanup(lambda: out.running and proc.signalProcess("KILL") or out.ended)
+        return out, proc
+
+    @defer.inlineCallbacks
     def run_client(self, stdin):
         import os
         import sys

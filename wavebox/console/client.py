@@ -91,6 +91,12 @@ class Terminal:
             except ImportError:
                 pass
 
+    def plain(self, text):
+        """Before the prompt is up: a line, and no prompt drawn after it."""
+        with self.lock:
+            self.out.write(text + "\n")
+            self.out.flush()
+
     def show(self, text):
         with self.lock:
             if self.readline is not None:
@@ -121,15 +127,15 @@ def _login(sock, user, password, terminal):
             raw, buf = buf.split(b"\n", 1)
             line = raw.rstrip(b"\r").decode("utf-8", "replace")
             if line.startswith("logged in as "):
-                terminal.show(line)
+                terminal.plain(line)
                 return None, buf
             if line.startswith("error: "):
                 return line[len("error: "):], b""
             # The greeting tells telnet users to /login, which we just did.
-            terminal.show(line.split("  /login USER PASSWORD", 1)[0])
+            terminal.plain(line.split("  /login USER PASSWORD", 1)[0])
 
 
-def _reader(sock, terminal, done, buf=b""):
+def _reader(sock, terminal, done, buf=b"", quitting=None):
     """The socket thread: print every server line; on EOF wake the main thread."""
     try:
         while True:
@@ -144,6 +150,9 @@ def _reader(sock, terminal, done, buf=b""):
         pass
     if buf:
         terminal.show(buf.decode("utf-8", "replace"))
+    if quitting is not None and not quitting.is_set():
+        # Without a word, a server that stopped looks like a client that hung.
+        terminal.show("wavebox console: the server closed the connection")
     done.set()
     if terminal.interactive:
         # input() blocks in C; only a real signal gets the main thread out.
@@ -169,7 +178,9 @@ def run(argv):
         sys.stderr.write("wavebox console: %s\n" % (refused,))
         return 1
     done = threading.Event()
-    thread = threading.Thread(target=_reader, args=(sock, terminal, done, rest), daemon=True)
+    quitting = threading.Event()
+    thread = threading.Thread(target=_reader, args=(sock, terminal, done, rest, quitting),
+                              daemon=True)
     thread.start()
 
     def send(line):
@@ -180,15 +191,20 @@ def run(argv):
             try:
                 line = input(PROMPT if interactive else "")
             except EOFError:
+                if not done.is_set():
+                    quitting.set()
                 break
             if done.is_set():
                 break
-            send(line)
             if line.strip() == "/quit":
+                quitting.set()
+            send(line)
+            if quitting.is_set():
                 done.wait(5)
                 break
     except KeyboardInterrupt:
-        pass
+        if not done.is_set():       # Ctrl-C, not the reader's wake-up call
+            quitting.set()
     except OSError:
         pass
     finally:
@@ -201,7 +217,7 @@ def run(argv):
         sock.close()
         if interactive:
             sys.stdout.write("\n")
-    return 0
+    return 1 if done.is_set() and not quitting.is_set() else 0
 
 
 def main(argv):
