@@ -808,6 +808,13 @@ class BackupTests(unittest.TestCase):
         self.addCleanup(copy.close)
         self.assertEqual((yield copy.deltas(W1)), (yield self.store.deltas(W1)))
 
+    def test_backup_is_readable_by_its_owner_only(self):
+        destination = os.path.join(self.directory, "private.sqlite3")
+        old = os.umask(0o022)
+        self.addCleanup(os.umask, old)
+        backup.backup(self.store.path, destination)
+        self.assertEqual(os.stat(destination).st_mode & 0o777, 0o600)
+
     def test_backup_never_overwrites(self):
         destination = os.path.join(self.directory, "exists")
         with open(destination, "wb") as f:
