@@ -325,6 +325,19 @@ class StatusCommandTests(TestCase):
         self.assertIn(b"b.test", out)
         self.assertIn(b"2 queued  unreachable, 3 failure(s)", out)
 
+    def test_status_without_a_store_says_so_and_creates_nothing(self):
+        import io
+        import os
+        import sys
+        data_dir = os.path.abspath(self.mktemp())
+        err, out = io.StringIO(), io.StringIO()
+        self.patch(sys, "stderr", err)
+        self.assertEqual(O.status_command(["--data-dir", data_dir], out=out), 1)
+        self.assertEqual(out.getvalue(), "")
+        self.assertIn("no store at %s" % (os.path.join(data_dir, "wavebox.sqlite3"),),
+                      err.getvalue())
+        self.assertFalse(os.path.exists(data_dir))
+
     def test_status_settings_take_the_command_line_over_the_config_file(self):
         conf = self.mktemp()
         with open(conf, "w") as f:

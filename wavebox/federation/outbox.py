@@ -548,6 +548,15 @@ def status_command(argv, out=None):
     except ConfigError as e:
         sys.stderr.write("wavebox status: %s\n" % (e,))
         return 2
+    import os
+    from wavebox.store import store_path
+    path = store_path(url, data_dir)
+    if path is not None and not os.path.isfile(path):
+        # Opening it would make an empty store, and an empty store says
+        # "every update has been received": not what a wrong path means.
+        sys.stderr.write("wavebox status: no store at %s (give the server's --config, "
+                         "or --data-dir and --store)\n" % (path,))
+        return 1
     result = []
 
     @defer.inlineCallbacks
