@@ -116,6 +116,30 @@ class MakeServiceTests(unittest.TestCase):
         self.assertEqual([("quiet" in l, "loud" in l) for l in lines], [(False, True)])
 
 
+    def test_twisteds_port_chatter_is_not_printed(self):
+        from twisted.python import log as legacy
+        top = wservice.WaveboxService("info")
+        lines = []
+        top.twistd_options = {"logfile": "-", "nodaemon": True}
+        application = service.Application("test")
+        self.patch(sys, "stdout", _Lines(lines))
+        top.setServiceParent(application)
+        from twisted.logger import globalLogPublisher
+        seen = []
+        globalLogPublisher.addObserver(seen.append)
+        self.addCleanup(globalLogPublisher.removeObserver, seen.append)
+        for text in ("ConsoleFactory starting on 9876", "(TCP Port 9876 Closed)",
+                     "something else from Twisted"):
+            legacy.msg(text)
+        observer = application.getComponent(ILogObserver)
+        for event in seen:
+            observer(event)
+        printed = "".join(lines)
+        self.assertIn("something else from Twisted", printed)
+        self.assertNotIn("starting on", printed)
+        self.assertNotIn("Closed", printed)
+
+
 class _Lines:
     def __init__(self, lines):
         self.lines = lines

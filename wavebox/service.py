@@ -16,6 +16,7 @@ API (send, request, add_handler, disco) and the same handlers.
 
 import errno
 import os
+import re
 import sys
 
 from twisted.application import service
@@ -26,6 +27,7 @@ from twisted.logger import (
     LogLevel,
     LogLevelFilterPredicate,
     Logger,
+    PredicateResult,
 )
 
 from wavebox.config import ConfigError
@@ -63,7 +65,7 @@ class WaveboxService(service.MultiService):
             return          # twistd changed: keep its own observer, unfiltered
         level = LogLevel.levelWithName(self.log_level)
         parent.setComponent(ILogObserver, FilteringLogObserver(
-            base, [LogLevelFilterPredicate(defaultLogLevel=level)]))
+            base, [LogLevelFilterPredicate(defaultLogLevel=level), _drop_port_chatter]))
 
     def startService(self):
         # A port that is taken is the commonest start-up mistake.  Under
@@ -82,6 +84,21 @@ class WaveboxService(service.MultiService):
         log.critical("cannot start: {error}", error=error)
         _remove_own_pidfile(self.twistd_options.get("pidfile"))
         raise SystemExit(2)
+
+
+_PORT_CHATTER = re.compile(r"^(\S+ starting on \d+|\(\w+ Port \d+ Closed\))$")
+
+
+def _drop_port_chatter(event):
+    """
+    Twisted's own "ConsoleFactory starting on 9876" and "(TCP Port 9876
+    Closed)": our "console listening on 127.0.0.1:9876" says it better, and
+    names the address.
+    """
+    text = event.get("log_text") if event.get("log_namespace") == "log_legacy" else None
+    if isinstance(text, str) and _PORT_CHATTER.match(text):
+        return PredicateResult.no
+    return PredicateResult.maybe
 
 
 def listen_error(prefix, e):
