@@ -101,6 +101,22 @@ class MakeServiceTests(unittest.TestCase):
                          ["--s2s-port: cannot listen on 127.0.0.2:%d: Address already in use"
                           % (port,)])
 
+    @defer.inlineCallbacks
+    def test_port_in_use_when_daemonized_tells_the_waiting_twistd_parent(self):
+        taken = reactor.listenTCP(0, protocol.Factory(), interface="127.0.0.2")
+        self.addCleanup(taken.stopListening)
+        port = taken.getHost().port
+        top = wservice.makeService(config_for(self, s2s_port=str(port)))
+        read_end, write_end = os.pipe()
+        self.addCleanup(os.close, read_end)
+        top.twistd_options = {"pidfile": "", "statusPipe": write_end}
+        self.assertRaises(SystemExit, top.startService)
+        yield top.stopService()
+        self.assertEqual(os.read(read_end, 200).decode("ascii"),
+                         "1 --s2s-port: cannot listen on 127.0.0.2:%d: Address already in use"
+                         % (port,))
+        self.assertEqual(os.read(read_end, 1), b"")     # closed: the parent is not left waiting
+
     def test_log_level_filters_what_twistd_prints(self):
         top = wservice.WaveboxService("warn")
         lines = []

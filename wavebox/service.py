@@ -82,6 +82,7 @@ class WaveboxService(service.MultiService):
         if self.twistd_options is None:
             raise error
         log.critical("cannot start: {error}", error=error)
+        _tell_twistd_parent(self.twistd_options, error)
         _remove_own_pidfile(self.twistd_options.get("pidfile"))
         raise SystemExit(2)
 
@@ -108,6 +109,27 @@ def listen_error(prefix, e):
     reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
     return ConfigError("%s: cannot listen on %s:%s: %s" % (
         option, e.interface or "*", e.port, reason))
+
+
+def _tell_twistd_parent(options, error):
+    """
+    Daemonized, twistd's first process waits on a pipe for the daemon's
+    "0" (started) or "1 REASON"; a daemon that exits without writing leaves
+    it waiting forever.  It prints REASON (at most 100 bytes) and exits 1.
+    """
+    try:
+        pipe = options.get("statusPipe")
+    except AttributeError:
+        return
+    if pipe is None:
+        return
+    options["statusPipe"] = None
+    message = ("1 %s" % (error,)).encode("ascii", "backslashreplace")[:100]
+    try:
+        os.write(pipe, message)
+        os.close(pipe)
+    except OSError:
+        pass
 
 
 def _remove_own_pidfile(path):
