@@ -117,6 +117,23 @@ class MakeServiceTests(unittest.TestCase):
                          % (port,))
         self.assertEqual(os.read(read_end, 1), b"")     # closed: the parent is not left waiting
 
+    def test_a_store_that_is_not_a_database_is_a_config_error_naming_store(self):
+        path = os.path.abspath(self.mktemp())
+        with open(path, "w") as f:
+            f.write("not a database, but long enough to be read as one" * 20)
+        top = wservice.makeService(config_for(self, store="sqlite:" + path))
+        e = self.assertRaises(ConfigError, top.startService)
+        self.assertTrue(str(e).startswith("--store: cannot open the store %s" % (path,)), e)
+        return top.stopService()
+
+    def test_a_data_dir_that_is_a_file_is_a_config_error_naming_data_dir(self):
+        path = os.path.abspath(self.mktemp())
+        with open(path, "w") as f:
+            f.write("a file")
+        e = self.assertRaises(ConfigError, wservice.makeService,
+                              config_for(self, data_dir=path))
+        self.assertTrue(str(e).startswith("--data-dir: "), e)
+
     def test_log_level_filters_what_twistd_prints(self):
         top = wservice.WaveboxService("warn")
         lines = []

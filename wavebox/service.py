@@ -246,8 +246,13 @@ class WaveServerService(service.Service):
         return self.wave_server.store
 
     def startService(self):
-        from wavebox.store import open_store
-        self.wave_server.store = open_store(self.config.store, self.config.data_dir)
+        from wavebox.store import StoreError, open_store
+        try:
+            self.wave_server.store = open_store(self.config.store, self.config.data_dir)
+        except StoreError as e:
+            # Not a database, a directory we may not write to: the operator's
+            # to fix, so one line that names the option.
+            raise ConfigError("--store: %s" % (e,))
         service.Service.startService(self)
 
     def stopService(self):
@@ -307,7 +312,11 @@ def _make_wave_services(config, top):
     try:
         signers = _make_signers(config)
     except Exception as e:
-        raise ConfigError("--certificate: cannot load the signing certificate: %s" % (e,))
+        if config.certificate:
+            raise ConfigError("--certificate: cannot load the signing certificate: %s" % (e,))
+        # No certificate given: the one we make lives in the data dir.
+        raise ConfigError("--data-dir: cannot make or read the self-signed certificate "
+                          "under %s: %s" % (config.data_dir, e))
     wave_server = WaveServer(None, config.domains, signers=signers,
                              snapshot_interval=config.snapshot_interval)
     WaveServerService(config, wave_server).setServiceParent(top)
