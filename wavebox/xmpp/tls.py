@@ -194,6 +194,35 @@ class TLSPolicy:
         return True
 
 
+def _names_match(pattern, name):
+    """RFC 6125 DNS-ID matching: exact, or a wildcard for one leftmost label."""
+    pattern, name = pattern.lower().rstrip("."), name.lower().rstrip(".")
+    if pattern.startswith("*."):
+        return "." in name and name.split(".", 1)[1] == pattern[2:]
+    return pattern == name
+
+
+def _warn_if_unfit(cert_file, names):
+    """
+    A certificate for the wrong domain, or an expired one, still loads; peers
+    then refuse every stream, far from here.  Say so at start-up instead.
+    """
+    import datetime
+    try:
+        certificate = certs.load_certificate(cert_file)
+    except Exception:
+        return              # the policy's own loading says what is wrong
+    has = certs.certificate_names(certificate)
+    missing = [n for n in names if not any(_names_match(p, n) for p in has)]
+    if missing:
+        log.warn("--certificate {path} does not name {missing} (it names {has}); peers "
+                 "that check certificates will refuse our streams for those",
+                 path=cert_file, missing=", ".join(missing), has=", ".join(has) or "nothing")
+    if certificate.not_valid_after_utc < datetime.datetime.now(datetime.timezone.utc):
+        log.warn("--certificate {path} expired on {date}; peers will refuse it",
+                 path=cert_file, date=certificate.not_valid_after_utc.date().isoformat())
+
+
 def policy_from_config(config, names):
     """
     The :class:`TLSPolicy` of a configuration.  ``names`` are every domain we
@@ -202,6 +231,8 @@ def policy_from_config(config, names):
     directory.
     """
     cert_file, key_file = config.certificate, config.private_key
+    if cert_file:
+        _warn_if_unfit(cert_file, names)
     if not cert_file:
         cert_file, key_file = certs.ensure_self_signed(
             os.path.join(config.data_dir, "tls"), names)
