@@ -145,7 +145,11 @@ def _reader(sock, terminal, done, buf=b"", quitting=None):
             buf += data
             while b"\n" in buf:
                 raw, buf = buf.split(b"\n", 1)
-                terminal.show(raw.rstrip(b"\r").decode("utf-8", "replace"))
+                text = raw.rstrip(b"\r").decode("utf-8", "replace")
+                if quitting is not None and quitting.is_set():
+                    terminal.plain(text)        # "bye": no prompt after it
+                else:
+                    terminal.show(text)
     except OSError:
         pass
     if buf:
@@ -186,6 +190,7 @@ def run(argv):
     def send(line):
         sock.sendall(line.encode("utf-8") + b"\r\n")
 
+    said_quit = False
     try:
         while not done.is_set():
             try:
@@ -198,6 +203,7 @@ def run(argv):
                 break
             if line.strip() == "/quit":
                 quitting.set()
+                said_quit = True
             send(line)
             if quitting.is_set():
                 done.wait(5)
@@ -215,8 +221,8 @@ def run(argv):
                 pass
             done.wait(2)
         sock.close()
-        if interactive:
-            sys.stdout.write("\n")
+        if interactive and not said_quit:
+            sys.stdout.write("\n")     # end the line of the prompt left behind
     return 1 if done.is_set() and not quitting.is_set() else 0
 
 
