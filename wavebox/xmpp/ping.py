@@ -71,6 +71,9 @@ class PingResponder(XMPPHandler):
         if message.getAttribute("id"):
             received["id"] = message["id"]
         self.send(receipt)
+        # The pinging operator looks for "got ping response"; this is the
+        # other half, once per peer start-up (XEP-0199 pings stay quiet).
+        log.info("answered the wave ping from {sender}", sender=message["from"])
 
 
 class _ReceiptWatcher(XMPPHandler):
