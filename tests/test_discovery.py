@@ -192,6 +192,16 @@ class StepsTests(DiscoveryTestCase):
                       result.trace)
         self.assertNotIn("reuse", str(result.trace))
 
+    def test_disco_stanza_error_is_shown_as_condition_and_text(self):
+        from twisted.words.protocols.jabber.error import StanzaError
+        self.make(srv("b.test", (10, 0, 5269, "b.test")), {"b.test": ["127.0.0.3"]},
+                  disco=FakeDisco({"b.test": StanzaError(
+                      "remote-server-timeout", text="cannot connect to 127.0.0.3:5269: "
+                      "connection refused")}))
+        failure = self.failed()
+        self.assertIn("step 5: disco with b.test failed: remote-server-timeout: cannot connect "
+                      "to 127.0.0.3:5269: connection refused", failure.trace)
+
     def test_guess_elsewhere_connects_to_the_new_address(self):
         # Step 11: a different port is a different connection.
         self.make(dict(srv("b.test", (10, 0, 5269, "b.test")),

@@ -118,6 +118,15 @@ def _is_timeout(error):
     return isinstance(error, (ResolutionTimeout, ConnectTimeoutError, defer.TimeoutError))
 
 
+def _error_text(e):
+    """A stanza error as 'condition: text', not as its class's repr."""
+    condition = getattr(e, "condition", None)
+    if isinstance(condition, str):
+        text = getattr(e, "text", None)
+        return "%s: %s" % (condition, text) if text else condition
+    return str(e) or type(e).__name__
+
+
 def _endpoints_text(endpoints):
     return ", ".join(str(e) for e in endpoints)
 
@@ -281,8 +290,7 @@ class WaveServiceDiscovery:
             return None
         except Exception as e:
             run.timed_out = run.timed_out or _is_timeout(e)
-            run.trace.step(5, "disco with %s failed: %s"
-                           % (run.domain, str(e) or type(e).__name__))
+            run.trace.step(5, "disco with %s failed: %s" % (run.domain, _error_text(e)))
             run.no_disco_item = "disco failed"
             return None
         run.step5_connected = True
