@@ -199,7 +199,10 @@ class CommandErrorTests(ConsoleTestCase):
         yield self.command(c, "/add not-an-address", "^error: /add: ")
         yield self.command(c, "/add a@b c@d", "^error: usage: /add USER@DOMAIN")
         yield self.command(c, "/remove", "^error: usage: /remove USER@DOMAIN")
-        yield self.command(c, "/remove bob@a.test", "^error: .*not a participant")
+        yield self.command(c, "/remove bob@a.test",
+                           "^error: bob@a.test is not a participant of this wave$")
+        yield self.command(c, "/add alice@a.test",
+                           "^error: alice@a.test is already a participant$")
         yield self.command(c, "still here", "^alice@a.test: still here$")
 
     @defer.inlineCallbacks

@@ -312,6 +312,15 @@ class ConsoleSession(protocol.Protocol):
             participant = ParticipantId(rest)
         except InvalidParticipantId as e:
             raise UsageError("/%s: %s" % (verb, e))
+        # Say it in the user's terms; the model would name an operation of a
+        # delta the user never saw.
+        state = self.server.current_state(self.open_name)
+        if state is not None:
+            present = participant in view.participants(state)
+            if verb == "add" and present:
+                raise UsageError("%s is already a participant" % (participant,))
+            if verb == "remove" and not present:
+                raise UsageError("%s is not a participant of this wave" % (participant,))
         yield self._submit([operation(participant)])
 
     @defer.inlineCallbacks
