@@ -97,6 +97,12 @@ class Terminal:
             self.out.write(text + "\n")
             self.out.flush()
 
+    def last(self, text):
+        """A line in place of the prompt, which is not drawn again."""
+        with self.lock:
+            self.out.write(("\r\x1b[K" if self.readline is not None else "") + text + "\n")
+            self.out.flush()
+
     def show(self, text):
         with self.lock:
             if self.readline is not None:
@@ -156,7 +162,7 @@ def _reader(sock, terminal, done, buf=b"", quitting=None):
         terminal.show(buf.decode("utf-8", "replace"))
     if quitting is not None and not quitting.is_set():
         # Without a word, a server that stopped looks like a client that hung.
-        terminal.show("wavebox console: the server closed the connection")
+        terminal.last("wavebox console: the server closed the connection")
     done.set()
     if terminal.interactive:
         # input() blocks in C; only a real signal gets the main thread out.
@@ -221,8 +227,8 @@ def run(argv):
                 pass
             done.wait(2)
         sock.close()
-        if interactive and not said_quit:
-            sys.stdout.write("\n")     # end the line of the prompt left behind
+        if interactive and quitting.is_set() and not said_quit:
+            sys.stdout.write("\n")     # Ctrl-D or Ctrl-C: end the prompt's line
     return 1 if done.is_set() and not quitting.is_set() else 0
 
 
