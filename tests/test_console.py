@@ -445,7 +445,41 @@ class ClientProgramTests(ConsoleTestCase):
         self.assertEqual(code, 0, text)
         self.assertNotIn("closed the connection", text)
 
-    def spawn_client(self):
+    @defer.inlineCallbacks
+    def test_ctrl_d_on_a_terminal_leaves_without_a_traceback(self):
+        out, proc = self.spawn_client(usePTY=True)
+        yield self.wait_for(out, b"Password:")
+        proc.write(b"pw-ali\n")
+        yield self.wait_for(out, b"logged in as")
+        proc.write(b"\x04")                     # Ctrl-D at the prompt
+        code = yield out.ended
+        text = out.data.decode("utf-8", "replace")
+        self.assertNotIn("Traceback", text)
+        self.assertNotIn("closed the connection", text)
+        self.assertEqual(code, 0, text)
+
+    @defer.inlineCallbacks
+    def test_quit_on_a_terminal_says_bye_without_a_prompt_after_it(self):
+        out, proc = self.spawn_client(usePTY=True)
+        yield self.wait_for(out, b"Password:")
+        proc.write(b"pw-ali\n")
+        yield self.wait_for(out, b"logged in as")
+        proc.write(b"/quit\n")
+        code = yield out.ended
+        text = out.data.decode("utf-8", "replace")
+        self.assertEqual(code, 0, text)
+        self.assertNotIn("Traceback", text)
+        self.assertTrue(text.rstrip("\r\n").endswith("bye"), repr(text[-40:]))
+
+    @defer.inlineCallbacks
+    def wait_for(self, out, marker):
+        for _ in range(200):
+            if marker in out.data:
+                return
+            yield task.deferLater(reactor, 0.05, lambda: None)
+        self.fail("no %r in %r" % (marker, out.data))
+
+    def spawn_client(self, usePTY=False):
         import os
         import sys
 
@@ -455,7 +489,7 @@ class ClientProgramTests(ConsoleTestCase):
         args = [sys.executable, "-m", "wavebox.cli", "console", "alice",
                 "--host", "127.0.0.1", "--port", str(self.port.getHost().port)]
         env = dict(os.environ, PYTHONPATH=root)
-        proc = reactor.spawnProcess(out, sys.executable, args, env=env)
+        proc = reactor.spawnProcess(out, sys.executable, args, env=env, usePTY=usePTY)
         self.addCleanup(lambda: out.running and proc.signalProcess("KILL") or out.ended)
         return out, proc
 

@@ -164,8 +164,10 @@ def _reader(sock, terminal, done, buf=b"", quitting=None):
         # Without a word, a server that stopped looks like a client that hung.
         terminal.last("wavebox console: the server closed the connection")
     done.set()
-    if terminal.interactive:
+    if terminal.interactive and not (quitting is not None and quitting.is_set()):
         # input() blocks in C; only a real signal gets the main thread out.
+        # Not when the user is leaving: the main thread is past input() then,
+        # and the signal would land in its clean-up as a traceback.
         os.kill(os.getpid(), signal.SIGINT)
 
 
