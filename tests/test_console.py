@@ -472,6 +472,17 @@ class ClientProgramTests(ConsoleTestCase):
         self.assertTrue(text.rstrip("\r\n").endswith("bye"), repr(text[-40:]))
 
     @defer.inlineCallbacks
+    def test_ctrl_c_at_the_password_prompt_cancels_without_a_traceback(self):
+        out, proc = self.spawn_client(usePTY=True)
+        yield self.wait_for(out, b"Password:")
+        proc.write(b"\x03")                     # Ctrl-C
+        code = yield out.ended
+        text = out.data.decode("utf-8", "replace")
+        self.assertNotIn("Traceback", text)
+        self.assertEqual(text.splitlines()[-1], "wavebox console: cancelled")
+        self.assertEqual(code, 1, text)
+
+    @defer.inlineCallbacks
     def wait_for(self, out, marker):
         for _ in range(200):
             if marker in out.data:

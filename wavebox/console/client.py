@@ -182,7 +182,12 @@ def run(argv):
                          % (host, port, e.strerror or e))
         return 1
     sock.settimeout(None)
-    password = read_password()
+    try:
+        password = read_password()
+    except (EOFError, KeyboardInterrupt):
+        sock.close()
+        sys.stderr.write("\nwavebox console: cancelled\n")
+        return 1
     terminal = Terminal(sys.stdout, interactive)
     refused, rest = _login(sock, args.user, password, terminal)
     if refused is not None:
