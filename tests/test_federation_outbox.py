@@ -252,6 +252,9 @@ class OutboxTests(SynchronousTestCase):
         self.assertIn("b.test", line)
         self.assertIn("1 queued", line)
         self.assertIn("unreachable, 1 failure(s), next try in 2s", line)
+        [line] = self.successResultOf(O.backlog_report(
+            self.store, (self.clock.seconds() + 5) * 1000))
+        self.assertIn("unreachable, 1 failure(s), next try due now", line)
 
 
 @defer.inlineCallbacks

@@ -479,8 +479,10 @@ def backlog_report(store, now_ms):
     for destination, pending in sorted(backlog.items()):
         retry = yield defer.maybeDeferred(store.outbox_get_retry, destination)
         if retry is not None and retry.failures:
-            wait = max(0, (retry.next_attempt_ms - now_ms) / 1000.0)
-            state = "unreachable, %d failure(s), next try in %.0fs" % (retry.failures, wait)
+            wait = (retry.next_attempt_ms - now_ms) / 1000.0
+            state = "unreachable, %d failure(s), %s" % (
+                retry.failures, "next try in %.0fs" % (wait,) if wait >= 0.5
+                else "next try due now")
         else:
             state = "delivering"
         lines.append("%-30s %6d queued  %s" % (destination, pending, state))
