@@ -79,6 +79,14 @@ class OptionsTests(unittest.TestCase):
         e = self.assertRaises(config.ConfigError, self.parse, "--config", path)
         self.assertIn("frobnicate", str(e))
 
+    def test_misspelt_key_in_config_file_suggests_the_real_one(self):
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("[wavebox]\ndomain = a.test\nconsole_prot = 9871\n")
+        e = self.assertRaises(config.ConfigError, self.parse, "--config", path)
+        self.assertEqual(str(e), "console_prot: unknown option in %s "
+                                 "(did you mean console_port?)" % (path,))
+
     def test_example_config_file_is_valid(self):
         here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         c = self.parse("--config", os.path.join(here, "etc", "wavebox.conf.example"))

@@ -271,7 +271,10 @@ def read_config_file(path):
     for key, text in parser.items("wavebox"):
         key = key.replace("-", "_")
         if key not in known or key == "config":
-            raise ConfigError("%s: unknown option in %s" % (key, path))
+            import difflib
+            near = difflib.get_close_matches(key, [k for k in known if k != "config"], n=1)
+            raise ConfigError("%s: unknown option in %s%s" % (
+                key, path, " (did you mean %s?)" % (near[0],) if near else ""))
         values[key] = text
     return values
 
