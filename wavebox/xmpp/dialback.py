@@ -115,9 +115,14 @@ class DialbackFailed(Exception):
         self.condition = condition
 
     def __str__(self):
+        text = "dialback %s" % (self.answer,)
         if self.condition:
-            return "dialback %s (%s)" % (self.answer, self.condition)
-        return "dialback %s" % (self.answer,)
+            text += " (%s)" % (self.condition,)
+        if self.answer == "error":
+            # All we are told; the peer knows more, and logs it.
+            text += ": the peer could not check the key; its log says why (often: it " \
+                    "does not trust our certificate)"
+        return text
 
 
 def _element(name, sender, recipient, stream_id=None, key=None, answer=None):

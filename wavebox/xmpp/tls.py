@@ -39,14 +39,15 @@ log = Logger()
 
 # OpenSSL X509_V_ERR_* codes worth naming in a log line.
 _VERIFY_ERRORS = {
-    2: "issuer certificate not found",
+    # 2 and 18-21 mostly mean that the CA is not one we were told to trust.
+    2: "its CA is not in trusted_ca (issuer certificate not found)",
     7: "bad signature",
     9: "certificate not yet valid",
     10: "certificate expired",
-    18: "self-signed certificate",
-    19: "self-signed certificate in chain",
-    20: "issuer not trusted",
-    21: "cannot verify the first certificate",
+    18: "self-signed certificate, not in trusted_ca",
+    19: "its CA is not in trusted_ca (self-signed certificate in chain)",
+    20: "its CA is not in trusted_ca (issuer not trusted)",
+    21: "its CA is not in trusted_ca (cannot verify the first certificate)",
     24: "invalid CA certificate",
     26: "unsuitable certificate purpose",
 }
