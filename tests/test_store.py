@@ -689,6 +689,18 @@ class OpenStoreTests(unittest.TestCase):
         self.assertTrue(os.path.isfile(os.path.join(data_dir, "sub", "my.sqlite3")))
 
     @defer.inlineCallbacks
+    def test_new_store_files_are_readable_by_their_owner_only(self):
+        data_dir = os.path.abspath(self.mktemp())
+        os.makedirs(data_dir, mode=0o755)
+        old = os.umask(0o022)
+        self.addCleanup(os.umask, old)
+        store = open_store("sqlite:wavebox.sqlite3", data_dir)
+        yield store.append_delta(W1, delta(0, 1))
+        for name in ("wavebox.sqlite3", "wavebox.sqlite3-wal"):
+            self.assertEqual(os.stat(os.path.join(data_dir, name)).st_mode & 0o777, 0o600, name)
+        yield store.close()
+
+    @defer.inlineCallbacks
     def test_absolute_sqlite_path_is_kept(self):
         path = os.path.join(os.path.abspath(self.mktemp()), "abs.sqlite3")
         store = open_store("sqlite:" + path, "/nonexistent-data-dir")
