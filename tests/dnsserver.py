@@ -6,8 +6,9 @@ Zones come from Python data (``records``) or from BIND zone-file text
 (``zones``).  Python data is turned into zone-file text and goes through the
 same parser, so both paths serve the same way.  What twisted.names'
 ``BindAuthority`` needs (twisted-notes section 4.1), this module writes for
-you from data: an ``$ORIGIN``, and an SOA whose ``( ... )`` spans lines.
-Zone text you write yourself must follow the same rules.
+you from data: an ``$ORIGIN`` and an SOA.
+Zone text you write yourself needs an ``$ORIGIN`` (or absolute names) and
+an SOA; the SOA's ``( ... )`` may be on one line or span several.
 
 In a trial test::
 
@@ -20,6 +21,7 @@ From a shell or a subprocess fixture::
     python -m tests.dnsserver ZONEFILE [ZONEFILE...]
 
 prints ``PORT`` on the first line of stdout, then serves until SIGTERM/SIGINT.
+A zone file it cannot read is one line on stderr and exit status 2.
 """
 
 import sys
@@ -89,7 +91,6 @@ def zone_texts(records):
         lines = [
             "$ORIGIN %s" % (origin,),
             "$TTL 60",
-            # twisted.names: the parenthesis must not close on the SOA line.
             "@ IN SOA ns.%s hostmaster.%s (" % (origin, origin),
             "    1 3600 600 86400 60 )",
             "@ IN NS ns.%s" % (origin,),
@@ -112,6 +113,24 @@ def zone_texts(records):
 
 class _TextAuthority(authority.BindAuthority):
     """A BindAuthority read from text rather than from a file."""
+
+    def collapseContinuations(self, lines):
+        # twisted.names' own version takes a "( ... )" closed on the same
+        # line for an open one and swallows the rest of the zone into it;
+        # an SOA on one line is how most people write it.
+        statements, inside = [], False
+        for line in lines:
+            tokens = line.replace(b"(", b" ( ").replace(b")", b" ) ").split()
+            if not inside:
+                statements.append([])
+            for token in tokens:
+                if token == b"(":
+                    inside = True
+                elif token == b")":
+                    inside = False
+                else:
+                    statements[-1].append(token)
+        return [s for s in statements if s]
 
     def loadFile(self, text):
         self.origin = b"."
@@ -262,8 +281,14 @@ def main(argv=None):
         return 2
     texts = []
     for path in argv:
-        with open(path, encoding="ascii") as f:
-            texts.append(f.read())
+        try:
+            with open(path, encoding="ascii") as f:
+                text = f.read()
+            _TextAuthority(text)
+        except (OSError, UnicodeError, ValueError, TypeError, IndexError, KeyError) as e:
+            sys.stderr.write("dnsserver: %s: not a zone file we can serve: %s\n" % (path, e))
+            return 2
+        texts.append(text)
     zone_server = ZoneServer(zones=texts).listen()
     sys.stdout.write("%d\n" % (zone_server.port,))
     sys.stdout.flush()

@@ -4,7 +4,7 @@ import io
 import os
 import sys
 
-from twisted.internet import defer, reactor, utils
+from twisted.internet import defer, protocol, reactor, utils
 from twisted.trial import unittest
 
 from tests.dnsserver import SRV, ZoneServer, standard_records
@@ -30,7 +30,12 @@ class CheckAgainstZoneTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def setUp(self):
-        records = standard_records({"b.test": 5269})
+        # b.test's wave service: something that accepts connections.
+        self.listener = reactor.listenTCP(0, protocol.Factory.forProtocol(protocol.Protocol),
+                                          interface="127.0.0.3")
+        self.addCleanup(self.listener.stopListening)
+        self.port = self.listener.getHost().port
+        records = standard_records({"b.test": self.port})
         records["_xmpp-server._tcp.c.test"] = [SRV(0, 0, 0, ".")]
         self.zone = yield ZoneServer.start(
             records=records,
@@ -40,28 +45,58 @@ class CheckAgainstZoneTests(unittest.TestCase):
         self.config = make_config(nameserver=self.zone.nameserver, dns_timeout=2.0)
 
     @defer.inlineCallbacks
-    def check(self, domain, disco=no_disco, config=None):
+    def check(self, domain, disco=no_disco, config=None, **kw):
         out = io.StringIO()
-        status = yield check.run_check(reactor, domain, config or self.config, out, disco=disco)
+        status = yield check.run_check(reactor, domain, config or self.config, out, disco=disco,
+                                       **kw)
         return status, out.getvalue().splitlines()
 
     @defer.inlineCallbacks
     def test_found_prints_every_step_and_the_address(self):
         status, lines = yield self.check("b.test")
         self.assertEqual(status, 0)
-        self.assertEqual(lines, [
+        self.assertEqual(lines, [line.replace("PORT", str(self.port)) for line in [
             "checking b.test with name server 127.0.0.1:%d" % (self.zone.port,),
-            "  step 1: SRV _xmpp-server._tcp.b.test -> 10 0 5269 wave.b.test.",
+            "  step 1: SRV _xmpp-server._tcp.b.test -> 10 0 PORT wave.b.test.",
             "  step 2: A/AAAA wave.b.test -> 127.0.0.3",
-            "  step 5: connect to b.test at 127.0.0.3:5269 and ask disco",
+            "  step 5: connect to b.test at 127.0.0.3:PORT and ask disco",
             "  step 5: disco: not available (no S2S layer)",
             "  step 9: guess the wave service JID: wave.b.test",
-            "  step 10: SRV _xmpp-server._tcp.wave.b.test -> 10 0 5269 wave.b.test.",
+            "  step 10: SRV _xmpp-server._tcp.wave.b.test -> 10 0 PORT wave.b.test.",
             "  step 10: A/AAAA wave.b.test -> 127.0.0.3",
-            "  step 11: wave.b.test is at 127.0.0.3:5269, where step 5 connected: reuse it",
-            "  step 12: use wave.b.test at 127.0.0.3:5269",
-            "b.test: wave service wave.b.test at 127.0.0.3:5269",
-        ])
+            "  step 11: wave.b.test is at 127.0.0.3:PORT, the address of step 5",
+            "  step 12: use wave.b.test at 127.0.0.3:PORT",
+            "  connect to 127.0.0.3:PORT -> accepted",
+            "b.test: wave service wave.b.test at 127.0.0.3:PORT",
+        ]])
+
+    @defer.inlineCallbacks
+    def test_found_but_refusing_connections_exits_1_saying_so(self):
+        yield self.listener.stopListening()
+        status, lines = yield self.check("b.test")
+        self.assertEqual(status, 1)
+        self.assertEqual(lines[-2:], [
+            "  connect to 127.0.0.3:%d -> connection refused" % (self.port,),
+            "b.test: wave service wave.b.test at 127.0.0.3:%d, but it does not accept "
+            "connections (connection refused)" % (self.port,)])
+
+    @defer.inlineCallbacks
+    def test_every_address_is_tried_until_one_accepts(self):
+        tried = []
+
+        def connect(reactor, endpoint, timeout):
+            tried.append(str(endpoint))
+            return defer.succeed("connection refused" if len(tried) == 1 else None)
+        records = standard_records({"b.test": self.port})
+        records["wave.b.test"] = [("A", "127.0.0.3"), ("A", "127.0.0.4")]
+        zone = yield ZoneServer.start(records=records)
+        self.addCleanup(zone.stop)
+        config = make_config(nameserver=zone.nameserver, dns_timeout=2.0)
+        status, lines = yield self.check("b.test", config=config, connect=connect)
+        self.assertEqual(status, 0)
+        self.assertEqual(len(tried), 2)
+        self.assertEqual(lines[-3:-1], ["  connect to %s -> connection refused" % (tried[0],),
+                                        "  connect to %s -> accepted" % (tried[1],)])
 
     @defer.inlineCallbacks
     def test_disco_answer_is_used(self):
@@ -72,7 +107,7 @@ class CheckAgainstZoneTests(unittest.TestCase):
             return defer.succeed("wave.b.test")
         status, lines = yield self.check("b.test", disco=disco)
         self.assertEqual(status, 0)
-        self.assertEqual(asked, [("b.test", ["127.0.0.3:5269"])])
+        self.assertEqual(asked, [("b.test", ["127.0.0.3:%d" % (self.port,)])])
         self.assertIn("  step 6: disco#items b.test -> wave.b.test (collaboration/google-wave)",
                       lines)
 
@@ -110,12 +145,23 @@ class CheckAgainstZoneTests(unittest.TestCase):
         self.assertEqual(closed, [True])
 
 
+class _HangUp(protocol.Protocol):
+    def connectionMade(self):
+        self.transport.loseConnection()
+
+
 class CheckCommandLineTests(unittest.TestCase):
     """The real command, in a child process, against the zone server in this reactor."""
 
     @defer.inlineCallbacks
     def setUp(self):
-        self.zone = yield ZoneServer.start(records=standard_records({"b.test": 5269}))
+        # Accepts and hangs up: enough for the check's connect, and a disco
+        # attempt fails at once instead of waiting for its timeout.
+        listener = reactor.listenTCP(0, protocol.Factory.forProtocol(_HangUp),
+                                     interface="127.0.0.3")
+        self.addCleanup(listener.stopListening)
+        self.port = listener.getHost().port
+        self.zone = yield ZoneServer.start(records=standard_records({"b.test": self.port}))
         self.addCleanup(self.zone.stop)
 
     def run_wavebox(self, *args):
@@ -130,9 +176,11 @@ class CheckCommandLineTests(unittest.TestCase):
             "--timeout", "2")
         lines = out.decode().splitlines()
         self.assertEqual(status, 0, (out, err))
-        self.assertIn("  step 1: SRV _xmpp-server._tcp.b.test -> 10 0 5269 wave.b.test.", lines)
-        self.assertIn("  step 12: use wave.b.test at 127.0.0.3:5269", lines)
-        self.assertEqual(lines[-1], "b.test: wave service wave.b.test at 127.0.0.3:5269")
+        self.assertIn("  step 1: SRV _xmpp-server._tcp.b.test -> 10 0 %d wave.b.test."
+                      % (self.port,), lines)
+        self.assertIn("  step 12: use wave.b.test at 127.0.0.3:%d" % (self.port,), lines)
+        self.assertEqual(lines[-1], "b.test: wave service wave.b.test at 127.0.0.3:%d"
+                         % (self.port,))
 
     @defer.inlineCallbacks
     def test_wavebox_check_failure_exits_1(self):
@@ -146,10 +194,11 @@ class CheckCommandLineTests(unittest.TestCase):
         path = os.path.abspath(self.mktemp())
         with open(path, "w") as f:
             f.write("[wavebox]\ndomain = a.test\nnameserver = 127.0.0.1:%d\n"
-                    "dns_timeout = 2\n" % (self.zone.port,))
+                    "dns_timeout = 2\ns2s_interface = 127.0.0.2\ns2s_port = 0\n"
+                    "data_dir = %s\n" % (self.zone.port, os.path.abspath(self.mktemp())))
         out, err, status = yield self.run_wavebox("check", "--config", path, "b.test")
         self.assertEqual(status, 0, (out, err))
-        self.assertIn(b"b.test: wave service wave.b.test at 127.0.0.3:5269", out)
+        self.assertIn(b"b.test: wave service wave.b.test at 127.0.0.3:%d" % (self.port,), out)
 
 
 class ArgumentTests(unittest.SynchronousTestCase):

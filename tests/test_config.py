@@ -1,6 +1,8 @@
 """The configuration: the fixed option names, the config file, validation."""
 
+import io
 import os
+import sys
 
 from twisted.plugin import getPlugins
 from twisted.application.service import IServiceMaker
@@ -77,6 +79,14 @@ class OptionsTests(unittest.TestCase):
         e = self.assertRaises(config.ConfigError, self.parse, "--config", path)
         self.assertIn("frobnicate", str(e))
 
+    def test_misspelt_key_in_config_file_suggests_the_real_one(self):
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("[wavebox]\ndomain = a.test\nconsole_prot = 9871\n")
+        e = self.assertRaises(config.ConfigError, self.parse, "--config", path)
+        self.assertEqual(str(e), "console_prot: unknown option in %s "
+                                 "(did you mean console_port?)" % (path,))
+
     def test_example_config_file_is_valid(self):
         here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         c = self.parse("--config", os.path.join(here, "etc", "wavebox.conf.example"))
@@ -86,6 +96,31 @@ class OptionsTests(unittest.TestCase):
         text = str(config.Options())
         for option in config.OPTIONS:
             self.assertIn("--" + option.name, text)
+
+    def test_help_shows_short_forms_beside_long_ones(self):
+        text = str(config.Options())
+        self.assertIn("-c, --config=", text)
+        self.assertIn("-d, --domain=", text)
+
+    def test_short_form_sets_the_same_option(self):
+        self.assertEqual(self.parse("-d", "a.test").domain, ["a.test"])
+
+    def test_unknown_option_is_one_line_without_the_usage_text(self):
+        err = io.StringIO()
+        self.patch(sys, "stderr", err)
+        e = self.assertRaises(SystemExit, self.parse, "--domain", "a.test", "--frobnicate", "1")
+        self.assertEqual(e.code, 2)
+        self.assertEqual(err.getvalue().count("\n"), 1)
+        self.assertIn("--frobnicate", err.getvalue())
+        self.assertNotIn("--s2s-port", err.getvalue())
+
+    def test_option_without_its_value_is_one_line(self):
+        err = io.StringIO()
+        self.patch(sys, "stderr", err)
+        self.assertRaises(SystemExit, self.parse, "--domain", "a.test", "--s2s-port")
+        self.assertEqual(err.getvalue().splitlines(),
+                         ["wavebox: option --s2s-port requires argument "
+                          "('twistd wavebox --help' lists the options)"])
 
 
 class PluginTests(unittest.TestCase):

@@ -119,7 +119,10 @@ class CommandErrorTests(ConsoleTestCase):
         yield self.command(c, "/add not-an-address", "^error: /add: ")
         yield self.command(c, "/add a@b c@d", "^error: usage: /add USER@DOMAIN")
         yield self.command(c, "/remove", "^error: usage: /remove USER@DOMAIN")
-        yield self.command(c, "/remove bob@a.test", "^error: .*not a participant")
+        yield self.command(c, "/remove bob@a.test",
+                           "^error: bob@a.test is not a participant of this wave$")
+        yield self.command(c, "/add alice@a.test",
+                           "^error: alice@a.test is already a participant$")
         yield self.command(c, "still here", "^alice@a.test: still here$")
 
     @defer.inlineCallbacks
@@ -215,10 +218,14 @@ class WaveTests(ConsoleTestCase):
         yield bob.expect("^bob@a.test: yes$")
         yield alice.expect("^bob@a.test: yes$")
         alice.send("/remove bob@a.test")
+        mark = len(bob.lines)
         yield bob.expect(r"^\* alice@a.test removed you$")
         yield bob.expect(r"^\(you are no longer a participant; the wave is closed\)$")
         yield alice.expect(r"^\* alice@a.test removed bob@a.test$")
         yield self.command(bob, "one more", "^error: no wave is open")
+        # Told once: not again as for a wave he was not looking at.
+        self.assertEqual([line for line in bob.since(mark) if "removed you" in line],
+                         ["* alice@a.test removed you"])
         mark = len(bob.lines)
         yield self.command(alice, "secret now", "^alice@a.test: secret now")
         yield self.command(bob, "/list", "^your inbox is empty")
@@ -323,6 +330,117 @@ class ClientProgramTests(ConsoleTestCase):
         for expected in ("logged in as alice@a.test", "created wave a.test/w+",
                          "alice@a.test: hello from the client", "bye"):
             self.assertIn(expected, text)
+        # It has logged in for us: no advice to type /login.
+        self.assertIn("wavebox console for a.test, b.test.\n", text)
+        self.assertNotIn("/login", text)
+
+    @defer.inlineCallbacks
+    def test_client_with_a_wrong_password_says_so_and_exits_1(self):
+        code, text = yield self.run_client(b"wrong\n/list\n")
+        self.assertEqual(code, 1, text)
+        self.assertEqual(text.splitlines()[-1],
+                         "wavebox console: login failed: wrong user or password")
+        self.assertNotIn("log in first", text)
+
+    @defer.inlineCallbacks
+    def test_client_says_when_the_server_closes_the_connection(self):
+        out, proc = self.spawn_client()
+        proc.write(b"pw-ali\n")
+        while b"logged in as" not in out.data:
+            yield task.deferLater(reactor, 0.05, lambda: None)
+        for session in list(self.factory.sessions):
+            session.transport.loseConnection()
+        while b"closed the connection" not in out.data:
+            yield task.deferLater(reactor, 0.05, lambda: None)
+        proc.closeStdin()
+        code = yield out.ended
+        text = out.data.decode("utf-8")
+        self.assertEqual(text.splitlines()[-1],
+                         "wavebox console: the server closed the connection")
+        self.assertEqual(code, 1, text)
+
+    @defer.inlineCallbacks
+    def test_client_leaving_on_end_of_input_says_nothing_of_the_server(self):
+        code, text = yield self.run_client(b"pw-ali\n/list\n")
+        self.assertEqual(code, 0, text)
+        self.assertNotIn("closed the connection", text)
+
+    @defer.inlineCallbacks
+    def test_ctrl_d_on_a_terminal_leaves_without_a_traceback(self):
+        out, proc = self.spawn_client(usePTY=True)
+        yield self.wait_for(out, b"Password:")
+        proc.write(b"pw-ali\n")
+        yield self.wait_for(out, b"logged in as")
+        proc.write(b"\x04")                     # Ctrl-D at the prompt
+        code = yield out.ended
+        text = out.data.decode("utf-8", "replace")
+        self.assertNotIn("Traceback", text)
+        self.assertNotIn("closed the connection", text)
+        self.assertEqual(code, 0, text)
+
+    @defer.inlineCallbacks
+    def test_quit_on_a_terminal_says_bye_without_a_prompt_after_it(self):
+        out, proc = self.spawn_client(usePTY=True)
+        yield self.wait_for(out, b"Password:")
+        proc.write(b"pw-ali\n")
+        yield self.wait_for(out, b"logged in as")
+        proc.write(b"/quit\n")
+        code = yield out.ended
+        text = out.data.decode("utf-8", "replace")
+        self.assertEqual(code, 0, text)
+        self.assertNotIn("Traceback", text)
+        self.assertTrue(text.rstrip("\r\n").endswith("bye"), repr(text[-40:]))
+
+    @defer.inlineCallbacks
+    def test_ctrl_c_at_the_password_prompt_cancels_without_a_traceback(self):
+        out, proc = self.spawn_client(usePTY=True)
+        yield self.wait_for(out, b"Password:")
+        proc.write(b"\x03")                     # Ctrl-C
+        code = yield out.ended
+        text = out.data.decode("utf-8", "replace")
+        self.assertNotIn("Traceback", text)
+        self.assertEqual(text.splitlines()[-1], "wavebox console: cancelled")
+        self.assertEqual(code, 1, text)
+
+    @defer.inlineCallbacks
+    def wait_for(self, out, marker):
+        for _ in range(200):
+            if marker in out.data:
+                return
+            yield task.deferLater(reactor, 0.05, lambda: None)
+        self.fail("no %r in %r" % (marker, out.data))
+
+    def spawn_client(self, usePTY=False):
+        import os
+        import sys
+
+        import wavebox
+        root = os.path.dirname(os.path.dirname(os.path.abspath(wavebox.__file__)))
+        out = _Collect()
+        args = [sys.executable, "-m", "wavebox.cli", "console", "alice",
+                "--host", "127.0.0.1", "--port", str(self.port.getHost().port)]
+        env = dict(os.environ, PYTHONPATH=root)
+        proc = reactor.spawnProcess(out, sys.executable, args, env=env, usePTY=usePTY)
+        self.addCleanup(lambda: out.running and proc.signalProcess("KILL") or out.ended)
+        return out, proc
+
+    @defer.inlineCallbacks
+    def run_client(self, stdin):
+        import os
+        import sys
+
+        import wavebox
+        root = os.path.dirname(os.path.dirname(os.path.abspath(wavebox.__file__)))
+        out = _Collect()
+        args = [sys.executable, "-m", "wavebox.cli", "console", "alice",
+                "--host", "127.0.0.1", "--port", str(self.port.getHost().port)]
+        env = dict(os.environ, PYTHONPATH=root)
+        proc = reactor.spawnProcess(out, sys.executable, args, env=env)
+        self.addCleanup(lambda: out.running and proc.signalProcess("KILL") or out.ended)
+        proc.write(stdin)
+        proc.closeStdin()
+        code = yield out.ended
+        return code, out.data.decode("utf-8")
 
 
 class _Collect(protocol.ProcessProtocol):

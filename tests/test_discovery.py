@@ -181,6 +181,27 @@ class StepsTests(DiscoveryTestCase):
         self.assertIn("step 11: wave.b.test is at 127.0.0.4:5269, where step 5 connected: reuse it",
                       result.trace)
 
+    def test_guess_where_step_5_could_not_connect_does_not_claim_a_connection(self):
+        self.make(dict(srv("b.test", (10, 0, 5269, "b.test")),
+                       **srv("wave.b.test", (10, 0, 5269, "b.test"))),
+                  {"b.test": ["127.0.0.3"]},
+                  disco=FakeDisco({"b.test": ConnectionRefusedError()}))
+        result = self.found()
+        self.assertEqual(result.endpoints, (Endpoint("127.0.0.3", 5269, "b.test"),))
+        self.assertIn("step 11: wave.b.test is at 127.0.0.3:5269, the address of step 5",
+                      result.trace)
+        self.assertNotIn("reuse", str(result.trace))
+
+    def test_disco_stanza_error_is_shown_as_condition_and_text(self):
+        from twisted.words.protocols.jabber.error import StanzaError
+        self.make(srv("b.test", (10, 0, 5269, "b.test")), {"b.test": ["127.0.0.3"]},
+                  disco=FakeDisco({"b.test": StanzaError(
+                      "remote-server-timeout", text="cannot connect to 127.0.0.3:5269: "
+                      "connection refused")}))
+        failure = self.failed()
+        self.assertIn("step 5: disco with b.test failed: remote-server-timeout: cannot connect "
+                      "to 127.0.0.3:5269: connection refused", failure.trace)
+
     def test_guess_elsewhere_connects_to_the_new_address(self):
         # Step 11: a different port is a different connection.
         self.make(dict(srv("b.test", (10, 0, 5269, "b.test")),
@@ -327,6 +348,21 @@ class CacheTests(DiscoveryTestCase):
         pending.callback("b.test")
         self.assertIs(self.successResultOf(first), self.successResultOf(second))
         self.assertEqual(len(self.disco.calls), 1)
+
+    def test_finding_the_same_service_again_is_not_logged_again_at_info(self):
+        from twisted.logger import LogLevel
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        self.make(addresses={"b.test": ["127.0.0.3"]}, disco=FakeDisco({"b.test": "b.test"}))
+        for _ in range(3):
+            self.found()
+            self.discovery.forget("b.test")
+        self.resolver.addresses["b.test"] = ["127.0.0.4"]
+        self.found()
+        infos = [e["endpoints"] for e in events if e.get("log_level") == LogLevel.info
+                 and e.get("log_format", "").startswith("wave service of")]
+        self.assertEqual(infos, ["127.0.0.3:5269", "127.0.0.4:5269"])
 
     def test_forget_drops_the_cached_answer(self):
         self.make(addresses={"b.test": ["127.0.0.3"]}, disco=FakeDisco({"b.test": "b.test"}))

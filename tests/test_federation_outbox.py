@@ -252,6 +252,9 @@ class OutboxTests(SynchronousTestCase):
         self.assertIn("b.test", line)
         self.assertIn("1 queued", line)
         self.assertIn("unreachable, 1 failure(s), next try in 2s", line)
+        [line] = self.successResultOf(O.backlog_report(
+            self.store, (self.clock.seconds() + 5) * 1000))
+        self.assertIn("unreachable, 1 failure(s), next try due now", line)
 
 
 @defer.inlineCallbacks
@@ -324,6 +327,19 @@ class StatusCommandTests(TestCase):
         self.assertEqual((code, err), (0, b""))
         self.assertIn(b"b.test", out)
         self.assertIn(b"2 queued  unreachable, 3 failure(s)", out)
+
+    def test_status_without_a_store_says_so_and_creates_nothing(self):
+        import io
+        import os
+        import sys
+        data_dir = os.path.abspath(self.mktemp())
+        err, out = io.StringIO(), io.StringIO()
+        self.patch(sys, "stderr", err)
+        self.assertEqual(O.status_command(["--data-dir", data_dir], out=out), 1)
+        self.assertEqual(out.getvalue(), "")
+        self.assertIn("no store at %s" % (os.path.join(data_dir, "wavebox.sqlite3"),),
+                      err.getvalue())
+        self.assertFalse(os.path.exists(data_dir))
 
     def test_status_settings_take_the_command_line_over_the_config_file(self):
         conf = self.mktemp()

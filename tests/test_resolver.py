@@ -341,6 +341,18 @@ class ZoneServerFixtureTests(ZoneServerMixin, unittest.TestCase):
         self.assertEqual(endpoints, [Endpoint("127.0.0.7", 5269, "wave.example")])
 
     @defer.inlineCallbacks
+    def test_soa_on_one_line_does_not_swallow_the_records_after_it(self):
+        text = ("$ORIGIN example.\n$TTL 60\n"
+                "@ IN SOA ns.example. hostmaster.example. ( 1 3600 600 86400 60 )\n"
+                "_xmpp-server._tcp IN SRV 10 0 5269 wave.example.\n"
+                "wave IN A 127.0.0.7\n")
+        zone = yield ZoneServer.start(zones=[text])
+        self.addCleanup(zone.stop)
+        resolver = DnspythonResolver(nameserver=zone.nameserver, timeout=2.0)
+        endpoints = yield resolve_server(resolver, "example", ListTrace())
+        self.assertEqual(endpoints, [Endpoint("127.0.0.7", 5269, "wave.example")])
+
+    @defer.inlineCallbacks
     def test_answers_over_tcp_on_the_same_port(self):
         import dns.message
         import dns.query

@@ -71,6 +71,69 @@ class MakeServiceTests(unittest.TestCase):
         config = config_for(self, certificate=path, private_key=path)
         self.assertRaises(ConfigError, wservice.makeService, config)
 
+    @defer.inlineCallbacks
+    def test_console_port_in_use_is_a_config_error_naming_it(self):
+        taken = reactor.listenTCP(0, protocol.Factory(), interface="127.0.0.1")
+        self.addCleanup(taken.stopListening)
+        port = taken.getHost().port
+        top = wservice.makeService(config_for(self, console_port=str(port)))
+        e = self.assertRaises(ConfigError, top.startService)
+        yield top.stopService()
+        self.assertEqual(str(e), "--console-port: cannot listen on 127.0.0.1:%d: "
+                                 "Address already in use" % (port,))
+
+    @defer.inlineCallbacks
+    def test_s2s_port_in_use_under_twistd_is_one_log_line_and_exit_status_2(self):
+        taken = reactor.listenTCP(0, protocol.Factory(), interface="127.0.0.2")
+        self.addCleanup(taken.stopListening)
+        port = taken.getHost().port
+        top = wservice.makeService(config_for(self, s2s_port=str(port)))
+        top.twistd_options = {"pidfile": ""}
+        events = []
+        from twisted.logger import globalLogPublisher
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        e = self.assertRaises(SystemExit, top.startService)
+        yield top.stopService()
+        self.assertEqual(e.code, 2)
+        critical = [ev for ev in events if ev.get("log_level") == LogLevel.critical]
+        self.assertEqual([str(ev["error"]) for ev in critical],
+                         ["--s2s-port: cannot listen on 127.0.0.2:%d: Address already in use"
+                          % (port,)])
+
+    @defer.inlineCallbacks
+    def test_port_in_use_when_daemonized_tells_the_waiting_twistd_parent(self):
+        taken = reactor.listenTCP(0, protocol.Factory(), interface="127.0.0.2")
+        self.addCleanup(taken.stopListening)
+        port = taken.getHost().port
+        top = wservice.makeService(config_for(self, s2s_port=str(port)))
+        read_end, write_end = os.pipe()
+        self.addCleanup(os.close, read_end)
+        top.twistd_options = {"pidfile": "", "statusPipe": write_end}
+        self.assertRaises(SystemExit, top.startService)
+        yield top.stopService()
+        self.assertEqual(os.read(read_end, 200).decode("ascii"),
+                         "1 --s2s-port: cannot listen on 127.0.0.2:%d: Address already in use"
+                         % (port,))
+        self.assertEqual(os.read(read_end, 1), b"")     # closed: the parent is not left waiting
+
+    def test_a_store_that_is_not_a_database_is_a_config_error_naming_store(self):
+        path = os.path.abspath(self.mktemp())
+        with open(path, "w") as f:
+            f.write("not a database, but long enough to be read as one" * 20)
+        top = wservice.makeService(config_for(self, store="sqlite:" + path))
+        e = self.assertRaises(ConfigError, top.startService)
+        self.assertTrue(str(e).startswith("--store: cannot open the store %s" % (path,)), e)
+        return top.stopService()
+
+    def test_a_data_dir_that_is_a_file_is_a_config_error_naming_data_dir(self):
+        path = os.path.abspath(self.mktemp())
+        with open(path, "w") as f:
+            f.write("a file")
+        e = self.assertRaises(ConfigError, wservice.makeService,
+                              config_for(self, data_dir=path))
+        self.assertTrue(str(e).startswith("--data-dir: "), e)
+
     def test_log_level_filters_what_twistd_prints(self):
         top = wservice.WaveboxService("warn")
         lines = []
@@ -84,6 +147,30 @@ class MakeServiceTests(unittest.TestCase):
         observer({"log_level": LogLevel.warn, "log_format": "loud", "log_time": 0,
                   "log_namespace": "x"})
         self.assertEqual([("quiet" in l, "loud" in l) for l in lines], [(False, True)])
+
+
+    def test_twisteds_port_chatter_is_not_printed(self):
+        from twisted.python import log as legacy
+        top = wservice.WaveboxService("info")
+        lines = []
+        top.twistd_options = {"logfile": "-", "nodaemon": True}
+        application = service.Application("test")
+        self.patch(sys, "stdout", _Lines(lines))
+        top.setServiceParent(application)
+        from twisted.logger import globalLogPublisher
+        seen = []
+        globalLogPublisher.addObserver(seen.append)
+        self.addCleanup(globalLogPublisher.removeObserver, seen.append)
+        for text in ("ConsoleFactory starting on 9876", "(TCP Port 9876 Closed)",
+                     "something else from Twisted"):
+            legacy.msg(text)
+        observer = application.getComponent(ILogObserver)
+        for event in seen:
+            observer(event)
+        printed = "".join(lines)
+        self.assertIn("something else from Twisted", printed)
+        self.assertNotIn("starting on", printed)
+        self.assertNotIn("Closed", printed)
 
 
 class _Lines:

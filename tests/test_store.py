@@ -689,6 +689,18 @@ class OpenStoreTests(unittest.TestCase):
         self.assertTrue(os.path.isfile(os.path.join(data_dir, "sub", "my.sqlite3")))
 
     @defer.inlineCallbacks
+    def test_new_store_files_are_readable_by_their_owner_only(self):
+        data_dir = os.path.abspath(self.mktemp())
+        os.makedirs(data_dir, mode=0o755)
+        old = os.umask(0o022)
+        self.addCleanup(os.umask, old)
+        store = open_store("sqlite:wavebox.sqlite3", data_dir)
+        yield store.append_delta(W1, delta(0, 1))
+        for name in ("wavebox.sqlite3", "wavebox.sqlite3-wal"):
+            self.assertEqual(os.stat(os.path.join(data_dir, name)).st_mode & 0o777, 0o600, name)
+        yield store.close()
+
+    @defer.inlineCallbacks
     def test_absolute_sqlite_path_is_kept(self):
         path = os.path.join(os.path.abspath(self.mktemp()), "abs.sqlite3")
         store = open_store("sqlite:" + path, "/nonexistent-data-dir")
@@ -807,6 +819,13 @@ class BackupTests(unittest.TestCase):
         copy = SqliteStore(destination)
         self.addCleanup(copy.close)
         self.assertEqual((yield copy.deltas(W1)), (yield self.store.deltas(W1)))
+
+    def test_backup_is_readable_by_its_owner_only(self):
+        destination = os.path.join(self.directory, "private.sqlite3")
+        old = os.umask(0o022)
+        self.addCleanup(os.umask, old)
+        backup.backup(self.store.path, destination)
+        self.assertEqual(os.stat(destination).st_mode & 0o777, 0o600)
 
     def test_backup_never_overwrites(self):
         destination = os.path.join(self.directory, "exists")

@@ -87,6 +87,28 @@ class SelfSignedTests(unittest.SynchronousTestCase):
         self.assertTrue(os.path.exists(os.path.join(data, "tls", certs.SELF_SIGNED_CERT)))
         self.assertEqual(logs.count("Peers that check certificates will not trust"), 1)
 
+    def test_certificate_for_another_domain_is_a_warning_at_start_up(self):
+        from tests.xmpp_fakes import LogCapture
+        logs = LogCapture(self)
+        out = self.mktemp()
+        cert_path, key_path = certs.gencert("b.test", out=out)
+        config = load({"domain": ["a.test"], "data_dir": self.mktemp(),
+                       "certificate": cert_path, "private_key": key_path})
+        tls.policy_from_config(config, ["a.test", "wave.a.test"])
+        self.assertEqual(logs.count(
+            "--certificate %s does not name a.test, wave.a.test (it names b.test, "
+            "wave.b.test)" % (cert_path,)), 1)
+
+    def test_wildcard_certificate_names_the_wave_service(self):
+        from tests.xmpp_fakes import LogCapture
+        logs = LogCapture(self)
+        directory = self.mktemp()
+        cert_path, key_path = certs.ensure_self_signed(directory, ["a.test", "*.a.test"])
+        config = load({"domain": ["a.test"], "data_dir": self.mktemp(),
+                       "certificate": cert_path, "private_key": key_path})
+        tls.policy_from_config(config, ["a.test", "wave.a.test"])
+        self.assertEqual(logs.count("does not name"), 0)
+
     def test_tls_required_no_warns(self):
         from tests.xmpp_fakes import LogCapture
         logs = LogCapture(self)

@@ -230,3 +230,14 @@ class AuthoritativeServerTests(unittest.SynchronousTestCase):
     def test_verify_answers_need_no_authentication_and_open_no_connection(self):
         self.ask(dialback.dialback_key("s3cret", "b.test", "wave.a.test", "s1"), "wave.a.test")
         self.assertEqual(self.network.attempts, [])
+
+
+class DialbackFailedTextTests(unittest.SynchronousTestCase):
+
+    def test_a_dialback_error_points_at_the_peers_log(self):
+        text = str(dialback.DialbackFailed("error", "remote-server-timeout"))
+        self.assertTrue(text.startswith("dialback error (remote-server-timeout): the peer could "
+                                        "not check the key; its log says why"), text)
+
+    def test_invalid_is_said_plainly(self):
+        self.assertEqual(str(dialback.DialbackFailed("invalid")), "dialback invalid")

@@ -80,9 +80,10 @@ class TwoServers(unittest.TestCase):
         if self.zone is not None:
             yield self.zone.stop()
 
-    def start(self, domain, ping=(), certificate_for=None):
+    def start(self, domain, ping=(), certificate_for=None, ca=None):
         """Start a server for ``domain``; :meth:`publish_dns` makes it known."""
-        cert, key = certs.gencert(certificate_for or domain, self.dir, self.ca_cert, self.ca_key)
+        ca_cert, ca_key = ca or (self.ca_cert, self.ca_key)
+        cert, key = certs.gencert(certificate_for or domain, self.dir, ca_cert, ca_key)
         values = {
             "domain": [domain], "data_dir": "%s/%s-data" % (self.dir, domain),
             "s2s_interface": HOSTS[domain], "s2s_port": "0", "certificate": cert,
@@ -181,6 +182,16 @@ class FederationTests(TwoServers):
         self.assertEqual(failure.condition, "remote-server-timeout")
         self.assertTrue(self.log.count("TLS certificate of c.test refused"))
         self.assertFalse([s for s in self.s2s("c.test").incoming if s.authenticated])
+
+    @defer.inlineCallbacks
+    def test_peer_signed_by_a_ca_we_do_not_trust_is_told_in_plain_words(self):
+        other = certs.gencert_ca("another CA", self.mktemp())
+        self.start("c.test", ca=other)
+        yield self.publish_dns()
+        d = self.s2s("a.test").request(ping_iq("a.test", "c.test"))
+        yield self.assertFailure(d.addTimeout(GUARD, reactor), error.StanzaError)
+        self.assertTrue(self.log.count(
+            "TLS certificate of c.test refused: its CA is not in trusted_ca"), self.log.lines)
 
     @defer.inlineCallbacks
     def test_stanza_with_a_spoofed_from_is_refused(self):

@@ -35,6 +35,7 @@ class ResponderTests(unittest.SynchronousTestCase):
         self.assertEqual(list(answer.elements()), [])
 
     def test_fedone_ping_gets_a_receipt_with_the_same_id_and_swapped_addresses(self):
+        log = fx.LogCapture(self)
         self.peer.feed(
             "<message type='normal' id='ping-1' from='wave.b.test' to='wave.a.test'>"
             "<ping xmlns='http://waveprotocol.org/protocol/0.2/waveserver'/>"
@@ -42,6 +43,7 @@ class ResponderTests(unittest.SynchronousTestCase):
         [answer] = self.answers("wave.a.test", "wave.b.test")
         self.assertEqual((answer.name, answer["id"], answer["from"], answer["to"]),
                          ("message", "ping-1", "wave.a.test", "wave.b.test"))
+        self.assertEqual(log.count("answered the wave ping from wave.b.test"), 1)
         self.assertEqual([(c.uri, c.name) for c in answer.elements()],
                          [("urn:xmpp:receipts", "received")])
 
@@ -104,3 +106,14 @@ class PingerTests(unittest.SynchronousTestCase):
         bounce = error.StanzaError("remote-server-not-found").toResponse(self.sent[0])
         self.service.local.deliver(bounce)
         self.assertEqual(self.log.count("ping to b.test failed: remote-server-not-found"), 1)
+
+    def test_bounced_ping_log_line_carries_the_reason_text(self):
+        self.pinger()
+        from twisted.words.protocols.jabber import error
+        bounce = error.StanzaError(
+            "remote-server-timeout", type="wait",
+            text="cannot connect to 127.0.0.3:5269: connection refused").toResponse(self.sent[0])
+        self.service.local.deliver(bounce)
+        self.assertEqual(self.log.count(
+            "ping to b.test failed: remote-server-timeout "
+            "(cannot connect to 127.0.0.3:5269: connection refused)"), 1)

@@ -576,3 +576,55 @@ class IdleStreamTests(unittest.SynchronousTestCase):
         request = iq("a.test", "wave.a.test", payload=("urn:example", "handled"))
         f = self.failureResultOf(service.request(request), error.StanzaError)
         self.assertEqual(f.value.condition, "service-unavailable")
+
+
+class DescribeTests(unittest.SynchronousTestCase):
+    """The reasons in 'no stream from X to Y: cannot connect to ...' log lines."""
+
+    def test_refused_connection_is_said_once(self):
+        from twisted.internet import error as ierror
+        from wavebox.xmpp.streams import _describe
+        self.assertEqual(_describe(ierror.ConnectionRefusedError()), "connection refused")
+
+    def test_other_connect_errors_give_the_os_words(self):
+        import errno
+        from twisted.internet import error as ierror
+        from wavebox.xmpp.streams import _describe
+        e = ierror.ConnectError(osError=OSError(errno.EHOSTUNREACH, "No route to host"))
+        self.assertEqual(_describe(e), "no route to host")
+        self.assertEqual(_describe(ierror.TCPTimedOutError()), "connection timed out")
+
+
+class OutageLogTests(unittest.SynchronousTestCase):
+    """A peer that stays down is one warning, not one per retry; its return is one line."""
+
+    def setUp(self):
+        self.service, self.network, _, self.clock = fx.make_service(
+            table={"b.test": [("127.0.0.3", 5269)]})
+        self.addCleanup(self.service.stopService)
+        self.log = fx.LogCapture(self)
+
+    def fail_once(self):
+        self.service.send(message("a.test", "bob@b.test"))
+        for attempt in list(self.network.attempts):
+            if not attempt.stopped:
+                self.network.refuse(attempt)
+        route = self.service.routes[("a.test", "b.test")]
+        self.clock.advance(max(0, route.retry_at - self.clock.seconds()) + 0.1)
+
+    def warnings(self):
+        from twisted.logger import LogLevel
+        return [e for e in self.log.events
+                if e.get("log_level") == LogLevel.warn and "no stream from" in e["log_format"]]
+
+    def test_repeated_failures_warn_once_and_recovery_is_logged(self):
+        for _ in range(3):
+            self.fail_once()
+        self.assertEqual(len(self.warnings()), 1)
+        self.assertEqual(self.log.count("no stream from a.test to b.test"), 3)
+        self.service.send(message("a.test", "bob@b.test"))
+        peer = fx.answer_outgoing(self.network)
+        peer.feed("<db:result from='b.test' to='a.test' type='valid'/>")
+        self.assertEqual(self.log.count(
+            "S2S: stream from a.test to b.test is up, after 3 failed attempt(s)"), 1)
+        self.assertEqual(self.service.routes[("a.test", "b.test")].failures, 0)

@@ -271,7 +271,10 @@ def read_config_file(path):
     for key, text in parser.items("wavebox"):
         key = key.replace("-", "_")
         if key not in known or key == "config":
-            raise ConfigError("%s: unknown option in %s" % (key, path))
+            import difflib
+            near = difflib.get_close_matches(key, [k for k in known if k != "config"], n=1)
+            raise ConfigError("%s: unknown option in %s%s" % (
+                key, path, " (did you mean %s?)" % (near[0],) if near else ""))
         values[key] = text
     return values
 
@@ -374,9 +377,10 @@ class Options(usage.Options):
         return handler
 
     for _o in OPTIONS:
+        # The short form is the same function, so that --help shows "-c, --config=".
         locals()["opt_" + _o.name.replace("-", "_")] = _make_handler(_o)
         if _o.short:
-            locals()["opt_" + _o.short] = _make_handler(_o)
+            locals()["opt_" + _o.short] = locals()["opt_" + _o.name.replace("-", "_")]
     del _o, _make_handler
 
     def parseOptions(self, options=None):
@@ -391,7 +395,15 @@ class Options(usage.Options):
                 name, eq, value = arg.partition("=")
                 arg = name.replace("_", "-") + eq + value
             fixed.append(arg)
-        return usage.Options.parseOptions(self, fixed)
+        try:
+            return usage.Options.parseOptions(self, fixed)
+        except usage.UsageError as e:
+            # twistd would print its whole usage text above the one line
+            # that matters; a bad value (ConfigError) is one line too.
+            import sys
+            sys.stderr.write("wavebox: %s ('twistd wavebox --help' lists the options)\n"
+                             % (e,))
+            raise SystemExit(2)
 
     def config(self):
         """The validated :class:`Config`; raises :class:`ConfigError`."""

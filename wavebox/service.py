@@ -14,15 +14,20 @@ us: instead of the S2S service there is one component stream, with the same
 API (send, request, add_handler, disco) and the same handlers.
 """
 
+import errno
+import os
+import re
 import sys
 
 from twisted.application import service
+from twisted.internet.error import CannotListenError
 from twisted.logger import (
     FilteringLogObserver,
     ILogObserver,
     LogLevel,
     LogLevelFilterPredicate,
     Logger,
+    PredicateResult,
 )
 
 from wavebox.config import ConfigError
@@ -60,7 +65,81 @@ class WaveboxService(service.MultiService):
             return          # twistd changed: keep its own observer, unfiltered
         level = LogLevel.levelWithName(self.log_level)
         parent.setComponent(ILogObserver, FilteringLogObserver(
-            base, [LogLevelFilterPredicate(defaultLogLevel=level)]))
+            base, [LogLevelFilterPredicate(defaultLogLevel=level), _drop_port_chatter]))
+
+    def startService(self):
+        # A port that is taken is the commonest start-up mistake.  Under
+        # twistd it would be a traceback; say it in one line that names the
+        # option, and exit as a bad option does.
+        try:
+            service.MultiService.startService(self)
+        except CannotListenError as e:      # the S2S listener; the console names itself
+            error = listen_error("s2s", e)
+        except ConfigError as e:
+            error = e
+        else:
+            return
+        if self.twistd_options is None:
+            raise error
+        log.critical("cannot start: {error}", error=error)
+        _tell_twistd_parent(self.twistd_options, error)
+        _remove_own_pidfile(self.twistd_options.get("pidfile"))
+        raise SystemExit(2)
+
+
+_PORT_CHATTER = re.compile(r"^(\S+ starting on \d+|\(\w+ Port \d+ Closed\))$")
+
+
+def _drop_port_chatter(event):
+    """
+    Twisted's own "ConsoleFactory starting on 9876" and "(TCP Port 9876
+    Closed)": our "console listening on 127.0.0.1:9876" says it better, and
+    names the address.
+    """
+    text = event.get("log_text") if event.get("log_namespace") == "log_legacy" else None
+    if isinstance(text, str) and _PORT_CHATTER.match(text):
+        return PredicateResult.no
+    return PredicateResult.maybe
+
+
+def listen_error(prefix, e):
+    """A :class:`ConfigError` naming the option behind a failed listen."""
+    code = getattr(e.socketError, "errno", None)
+    option = "--%s-interface" % prefix if code == errno.EADDRNOTAVAIL else "--%s-port" % prefix
+    reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
+    return ConfigError("%s: cannot listen on %s:%s: %s" % (
+        option, e.interface or "*", e.port, reason))
+
+
+def _tell_twistd_parent(options, error):
+    """
+    Daemonized, twistd's first process waits on a pipe for the daemon's
+    "0" (started) or "1 REASON"; a daemon that exits without writing leaves
+    it waiting forever.  It prints REASON (at most 100 bytes) and exits 1.
+    """
+    try:
+        pipe = options.get("statusPipe")
+    except AttributeError:
+        return
+    if pipe is None:
+        return
+    options["statusPipe"] = None
+    message = ("1 %s" % (error,)).encode("ascii", "backslashreplace")[:100]
+    try:
+        os.write(pipe, message)
+        os.close(pipe)
+    except OSError:
+        pass
+
+
+def _remove_own_pidfile(path):
+    """twistd removes its pid file only on its own exits; this is one of ours."""
+    try:
+        with open(path) as f:
+            if int(f.read().strip()) == os.getpid():
+                os.unlink(path)
+    except (TypeError, OSError, ValueError):
+        pass
 
 
 def makeServiceFromOptions(options):
@@ -167,8 +246,13 @@ class WaveServerService(service.Service):
         return self.wave_server.store
 
     def startService(self):
-        from wavebox.store import open_store
-        self.wave_server.store = open_store(self.config.store, self.config.data_dir)
+        from wavebox.store import StoreError, open_store
+        try:
+            self.wave_server.store = open_store(self.config.store, self.config.data_dir)
+        except StoreError as e:
+            # Not a database, a directory we may not write to: the operator's
+            # to fix, so one line that names the option.
+            raise ConfigError("--store: %s" % (e,))
         service.Service.startService(self)
 
     def stopService(self):
@@ -192,7 +276,10 @@ class ConsoleService(service.Service):
     def startService(self):
         from twisted.internet import reactor
         service.Service.startService(self)
-        self.listening = reactor.listenTCP(self.port, self.factory, interface=self.interface)
+        try:
+            self.listening = reactor.listenTCP(self.port, self.factory, interface=self.interface)
+        except CannotListenError as e:
+            raise listen_error("console", e)
         host = self.listening.getHost()
         log.info("console listening on {host}:{port}", host=host.host, port=host.port)
 
@@ -225,7 +312,11 @@ def _make_wave_services(config, top):
     try:
         signers = _make_signers(config)
     except Exception as e:
-        raise ConfigError("--certificate: cannot load the signing certificate: %s" % (e,))
+        if config.certificate:
+            raise ConfigError("--certificate: cannot load the signing certificate: %s" % (e,))
+        # No certificate given: the one we make lives in the data dir.
+        raise ConfigError("--data-dir: cannot make or read the self-signed certificate "
+                          "under %s: %s" % (config.data_dir, e))
     wave_server = WaveServer(None, config.domains, signers=signers,
                              snapshot_interval=config.snapshot_interval)
     WaveServerService(config, wave_server).setServiceParent(top)

@@ -21,7 +21,9 @@ from wavebox.model.ids import ParticipantId
 def parse_args(argv):
     p = argparse.ArgumentParser(
         prog="wavebox adduser",
-        description="Create a console account (or, with --replace, set a new password).")
+        description="Create a console account (or, with --replace, set a new password) "
+                    "in the server's store, running or not.  On a terminal the password "
+                    "is asked twice; otherwise one line of stdin is read.")
     p.add_argument("user", metavar="USER", help="USER or USER@DOMAIN")
     p.add_argument("--config", "-c", help="the server's config file")
     p.add_argument("--data-dir", help="the server's data directory")

@@ -102,6 +102,7 @@ class ConsoleSession(protocol.Protocol):
         self.mode = "normal"
         self.inbox_names = []          # WaveletNames of the last /list, in its order
         self.shown = set()             # blip ids of the open wave already shown
+        self._told = None              # the update that closed the open wave, announced
         self.login_failures = 0
         self._buffer = b""
         self._discarding = False
@@ -311,6 +312,15 @@ class ConsoleSession(protocol.Protocol):
             participant = ParticipantId(rest)
         except InvalidParticipantId as e:
             raise UsageError("/%s: %s" % (verb, e))
+        # Say it in the user's terms; the model would name an operation of a
+        # delta the user never saw.
+        state = self.server.current_state(self.open_name)
+        if state is not None:
+            present = participant in view.participants(state)
+            if verb == "add" and present:
+                raise UsageError("%s is already a participant" % (participant,))
+            if verb == "remove" and not present:
+                raise UsageError("%s is not a participant of this wave" % (participant,))
         yield self._submit([operation(participant)])
 
     @defer.inlineCallbacks
@@ -398,6 +408,7 @@ class ConsoleSession(protocol.Protocol):
         if self.user not in update.participants_after:
             # Removed: what happens next on this wave is none of our business.
             self._close_wave()
+            self._told = update
             self.say("(you are no longer a participant; the wave is closed)")
             return
         state = self.server.current_state(update.wavelet_name)
@@ -418,8 +429,8 @@ class ConsoleSession(protocol.Protocol):
 
     def inbox_changed(self, update):
         """A durable delta of any wave of ours: announce being added or removed."""
-        if update.wavelet_name == self.open_name:
-            return   # the open wave shows its own notices
+        if update.wavelet_name == self.open_name or update is self._told:
+            return   # the open wave shows its own notices (the last one, too)
         if update.author == self.user:
             return   # the user did it here, and was told
         if self.user in update.added:

@@ -479,8 +479,10 @@ def backlog_report(store, now_ms):
     for destination, pending in sorted(backlog.items()):
         retry = yield defer.maybeDeferred(store.outbox_get_retry, destination)
         if retry is not None and retry.failures:
-            wait = max(0, (retry.next_attempt_ms - now_ms) / 1000.0)
-            state = "unreachable, %d failure(s), next try in %.0fs" % (retry.failures, wait)
+            wait = (retry.next_attempt_ms - now_ms) / 1000.0
+            state = "unreachable, %d failure(s), %s" % (
+                retry.failures, "next try in %.0fs" % (wait,) if wait >= 0.5
+                else "next try due now")
         else:
             state = "delivering"
         lines.append("%-30s %6d queued  %s" % (destination, pending, state))
@@ -548,6 +550,15 @@ def status_command(argv, out=None):
     except ConfigError as e:
         sys.stderr.write("wavebox status: %s\n" % (e,))
         return 2
+    import os
+    from wavebox.store import store_path
+    path = store_path(url, data_dir)
+    if path is not None and not os.path.isfile(path):
+        # Opening it would make an empty store, and an empty store says
+        # "every update has been received": not what a wrong path means.
+        sys.stderr.write("wavebox status: no store at %s (give the server's --config, "
+                         "or --data-dir and --store)\n" % (path,))
+        return 1
     result = []
 
     @defer.inlineCallbacks

@@ -27,6 +27,11 @@ def backup(source, destination):
     if os.path.exists(destination):
         raise OSError("%s already exists; give a new file name" % (destination,))
     partial = destination + ".partial"
+    # The copy holds every wave and the accounts' password hashes: readable
+    # by us alone, whatever the umask (sqlite would make it 0644).
+    if os.path.exists(partial):
+        os.unlink(partial)          # left by a copy that was interrupted
+    os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     src = sqlite3.connect(source)
     try:
         dst = sqlite3.connect(partial)
@@ -74,7 +79,8 @@ def main(argv):
         description="Copy the SQLite store to DEST, a new single file, while the "
                     "server runs.  Restore by stopping wavebox and putting the copy "
                     "in place of the store file (removing its -wal and -shm files).")
-    parser.add_argument("destination", metavar="DEST")
+    parser.add_argument("destination", metavar="DEST",
+                        help="the file to write; it must not exist (mode 0600)")
     parser.add_argument("-c", "--config", help="wavebox config file to read data_dir and "
                         "store from")
     parser.add_argument("--data-dir", help="the server's --data-dir")

@@ -27,6 +27,7 @@ The reactor thread never touches a connection.  The schema is versioned with
 ``PRAGMA user_version`` and created on first open.
 """
 
+import os
 import queue
 import sqlite3
 import threading
@@ -137,6 +138,15 @@ def prepare_database(path):
     Create or upgrade the schema of the database at ``path``.  Raises
     :class:`StoreError` if the file is not a wavebox database this code can use.
     """
+    try:
+        # The store holds every wave and the accounts' password hashes: a new
+        # one is ours alone (SQLite gives its -wal and -shm files the same
+        # mode), even in a data dir the operator made world-readable.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise StoreError("cannot open the store %s: %s" % (path, e.strerror or e))
     try:
         conn = _connect(path, writer=True)
     except sqlite3.Error as e:

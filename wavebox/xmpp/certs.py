@@ -182,9 +182,15 @@ def main(argv):
     parser = argparse.ArgumentParser(
         prog="wavebox gencert",
         description="Make an RSA key (PKCS#8 PEM) and a certificate for DOMAIN and "
-                    "its wave service JID, self-signed or signed by a CA; or make a "
-                    "test CA with --make-ca.")
-    parser.add_argument("domain", nargs="?", help="the hosted domain")
+                    "its wave service JID, self-signed or signed by a CA: DIR/DOMAIN.crt "
+                    "and DIR/DOMAIN.key.  Or make a test CA with --make-ca NAME: "
+                    "DIR/NAME.crt and DIR/NAME.key, with '-' for spaces.  Keys are "
+                    "written with mode 0600.",
+        epilog="A test federation: wavebox gencert --make-ca 'Test CA' --out certs; "
+               "wavebox gencert a.test --ca-cert certs/Test-CA.crt --ca-key "
+               "certs/Test-CA.key --out certs; then certificate, private_key and "
+               "trusted_ca in each server's config (docs/xmpp.rst).")
+    parser.add_argument("domain", nargs="?", metavar="DOMAIN", help="the hosted domain")
     parser.add_argument("--make-ca", metavar="NAME", help="make a CA named NAME instead")
     parser.add_argument("--ca-cert", metavar="FILE", help="sign with this CA certificate")
     parser.add_argument("--ca-key", metavar="FILE", help="private key of --ca-cert")

@@ -115,9 +115,14 @@ class DialbackFailed(Exception):
         self.condition = condition
 
     def __str__(self):
+        text = "dialback %s" % (self.answer,)
         if self.condition:
-            return "dialback %s (%s)" % (self.answer, self.condition)
-        return "dialback %s" % (self.answer,)
+            text += " (%s)" % (self.condition,)
+        if self.answer == "error":
+            # All we are told; the peer knows more, and logs it.
+            text += ": the peer could not check the key; its log says why (often: it " \
+                    "does not trust our certificate)"
+        return text
 
 
 def _element(name, sender, recipient, stream_id=None, key=None, answer=None):
@@ -268,7 +273,7 @@ class Dialback:
         answer = result.getAttribute("type")
         if answer == "valid":
             stream.authenticated.add(pair)
-            log.info("dialback: {originating} -> {receiving} authenticated",
+            log.info("dialback: {originating} -> {receiving} authenticated (our stream)",
                      originating=pair[0], receiving=pair[1])
             waiters.fire(pair)
         else:
@@ -304,8 +309,9 @@ class Dialback:
             stream.send(_error_element("result", receiving, originating, "bad-request", "modify"))
             return
         if self.trust_certificates and stream.peer_proves(originating):
-            log.info("dialback: certificate of {originating} proves it; no verify needed",
-                     originating=originating)
+            log.info("dialback: {originating} -> {receiving} accepted: its certificate "
+                     "proves {originating} (no verify needed)",
+                     originating=originating, receiving=receiving)
             self._accept(stream, pair)
             return
         stream.verifying.add(pair)

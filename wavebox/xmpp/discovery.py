@@ -118,6 +118,15 @@ def _is_timeout(error):
     return isinstance(error, (ResolutionTimeout, ConnectTimeoutError, defer.TimeoutError))
 
 
+def _error_text(e):
+    """A stanza error as 'condition: text', not as its class's repr."""
+    condition = getattr(e, "condition", None)
+    if isinstance(condition, str):
+        text = getattr(e, "text", None)
+        return "%s: %s" % (condition, text) if text else condition
+    return str(e) or type(e).__name__
+
+
 def _endpoints_text(endpoints):
     return ", ".join(str(e) for e in endpoints)
 
@@ -133,7 +142,8 @@ class _Run:
     def __init__(self, domain):
         self.domain = domain
         self.trace = Trace(domain)
-        self.step5_endpoints = []   # where disco connected (steps 5-6)
+        self.step5_endpoints = []   # where disco was asked (steps 5-6)
+        self.step5_connected = False  # and whether it got an answer there
         self.failed_jids = set()    # names whose resolution already failed
         self.timed_out = False      # some answer never came
         self.no_disco_item = None   # why disco gave no usable JID, for step 13
@@ -166,6 +176,7 @@ class WaveServiceDiscovery:
         self.random = random
         self._cache = {}      # domain -> (expires, DiscoveryResult | DiscoveryFailed)
         self._pending = {}    # domain -> [Deferred] waiting for a running discovery
+        self._found = {}      # domain -> (jid, endpoints) last logged
 
     # --- the cache ----------------------------------------------------------
 
@@ -191,8 +202,13 @@ class WaveServiceDiscovery:
     def _finished(self, outcome, domain):
         if isinstance(outcome, DiscoveryResult):
             ttl = self.success_ttl
-            self.log.info("wave service of {domain}: {jid} at {endpoints}", domain=domain,
-                          jid=outcome.jid, endpoints=_endpoints_text(outcome.endpoints))
+            # A peer that is down is found again at every retry: say where
+            # it is when that is news.
+            found = (outcome.jid, outcome.endpoints)
+            emit = self.log.debug if self._found.get(domain) == found else self.log.info
+            self._found[domain] = found
+            emit("wave service of {domain}: {jid} at {endpoints}", domain=domain,
+                 jid=outcome.jid, endpoints=_endpoints_text(outcome.endpoints))
         else:
             if not outcome.check(DiscoveryFailed):
                 # A bug of ours or of the disco callable: still a failure to
@@ -274,10 +290,10 @@ class WaveServiceDiscovery:
             return None
         except Exception as e:
             run.timed_out = run.timed_out or _is_timeout(e)
-            run.trace.step(5, "disco with %s failed: %s"
-                           % (run.domain, str(e) or type(e).__name__))
+            run.trace.step(5, "disco with %s failed: %s" % (run.domain, _error_text(e)))
             run.no_disco_item = "disco failed"
             return None
+        run.step5_connected = True
         if jid is None:
             run.trace.step(6, "disco#items %s -> no collaboration/google-wave item" % (run.domain,))
             run.no_disco_item = "no google-wave disco item"
@@ -330,11 +346,18 @@ class WaveServiceDiscovery:
         same = [e for e in run.step5_endpoints if (e.host, e.port) in seen]
         if not same:
             if run.step5_endpoints:
-                run.trace.step(11, "%s is not where step 5 connected: connect to %s"
-                               % (guess, _endpoints_text(endpoints)))
+                run.trace.step(11, "%s is not %s: connect to %s"
+                               % (guess, "where step 5 connected" if run.step5_connected
+                                  else "at the address of step 5", _endpoints_text(endpoints)))
             return endpoints
-        run.trace.step(11, "%s is at %s, where step 5 connected: reuse it"
-                       % (guess, _endpoints_text(same)))
+        if run.step5_connected:
+            run.trace.step(11, "%s is at %s, where step 5 connected: reuse it"
+                           % (guess, _endpoints_text(same)))
+        else:
+            # Step 5 did not get through there: saying "reuse it" would
+            # claim a connection that never was.
+            run.trace.step(11, "%s is at %s, the address of step 5"
+                           % (guess, _endpoints_text(same)))
         first = [e for e in endpoints if (e.host, e.port) == (same[0].host, same[0].port)]
         return first + [e for e in endpoints if e not in first]
 

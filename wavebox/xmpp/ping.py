@@ -71,6 +71,9 @@ class PingResponder(XMPPHandler):
         if message.getAttribute("id"):
             received["id"] = message["id"]
         self.send(receipt)
+        # The pinging operator looks for "got ping response"; this is the
+        # other half, once per peer start-up (XEP-0199 pings stay quiet).
+        log.info("answered the wave ping from {sender}", sender=message["from"])
 
 
 class _ReceiptWatcher(XMPPHandler):
@@ -168,14 +171,17 @@ class ServerPinger(service.Service):
         if entry is None or message.getAttribute("from") != entry[1]:
             return
         message.handled = True
-        condition = "unknown error"
+        condition, text = "unknown error", None
         for child in message.elements():
             if child.name == "error":
                 for c in child.elements():
-                    condition = c.name
-                    break
+                    if c.name == "text":
+                        text = str(c)
+                    elif condition == "unknown error":
+                        condition = c.name
         done = self._finish(message["id"])
-        log.warn("ping to {domain} failed: {condition}", domain=entry[0], condition=condition)
+        log.warn("ping to {domain} failed: {condition}{why}", domain=entry[0],
+                 condition=condition, why=" (%s)" % (text,) if text else "")
         done.callback(False)
 
     def _timed_out(self, ping_id):

@@ -87,6 +87,7 @@ import uuid
 
 from twisted.application import service
 from twisted.internet import defer, protocol
+from twisted.internet import error as ierror
 from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
 from twisted.python import failure
@@ -138,6 +139,16 @@ def _describe(reason):
         return "timed out"
     if isinstance(value, (RouteFailed, TLSUnavailable, db.DialbackFailed)):
         return str(value)
+    if isinstance(value, ierror.ConnectError):
+        # Twisted's own wording repeats itself ("Connection was refused by
+        # other side: 111: Connection refused."); the OS's words suffice.
+        if isinstance(value, ierror.ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(value, (ierror.TimeoutError, ierror.TCPTimedOutError)):
+            return "connection timed out"
+        os_error = value.osError or (value.args[-1] if value.args else None)
+        if isinstance(os_error, OSError) and os_error.strerror:
+            return os_error.strerror[:1].lower() + os_error.strerror[1:]
     text = str(value)
     return "%s: %s" % (type(value).__name__, text) if text else type(value).__name__
 
@@ -1018,6 +1029,10 @@ class S2SService(service.Service):
 
     def _route_ready(self, stream, route):
         route.establishing = False
+        if route.failures:
+            log.info("S2S: stream from {local} to {remote} is up, after {failures} failed "
+                     "attempt(s)", local=route.local, remote=route.remote,
+                     failures=route.failures)
         route.failures = 0
         route.retry_at = 0
         route.stream = stream
@@ -1040,10 +1055,16 @@ class S2SService(service.Service):
         delay = min(self.backoff_max, self.backoff_initial * 2 ** (route.failures - 1))
         route.retry_at = self.clock.seconds() + delay
         queue, route.queue = route.queue, []
-        log.warn("S2S: no stream from {local} to {remote}: {reason}; returning "
-                 "{count} stanza(s) with <{condition}/>; next attempt in {delay:.0f}s",
-                 local=route.local, remote=route.remote, reason=_describe(reason),
-                 count=len(queue), condition=condition, delay=delay)
+        # A peer that is down fails again at every retry, and whoever sent
+        # the stanzas (the federation outbox) logs its own backlog: warn
+        # once per outage, then only at debug level until a stream is up.
+        emit = log.warn if route.failures == 1 else log.debug
+        emit("S2S: no stream from {local} to {remote}: {reason}; returning "
+             "{count} stanza(s) with <{condition}/>; next attempt in {delay:.0f}s{more}",
+             local=route.local, remote=route.remote, reason=_describe(reason),
+             count=len(queue), condition=condition, delay=delay,
+             more=" (until it works, further failures are logged at debug level)"
+             if route.failures == 1 else "")
         for stanza in queue:
             self._bounce(stanza, condition, _describe(reason))
 

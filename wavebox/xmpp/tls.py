@@ -37,14 +37,15 @@ log = Logger()
 
 # OpenSSL X509_V_ERR_* codes worth naming in a log line.
 _VERIFY_ERRORS = {
-    2: "issuer certificate not found",
+    # 2 and 18-21 mostly mean that the CA is not one we were told to trust.
+    2: "its CA is not in trusted_ca (issuer certificate not found)",
     7: "bad signature",
     9: "certificate not yet valid",
     10: "certificate expired",
-    18: "self-signed certificate",
-    19: "self-signed certificate in chain",
-    20: "issuer not trusted",
-    21: "cannot verify the first certificate",
+    18: "self-signed certificate, not in trusted_ca",
+    19: "its CA is not in trusted_ca (self-signed certificate in chain)",
+    20: "its CA is not in trusted_ca (issuer not trusted)",
+    21: "its CA is not in trusted_ca (cannot verify the first certificate)",
     24: "invalid CA certificate",
     26: "unsuitable certificate purpose",
 }
@@ -192,6 +193,35 @@ class TLSPolicy:
         return True
 
 
+def _names_match(pattern, name):
+    """RFC 6125 DNS-ID matching: exact, or a wildcard for one leftmost label."""
+    pattern, name = pattern.lower().rstrip("."), name.lower().rstrip(".")
+    if pattern.startswith("*."):
+        return "." in name and name.split(".", 1)[1] == pattern[2:]
+    return pattern == name
+
+
+def _warn_if_unfit(cert_file, names):
+    """
+    A certificate for the wrong domain, or an expired one, still loads; peers
+    then refuse every stream, far from here.  Say so at start-up instead.
+    """
+    import datetime
+    try:
+        certificate = certs.load_certificate(cert_file)
+    except Exception:
+        return              # the policy's own loading says what is wrong
+    has = certs.certificate_names(certificate)
+    missing = [n for n in names if not any(_names_match(p, n) for p in has)]
+    if missing:
+        log.warn("--certificate {path} does not name {missing} (it names {has}); peers "
+                 "that check certificates will refuse our streams for those",
+                 path=cert_file, missing=", ".join(missing), has=", ".join(has) or "nothing")
+    if certificate.not_valid_after_utc < datetime.datetime.now(datetime.timezone.utc):
+        log.warn("--certificate {path} expired on {date}; peers will refuse it",
+                 path=cert_file, date=certificate.not_valid_after_utc.date().isoformat())
+
+
 def policy_from_config(config, names):
     """
     The :class:`TLSPolicy` of a configuration.  ``names`` are every domain we
@@ -200,7 +230,9 @@ def policy_from_config(config, names):
     directory.
     """
     cert_file, key_file = certs.certificate_files(config, names)
-    if not config.certificate:
+    if config.certificate:
+        _warn_if_unfit(cert_file, names)
+    else:
         log.warn("No --certificate configured: using the self-signed certificate "
                  "{path} for {names}.  Peers that check certificates will not trust "
                  "it; make a real one (see 'wavebox gencert').",
