@@ -268,6 +268,23 @@ class TwistdTests(unittest.TestCase):
         self.assertNotIn("Traceback", child.output)
         self.assertTrue(os.path.exists(os.path.join(directory, "data", "dialback.secret")))
 
+    def test_bad_value_stops_start_up_with_one_line_naming_the_option(self):
+        # What twistd calls with the parsed options: a bad value is one line
+        # on stderr and exit status 2, never a traceback.
+        import io
+        for argv, option in ((["--s2s-port", "many"], "--s2s-port"),
+                             (["--tls-required", "maybe"], "--tls-required"),
+                             (["--certificate", self.mktemp(), "--private-key", self.mktemp()],
+                              "--certificate")):
+            err = io.StringIO()
+            self.patch(sys, "stderr", err)
+            options = Options()
+            options.parseOptions(["--domain", "a.test", "--data-dir", self.mktemp()] + argv)
+            e = self.assertRaises(SystemExit, wservice.makeServiceFromOptions, options)
+            self.assertEqual(e.code, 2)
+            [line] = err.getvalue().splitlines()
+            self.assertTrue(line.startswith("wavebox: %s: " % (option,)), line)
+
     def test_plugin_options_reach_make_service(self):
         options = Options()
         options.parseOptions(["--domain", "a.test", "--data-dir", self.mktemp(),
