@@ -43,6 +43,8 @@ class OptionsTests(unittest.TestCase):
         self.assertEqual(c.s2s_port, 5269)
         self.assertTrue(c.tls_required)
         self.assertEqual(c.service_jid("a.test"), "wave.a.test")
+        self.assertEqual((c.console_interface, c.console_port), ("127.0.0.1", 9876))
+        self.assertEqual(c.store, "sqlite:wavebox.sqlite3")
 
     def test_bad_value_names_the_option(self):
         e = self.assertRaises(config.ConfigError, self.parse, "--domain", "a.test",
@@ -91,6 +93,43 @@ class OptionsTests(unittest.TestCase):
         here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         c = self.parse("--config", os.path.join(here, "etc", "wavebox.conf.example"))
         self.assertTrue(c.domain)
+
+    def test_example_config_file_documents_every_option(self):
+        # Issue 3: etc/wavebox.conf.example is "documented line by line":
+        # each key appears (set or commented out) under a comment of its own.
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        with open(os.path.join(here, "etc", "wavebox.conf.example")) as f:
+            lines = f.read().splitlines()
+        for option in config.OPTIONS:
+            if option.key == "config":
+                continue
+            at = [i for i, line in enumerate(lines)
+                  if line.lstrip("#").split("=")[0].strip() == option.key]
+            self.assertTrue(at, "%s is not in the example config" % (option.key,))
+            above = lines[:at[0]]
+            while above and above[-1].lstrip("#").split("=")[0].strip() in config.options_by_key():
+                above.pop()
+            self.assertTrue(above and above[-1].startswith("# "),
+                            "%s has no comment above it" % (option.key,))
+
+    def test_fixed_option_names_work_as_config_keys(self):
+        ca = self.mktemp()
+        with open(ca, "w") as f:
+            f.write("x")
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("[wavebox]\ndomain = a.test\ndata_dir = /tmp/x\ns2s_interface = 127.0.0.2\n"
+                    "s2s_port = 5270\ncertificate = %s\nprivate_key = %s\ntrusted_ca = %s\n"
+                    "tls_required = no\nnameserver = 127.0.0.1:5353\n"
+                    "xmpp_server_ping = b.test c.test\n" % (ca, ca, ca))
+        c = self.parse("--config", path)
+        self.assertEqual((c.domain, c.data_dir, c.s2s_interface, c.s2s_port),
+                         (["a.test"], "/tmp/x", "127.0.0.2", 5270))
+        self.assertEqual((c.certificate, c.private_key, c.trusted_ca), (ca, ca, ca))
+        self.assertFalse(c.tls_required)
+        self.assertEqual(c.nameserver, ("127.0.0.1", 5353))
+        self.assertEqual(c.xmpp_server_ping, ["b.test", "c.test"])
+        self.assertEqual(c.config, path)
 
     def test_help_lists_every_option(self):
         text = str(config.Options())
