@@ -44,6 +44,25 @@ class KeyTests(unittest.SynchronousTestCase):
         self.assertGreaterEqual(len(first), 32)
         self.assertEqual(dialback.load_secret(directory), first)
 
+    def test_secret_from_the_config_wins_and_nothing_is_written(self):
+        from wavebox.config import load
+        directory = self.mktemp()
+        config = load({"domain": ["a.test"], "data_dir": directory,
+                       "dialback_secret": "from the config file"})
+        self.assertEqual(dialback.secret_from_config(config), "from the config file")
+        self.assertFalse(os.path.exists(os.path.join(directory, dialback.SECRET_FILE)))
+
+    def test_without_a_configured_secret_the_data_dir_keeps_one(self):
+        from wavebox.config import load
+        directory = self.mktemp()
+        config = load({"domain": ["a.test"], "data_dir": directory})
+        secret = dialback.secret_from_config(config)
+        with open(os.path.join(directory, dialback.SECRET_FILE)) as f:
+            self.assertEqual(f.read().strip(), secret)
+        # A restart (a new configuration, the same data dir) keys with it again.
+        self.assertEqual(dialback.secret_from_config(load({"domain": ["a.test"],
+                                                           "data_dir": directory})), secret)
+
     def test_bytes_secret_is_refused(self):
         # wokkel's bug: a bytes secret broke key generation silently.
         self.assertRaises(ValueError, dialback.Dialback, b"secret", None)
