@@ -7,6 +7,8 @@ records that carry the real ports.  The servers are built by
 ``wavebox.service.makeService`` from a configuration, as twistd builds them.
 """
 
+import os
+
 from twisted.internet import defer, endpoints, protocol, reactor
 from twisted.trial import unittest
 from twisted.words.protocols.jabber import error
@@ -89,10 +91,14 @@ class TwoServers(unittest.TestCase):
             "s2s_interface": HOSTS[domain], "s2s_port": "0", "certificate": cert,
             "private_key": key, "trusted_ca": self.ca_cert, "xmpp_server_ping": list(ping),
             "nameserver": "127.0.0.1:1", "dns_timeout": "2", "console_port": "0"}
+        self.adjust(values)
         top = wservice.makeService(load(values))
         self.values[domain] = values
         self.servers[domain] = top
         top.startService()
+
+    def adjust(self, values):
+        """Change a server's configuration before it is built."""
 
     @defer.inlineCallbacks
     def publish_dns(self):
@@ -236,6 +242,51 @@ class FederationTests(TwoServers):
             GUARD, reactor)
         self.assertEqual(answer["type"], "result")
         self.assertEqual(len(self.s2s("a.test").outgoing), 1)
+
+
+class SystemTrustStoreTests(TwoServers):
+    """
+    Without ``trusted_ca``, peers' certificates are checked against the
+    system's trust store.  OpenSSL's default verify paths honour
+    ``SSL_CERT_FILE``, so here the "system store" is a file we choose.
+    """
+
+    def setUp(self):
+        self.system_store = None
+        old = os.environ.get("SSL_CERT_FILE")
+        self.addCleanup(self._restore, old)
+        return TwoServers.setUp(self)
+
+    def _restore(self, old):
+        if old is None:
+            os.environ.pop("SSL_CERT_FILE", None)
+        else:
+            os.environ["SSL_CERT_FILE"] = old
+
+    def adjust(self, values):
+        del values["trusted_ca"]
+        os.environ["SSL_CERT_FILE"] = self.system_store or self.ca_cert
+
+    @defer.inlineCallbacks
+    def test_peer_certificate_from_a_ca_in_the_system_store_is_verified(self):
+        answer = yield self.s2s("a.test").request(ping_iq("a.test", "b.test")).addTimeout(
+            GUARD, reactor)
+        self.assertEqual(answer["type"], "result")
+        streams = self.s2s("a.test").outgoing + self.s2s("b.test").outgoing
+        self.assertTrue(streams)
+        for stream in streams:
+            self.assertTrue(stream.tls_active)
+            self.assertTrue(stream.tls_verdict.chain_ok, stream.tls_verdict.error)
+
+    @defer.inlineCallbacks
+    def test_peer_certificate_from_a_ca_not_in_the_system_store_is_refused(self):
+        other_ca, _ = certs.gencert_ca("a CA nobody trusts", self.mktemp())
+        self.system_store = other_ca
+        self.start("c.test")
+        yield self.publish_dns()
+        d = self.s2s("c.test").request(ping_iq("c.test", "a.test"))
+        yield self.assertFailure(d.addTimeout(GUARD, reactor), error.StanzaError)
+        self.assertTrue(self.log.count("TLS certificate of a.test refused"), self.log.lines)
 
 
 class StreamReuseTests(TwoServers):
