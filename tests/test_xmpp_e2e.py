@@ -286,7 +286,8 @@ class SystemTrustStoreTests(TwoServers):
         yield self.publish_dns()
         d = self.s2s("c.test").request(ping_iq("c.test", "a.test"))
         yield self.assertFailure(d.addTimeout(GUARD, reactor), error.StanzaError)
-        self.assertTrue(self.log.count("TLS certificate of a.test refused"), self.log.lines)
+        self.assertTrue(self.log.count("TLS certificate of a.test refused: its CA is not in "
+                                       "the system trust store (no trusted_ca)"), self.log.lines)
 
 
 class StreamReuseTests(TwoServers):

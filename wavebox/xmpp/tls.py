@@ -35,17 +35,18 @@ from wavebox.xmpp import certs
 
 log = Logger()
 
-# OpenSSL X509_V_ERR_* codes worth naming in a log line.
+# OpenSSL X509_V_ERR_* codes worth naming in a log line; {roots} is where
+# our trust roots come from (trusted_ca, or the system store without it).
 _VERIFY_ERRORS = {
     # 2 and 18-21 mostly mean that the CA is not one we were told to trust.
-    2: "its CA is not in trusted_ca (issuer certificate not found)",
+    2: "its CA is not in {roots} (issuer certificate not found)",
     7: "bad signature",
     9: "certificate not yet valid",
     10: "certificate expired",
-    18: "self-signed certificate, not in trusted_ca",
-    19: "its CA is not in trusted_ca (self-signed certificate in chain)",
-    20: "its CA is not in trusted_ca (issuer not trusted)",
-    21: "its CA is not in trusted_ca (cannot verify the first certificate)",
+    18: "self-signed certificate, not in {roots}",
+    19: "its CA is not in {roots} (self-signed certificate in chain)",
+    20: "its CA is not in {roots} (issuer not trusted)",
+    21: "its CA is not in {roots} (cannot verify the first certificate)",
     24: "invalid CA certificate",
     26: "unsuitable certificate purpose",
 }
@@ -63,12 +64,13 @@ class TLSVerdict:
         self.chain_ok = None
         self.error = None
 
-    def _record(self, ok, errno, depth):
+    def _record(self, ok, errno, depth, roots="trusted_ca"):
         if not ok:
             self.chain_ok = False
             if self.error is None:
+                reason = _VERIFY_ERRORS.get(errno, "certificate not trusted")
                 self.error = "%s (OpenSSL error %d at depth %d)" % (
-                    _VERIFY_ERRORS.get(errno, "certificate not trusted"), errno, depth)
+                    reason.format(roots=roots), errno, depth)
         elif self.chain_ok is None:
             self.chain_ok = True
 
@@ -77,9 +79,10 @@ class TLSVerdict:
 class _ReceivingTLS:
     """The receiving side of one STARTTLS: ask for a certificate, never insist."""
 
-    def __init__(self, context, verdict):
+    def __init__(self, context, verdict, roots):
         self._context = context
         self._verdict = verdict
+        self._roots = roots
 
     def serverConnectionForTLS(self, tlsProtocol):
         connection = SSL.Connection(self._context, None)
@@ -87,7 +90,7 @@ class _ReceivingTLS:
         return connection
 
     def _verify(self, connection, certificate, errno, depth, ok):
-        self._verdict._record(ok, errno, depth)
+        self._verdict._record(ok, errno, depth, self._roots)
         return True
 
 
@@ -98,11 +101,12 @@ class _OriginatingTLS:
     and (when ``check``) refuse a peer whose chain or name does not verify.
     """
 
-    def __init__(self, context, hostname, verdict, check):
+    def __init__(self, context, hostname, verdict, check, roots):
         self._context = context
         self._hostname = hostname
         self._verdict = verdict
         self._check = check
+        self._roots = roots
 
     def clientConnectionForTLS(self, tlsProtocol):
         connection = SSL.Connection(self._context, None)
@@ -115,7 +119,7 @@ class _OriginatingTLS:
 
     def _verify(self, connection, certificate, errno, depth, ok):
         try:
-            self._verdict._record(ok, errno, depth)
+            self._verdict._record(ok, errno, depth, self._roots)
             if depth == 0 and ok:
                 try:
                     verify_certificate_hostname(certificate.to_cryptography(), self._hostname)
@@ -163,6 +167,9 @@ class TLSPolicy:
         self.required = required
         self.cert_file = cert_file
         self.trusted_ca = trusted_ca
+        # Named in refusals: an operator who set no trusted_ca must not be
+        # sent looking for it.
+        self.roots = "trusted_ca" if trusted_ca else "the system trust store (no trusted_ca)"
         # Two contexts: OpenSSL contexts are shared by their connections,
         # and the two sides set different verify callbacks per connection.
         self._receiving = _context(cert_file, key_file, trusted_ca)
@@ -170,11 +177,11 @@ class TLSPolicy:
 
     def receiving(self, verdict):
         """The connection creator for ``transport.startTLS`` when the peer opened the stream."""
-        return _ReceivingTLS(self._receiving, verdict)
+        return _ReceivingTLS(self._receiving, verdict, self.roots)
 
     def originating(self, hostname, verdict):
         """The connection creator when we opened the stream to ``hostname``."""
-        return _OriginatingTLS(self._originating, hostname, verdict, self.required)
+        return _OriginatingTLS(self._originating, hostname, verdict, self.required, self.roots)
 
     def peer_proves(self, transport, verdict, domain):
         """
