@@ -296,6 +296,28 @@ class RestartTests(ServerTestCase):
         self.assertEqual(after.documents["b+1"].to_xml(), before.documents["b+1"].to_xml())
         self.assertIsNotNone(self.successResultOf(self.store.latest_snapshot(NAME.uri)))
 
+    def test_reopening_replays_only_the_deltas_after_the_latest_snapshot(self):
+        self.server.snapshot_interval = 3
+        self.fill(7)
+        before = self.state()
+        every = self.stored()
+        snap_version, _ = self.successResultOf(self.store.latest_snapshot(NAME.uri))
+        self.assertLess(snap_version, before.hashed_version.version)
+        asked = []
+        real = self.store.deltas
+
+        def deltas(uri, start_version=0, *args, **kwargs):
+            asked.append((uri, start_version))
+            return real(uri, start_version, *args, **kwargs)
+        self.patch(self.store, "deltas", deltas)
+        after = self.state(server=self.restarted())
+        # One read, from the snapshot on: the deltas before it are not replayed.
+        self.assertEqual(asked, [(NAME.uri, snap_version)])
+        tail = self.successResultOf(real(NAME.uri, snap_version))
+        self.assertLess(len(tail), len(every))
+        self.assertEqual(after.hashed_version, before.hashed_version)
+        self.assertEqual(after.documents["b+1"].to_xml(), before.documents["b+1"].to_xml())
+
     def test_stale_delta_before_the_snapshot_is_transformed_after_restart(self):
         self.server.snapshot_interval = 3
         self.create()
