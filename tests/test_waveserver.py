@@ -111,6 +111,26 @@ class SubmitTests(ServerTestCase):
         self.assertEqual(self.state().hashed_version, result.hashed_version_after)
         self.assertEqual(result.timestamp_ms, 1000 * 1000)
 
+    def test_local_delta_is_signed_with_the_domain_key_over_its_exact_bytes(self):
+        from cryptography.hazmat.primitives.serialization import Encoding
+        from wavebox import crypto
+        from wavebox.model.delta import SHA1_RSA
+        from wavebox.model.signer import signer_id
+        key, cert = crypto.generate_key_and_certificate("a.test", key_size=1024)
+        server = self.make_server(self.store, signers={"a.test": crypto.Signer(key, [cert],
+                                                                               "a.test")})
+        self.create(server=server)
+        [stored] = self.stored()
+        signed = parse_applied_delta(stored.applied_delta).signed_delta
+        [signature] = signed.signatures
+        self.assertEqual(signature.algorithm, SHA1_RSA)
+        # The signer id is the hash of the certificate chain (section 5).
+        self.assertEqual(bytes(signature.signer_id), signer_id([cert.public_bytes(Encoding.DER)]))
+        # SHA1withRSA over the delta bytes exactly as they travel in the applied delta.
+        crypto.verify_signature(signed.delta_bytes, signature.signature_bytes, cert)
+        self.assertRaises(crypto.InvalidSignatureError, crypto.verify_signature,
+                          signed.delta_bytes + b"\0", signature.signature_bytes, cert)
+
     def test_applied_delta_records_version_count_and_timestamp(self):
         self.create()
         self.clock.advance(5)
