@@ -214,6 +214,23 @@ class SubmitTests(ServerTestCase):
         self.assertEqual(self.heard.updates, [])
         self.successResultOf(self.submit([AddParticipant(BOB)], version=v))
 
+    def test_ill_formed_delta_is_refused_and_nothing_is_stored_or_told(self):
+        from wavebox.model.docop import Characters, DocOp, ElementStart, Retain
+        from wavebox.model.errors import IllFormedOperation
+        self.create()
+        self.heard.updates[:] = []
+        v = self.state().hashed_version
+        # An element that is never closed: ill-formed whatever the document.
+        unclosed = DocOp([Retain(5), ElementStart("line", ()), Characters("x")])
+        failure = self.failureResultOf(
+            self.submit([AddParticipant(BOB), MutateDocument("b+1", unclosed)]),
+            IllFormedOperation)
+        self.assertIn("elementStart with no matching elementEnd", str(failure.value))
+        self.assertEqual(self.state().hashed_version, v)
+        self.assertNotIn(BOB, self.state().participants)
+        self.assertEqual(len(self.stored()), 1)
+        self.assertEqual(self.heard.updates, [])
+
     def test_duplicate_resubmission_is_idempotent(self):
         self.create()
         v = self.state().hashed_version
