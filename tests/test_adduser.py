@@ -7,6 +7,7 @@ import sys
 from twisted.trial import unittest
 
 import wavebox
+from wavebox.console.adduser import read_new_password
 from wavebox.store import open_store
 from wavebox.store.accounts import verify_password
 
@@ -74,3 +75,45 @@ class AddUserTests(unittest.TestCase):
         r = adduser("frank", "--data-dir", self.data, "--domain", "a.test", stdin="\n")
         self.assertEqual(r.returncode, 2)
         self.assertIn("password is empty", r.stderr)
+
+
+class _Terminal:
+    """Standard input that is a terminal: read_new_password must not read it."""
+
+    def isatty(self):
+        return True
+
+    def readline(self):
+        raise AssertionError("a terminal's password is asked with getpass, not read")
+
+
+class PasswordPromptTests(unittest.SynchronousTestCase):
+
+    def asker(self, *answers):
+        prompts = []
+        answers = list(answers)
+
+        def ask(prompt):
+            prompts.append(prompt)
+            return answers.pop(0)
+        return prompts, ask
+
+    def test_terminal_asks_twice_without_echo(self):
+        prompts, ask = self.asker("hunter2", "hunter2")
+        self.assertEqual(read_new_password(_Terminal(), ask), "hunter2")
+        self.assertEqual(prompts, ["Password: ", "Password again: "])
+
+    def test_terminal_answers_that_differ_are_refused(self):
+        _, ask = self.asker("hunter2", "hunter3")
+        e = self.assertRaises(ValueError, read_new_password, _Terminal(), ask)
+        self.assertEqual(str(e), "the passwords differ")
+
+    def test_the_prompt_is_getpass_by_default(self):
+        import getpass
+        self.assertIs(read_new_password.__defaults__[-1], getpass.getpass)
+
+    def test_pipe_is_read_once_without_prompting(self):
+        import io
+        prompts, ask = self.asker()
+        self.assertEqual(read_new_password(io.StringIO("p4ss\nignored\n"), ask), "p4ss")
+        self.assertEqual(prompts, [])
