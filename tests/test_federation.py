@@ -11,6 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.federation_fixtures import (
     MemoryNetwork, WaveNode, domain_signer, element, insert, fixture_ca)
+from tests.helpers import LogWatch
 from wavebox import crypto
 from wavebox.federation import stanzas as S
 from wavebox.model.delta import HashedVersion, SignedDelta, WaveletDelta
@@ -378,6 +379,13 @@ class TrustRuleTests(FederationTestCase):
         FederationTestCase.setUp(self)
         self.c = self.node("c.test")
         self.name = self.wave_with_bob()
+        self.log = LogWatch(self)
+
+    def assertLogged(self, kind, sender, text):
+        """The refusal is logged once, with what was refused and why."""
+        line = "%s from %s refused: bad-request " % (kind, sender)
+        self.assertEqual(self.log.count(line), 1, self.log.lines)
+        self.assertTrue([l for l in self.log.lines if line in l and text in l], self.log.lines)
 
     def update_from(self, frm, name, applied):
         msg = S.build_update_message(frm, B, "u1", [S.WaveletUpdate(name.uri, tuple(applied))])
@@ -391,6 +399,7 @@ class TrustRuleTests(FederationTestCase):
             self.a.store.deltas(self.name.uri))][len(stored):]
         error = self.assertRefused(self.update_from(C, self.name, forged))
         self.assertIn("c.test may not send updates for wavelets of a.test", error.text)
+        self.assertLogged("wavelet update", C, error.text)
         self.assertEqual(self.b.version(self.name), before)
 
     def test_update_for_a_local_wavelet_is_refused(self):
@@ -403,6 +412,7 @@ class TrustRuleTests(FederationTestCase):
                                      [S.WaveletUpdate(own.uri, (s.applied_delta,))])
         error = self.assertRefused(self.send_raw("x.b.test", B, msg))
         self.assertEqual(error.text, "Received update to local wavelet")
+        self.assertLogged("wavelet update", "x.b.test", error.text)
         self.assertEqual(self.b.version(own), before)
 
     def test_submit_for_an_author_of_another_domain_is_refused(self):
@@ -415,6 +425,7 @@ class TrustRuleTests(FederationTestCase):
             self.name.uri, convert.serialize_signed_delta(signed)))
         error = self.assertRefused(self.send_raw(C, A, iq))
         self.assertIn("c.test may not submit for bob@b.test", error.text)
+        self.assertLogged("submit", C, error.text)
         self.assertNotIn("b+x", self.a.texts(self.name))
 
     def test_submit_with_a_bad_signature_is_refused(self):
@@ -429,6 +440,7 @@ class TrustRuleTests(FederationTestCase):
             self.name.uri, convert.serialize_signed_delta(SignedDelta(data, (bad,), delta))))
         error = self.assertRefused(self.send_raw(B, A, iq))
         self.assertIn("Remote verification failed", error.text)
+        self.assertLogged("submit", B, error.text)
         self.assertNotIn("b+x", self.a.texts(self.name))
 
     def test_submit_at_a_version_that_is_not_a_delta_boundary_is_refused(self):
@@ -442,6 +454,7 @@ class TrustRuleTests(FederationTestCase):
         self.run_(self.b.say(BOB, self.name, "post the signer first"))
         error = self.assertRefused(self.send_raw(B, A, iq))
         self.assertIn("not a delta boundary", error.text)
+        self.assertLogged("submit", B, error.text)
 
     def test_history_request_from_a_domain_without_participant_is_refused(self):
         v = self.a.version(self.name)
@@ -449,6 +462,7 @@ class TrustRuleTests(FederationTestCase):
             self.name.uri, 0, self.name.uri.encode(), v.version, v.history_hash))
         error = self.assertRefused(self.send_raw(C, A, iq))
         self.assertIn("c.test has no participant", error.text)
+        self.assertLogged("history", C, error.text)
 
     def test_history_at_a_version_that_is_not_a_delta_boundary_is_refused(self):
         self.run_(self.a.submit(ALICE, self.name, [MutateDocument("b+1", insert("x")),
@@ -458,6 +472,7 @@ class TrustRuleTests(FederationTestCase):
             self.name.uri, 0, self.name.uri.encode(), v.version - 1, v.history_hash))
         error = self.assertRefused(self.send_raw(B, A, iq))
         self.assertIn("not a delta boundary", error.text)
+        self.assertLogged("history", B, error.text)
 
     def test_signer_request_from_a_domain_without_participant_is_refused(self):
         v = self.a.version(self.name)
@@ -465,6 +480,7 @@ class TrustRuleTests(FederationTestCase):
             self.name.uri, self.a.signer.signer_id, v.version, v.history_hash))
         error = self.assertRefused(self.send_raw(C, A, iq))
         self.assertIn("c.test has no participant", error.text)
+        self.assertLogged("signer-get", C, error.text)
 
     def test_update_with_a_bad_signature_is_refused_and_not_stored(self):
         stored = self.successResultOf(self.a.store.deltas(self.name.uri))
@@ -481,6 +497,7 @@ class TrustRuleTests(FederationTestCase):
                                               1700000000000)
         error = self.assertRefused(self.update_from(A, self.name, [applied.applied_delta_bytes]))
         self.assertIn("Remote verification failed", error.text)
+        self.assertLogged("wavelet update", A, error.text)
         self.assertEqual(len(self.successResultOf(self.b.store.deltas(self.name.uri))),
                          len(stored))
 
@@ -492,7 +509,9 @@ class TrustRuleTests(FederationTestCase):
         applied = convert.build_applied_delta(self.a.signer.sign_delta(data, delta), wrong, 1,
                                               1700000000000)
         before = len(self.successResultOf(self.b.store.deltas(self.name.uri)))
-        self.assertRefused(self.update_from(A, self.name, [applied.applied_delta_bytes]))
+        error = self.assertRefused(self.update_from(A, self.name, [applied.applied_delta_bytes]))
+        self.assertIn("does not extend our hash", error.text)
+        self.assertLogged("wavelet update", A, error.text)
         self.assertEqual(len(self.successResultOf(self.b.store.deltas(self.name.uri))), before)
 
     def test_update_that_is_not_base64_is_bad_request(self):
@@ -501,7 +520,8 @@ class TrustRuleTests(FederationTestCase):
                       'wavelet-name="%s"><applied-delta>***</applied-delta></wavelet-update>'
                       '</item></items></event></message>' % (S.NS_PUBSUB_EVENT, S.NS_WAVE,
                                                              self.name.uri))
-        self.assertRefused(self.send_raw(A, B, msg))
+        error = self.assertRefused(self.send_raw(A, B, msg))
+        self.assertLogged("wavelet update", A, error.text)
 
 
 class HostUnitTests(SynchronousTestCase):
