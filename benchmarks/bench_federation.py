@@ -96,6 +96,14 @@ async def run(reactor, args):
         # Warm up: streams, TLS, dialback, signer post and fetch.
         for i in range(5):
             await line(users[0], "warm-up %d" % i)
+        # What is being measured, read from the running stack.
+        streams = [s for stack in (a, b) for s in list(stack.s2s.incoming)
+                   + list(stack.s2s.outgoing) if s.authenticated]
+        print("stack: store %s on both servers; %d authenticated S2S stream(s), "
+              "STARTTLS on all: %s, peer certificates verified by a test CA: %s"
+              % (args.store, len(streams), all(s.tls_active for s in streams),
+                 all(s.tls_verdict is not None and s.tls_verdict.chain_ok
+                     for s in streams if s in a.s2s.outgoing or s in b.s2s.outgoing)))
 
         latencies = []
         for i in range(args.lines):
