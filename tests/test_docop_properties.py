@@ -22,6 +22,7 @@ from tests.docop_random import (
 )
 from wavebox.model.docop import (
     Document,
+    check_well_formed,
     compose,
     is_well_formed,
     normalize,
@@ -32,6 +33,7 @@ from wavebox.model.errors import (
     ComposeError,
     IllFormedOperation,
     InvalidOperation,
+    OperationMismatch,
     TransformError,
 )
 
@@ -102,6 +104,37 @@ class ComposeTests(SynchronousTestCase):
         n = normalize(op)
         self.assertEqual(doc.apply(n), doc.apply(op))
         self.assertEqual(normalize(n), n)
+
+
+class WellFormedApplyTests(SynchronousTestCase):
+    """Issue 2: an operation that passes well-formedness never makes apply fail."""
+
+    @PROPERTY
+    @given(randoms())
+    def test_operation_well_formed_for_the_document_always_applies(self, r):
+        doc = random_document(r)
+        op = maybe_normalized(r, random_op(r, doc))
+        check_well_formed(op)
+        result = doc.apply(op)
+        self.assertEqual(result.size, op.output_length)
+        self.assertEqual(Document.from_op(result.to_op()), result)
+
+    @PROPERTY
+    @given(randoms())
+    def test_well_formed_operation_fails_apply_only_by_not_fitting_the_document(self, r):
+        # A damaged operation that is still well-formed may not fit this
+        # document (a wrong length, deleting other text), and is refused
+        # for that reason alone, by name.
+        doc = random_document(r)
+        op = mutated(r, random_op(r, doc))
+        if not is_well_formed(op):
+            return
+        try:
+            result = doc.apply(op)
+        except OperationMismatch as e:
+            self.assertIn("document position", str(e))     # says where
+            return
+        self.assertEqual(result.size, op.output_length)
 
 
 class RobustnessTests(SynchronousTestCase):
