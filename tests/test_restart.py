@@ -139,6 +139,29 @@ class RestartTests(unittest.TestCase):
         yield self.write_lines(client, ["after the crash"])
 
     @defer.inlineCallbacks
+    def test_lines_acknowledged_while_typing_survive_sigkill_mid_stream(self):
+        proc, port = yield self.start()
+        client = yield self.console(port)
+        client.send("/new")
+        yield client.expect("^created wave")
+        typed = ["burst %d" % i for i in range(300)]
+        client.transport.write("".join(line + "\r\n" for line in typed).encode("utf-8"))
+        # Killed while lines are still being written: once the tenth is acknowledged.
+        yield client.expect("^alice@a.test: burst 9$")
+        proc.transport.signalProcess("KILL")
+        ended = yield proc.ended
+        self.assertEqual(ended, (None, signal.SIGKILL))
+        yield client.closed
+        acknowledged = [line for line in client.lines if line.startswith("alice@a.test: burst ")]
+
+        proc, port = yield self.start()
+        _, (header, after) = yield self.reopen(port)
+        # Every acknowledged line is there, in the order typed; lines the
+        # server had not acknowledged may or may not have been written.
+        self.assertEqual(after[:len(acknowledged)], acknowledged)
+        self.assertEqual(after, ["alice@a.test: " + t for t in typed[:len(after)]])
+
+    @defer.inlineCallbacks
     def test_clean_stop_and_start_keeps_everything(self):
         proc, port = yield self.start()
         client = yield self.console(port)
