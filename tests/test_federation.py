@@ -367,9 +367,18 @@ class HostServiceTests(FederationTestCase):
     def test_submit_without_a_known_signer_is_retried_after_posting_again(self):
         name = self.wave_with_bob()
         self.b.federation.remote._posted.add("a.test")      # b believes a has it
+
+        def refuse(iq):     # as FedOne/WIAB answer the host's signer get
+            raise S.FederationError("bad-request", "Non-local wavelet")
+        self.b.federation.host.handle_signer_get = refuse
         result = self.run_(self.b.say(BOB, name, "hi", document="b+9"))
         self.assertEqual(result.hashed_version_after, self.a.version(name))
         self.assertEqual(self.b.texts(name), {"b+9": "hi"})
+        [wait] = [e for e in self.stanzas_between(A, B, "iq") if e.getAttribute("type") == "error"]
+        self.assertEqual(S.parse_error(wait).condition, "internal-server-error")
+        posts = [e for e in self.stanzas_between(B, A, "iq")
+                 if e.getAttribute("type") == "set" and S.classify_iq(e) == S.SIGNER_POST]
+        self.assertEqual(len(posts), 1)
 
 
 class TrustRuleTests(FederationTestCase):

@@ -10,17 +10,27 @@ The federation host: the wavelets we host, as the rest of the world sees them
   the delta adds gets the history before it in the same update when we still
   have it in memory; otherwise it asks for it (§7(d)), as FedOne/WIAB do.
 * A remote server's submit is checked (the sender speaks for the author's
-  domain, the signatures verify against the signer info it posted) and then
-  goes through the same pipeline as a local user's delta.
+  domain, the signatures verify against a known chain) and then goes through
+  the same pipeline as a local user's delta.  A signer we do not know is
+  fetched from the submitting server with a signer get (§1.6 shape, issue 5)
+  and kept once its chain validates; a submitter that cannot answer that
+  (FedOne/WIAB: "Non-local wavelet") is told ``internal-server-error`` (wait)
+  as before, posts its signer info (§1.7, §7(b)2) and submits again.
 * History and signer info are served only to a domain with a participant on
   the wavelet (§7(g): WIAB forgot this check), and only between delta
-  boundaries whose hashes match ours.
+  boundaries whose hashes match ours.  The one exception is our own signer
+  info, public anyway: it is given to the host of any wavelet, hosted here or
+  not, so that a host can fetch the chain of our submits.
 """
 
+import itertools
+import os
 from collections import OrderedDict
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.words.protocols.jabber.error import StanzaError
 from zope.interface import implementer
 
 from wavebox import crypto
@@ -42,6 +52,8 @@ log = Logger()
 EARLY_HISTORY_BYTES = 64 * 1024
 #: ...for at most this many wavelets (least recently changed dropped first).
 EARLY_HISTORY_WAVELETS = 1024
+#: How long a request to a peer may take (the Java side's 30 s, §1.2).
+DEFAULT_REQUEST_TIMEOUT = 30.0
 
 
 def wavelet_name(uri):
@@ -61,17 +73,29 @@ class FederationHost:
     ``server`` is the WaveServer; ``outbox`` the Outbox; ``signers`` the
     SignerInfos; ``service_jid(domain)`` our wave service JID for a hosted
     domain; ``discover(domain)`` a peer's (for the trust checks).
+    ``transport`` (``request(iq, timeout)``) lets us fetch an unknown
+    submitter's signer info; without it we only know what was posted.  The
+    fetch waits at most half of ``request_timeout``, so that its failure
+    (``internal-server-error``, wait) still reaches a submitter that waits
+    ``request_timeout`` for our answer, as FedOne, WIAB and our remote do.
     """
 
-    def __init__(self, server, outbox, signers, service_jid, discover=None):
+    def __init__(self, server, outbox, signers, service_jid, discover=None, transport=None,
+                 request_timeout=DEFAULT_REQUEST_TIMEOUT):
         self.server = server
         self.outbox = outbox
         self.signers = signers
         self.service_jid = service_jid
         self.discover = discover
+        self.transport = transport
+        self.signer_fetch_timeout = request_timeout / 2.0
         self._early = OrderedDict()     # uri -> [(applied_at, resulting, bytes)]
         self._queued = {}               # (uri, applied_at version) -> [(dest, payload)]
+        self._fetching = {}             # (signer id, domain) -> [Deferred] waiting for it
+        self._ids = itertools.count(1)
+        self._id_prefix = "wbx-h%s-" % (os.urandom(4).hex(),)
         self.pushed = 0
+        self.signer_fetches = 0
 
     # -- pushing updates (§7(a)4-5) -------------------------------------------
 
@@ -178,8 +202,14 @@ class FederationHost:
             log.warn("refused submit to {uri} from {sender}: author {author} is not of "
                      "that domain", uri=name.uri, sender=sender, author=author.address)
             raise NotTrusted("%s may not submit for %s" % (sender, author.address))
+        fetch = None
+        if self.transport is not None:
+            submitter = iq.getAttribute("from")
+
+            def fetch(signer_id):
+                return self._fetch_submitter_signer(signer_id, name, signed, submitter)
         try:
-            yield self.signers.verify(signed)
+            yield self.signers.verify(signed, fetch=fetch)
         except Exception as e:
             error = as_federation_error(e)
             log.warn("refused submit to {uri} from {sender}: {error}", uri=name.uri,
@@ -197,6 +227,65 @@ class FederationHost:
             application_timestamp=result.timestamp_ms,
             version=result.hashed_version_after.version,
             history_hash=result.hashed_version_after.history_hash))
+
+    def _fetch_submitter_signer(self, signer_id, name, signed, submitter):
+        """
+        The chain of ``signer_id``, asked of the submitting server: fires with
+        the SignerInfo, validated and kept, or None when the submitter did not
+        give it (it must post it, §7(b)2); fails with a crypto.SignatureError
+        when what it gave does not validate.  Submits that wait for the same
+        (signer, domain) share one request.
+        """
+        domain = signed.delta.author.domain
+        key = (bytes(signer_id), domain.lower())
+        mine = defer.Deferred()
+        waiting = self._fetching.get(key)
+        if waiting is not None:
+            waiting.append(mine)
+            return mine
+        waiting = self._fetching[key] = [mine]
+
+        def done(result):
+            del self._fetching[key]
+            for d in waiting:
+                if isinstance(result, Failure):
+                    d.errback(result)
+                else:
+                    d.callback(result)
+
+        defer.maybeDeferred(self._ask_submitter, bytes(signer_id), domain, name,
+                            signed.delta.hashed_version, submitter).addBoth(done)
+        return mine
+
+    @defer.inlineCallbacks
+    def _ask_submitter(self, signer_id, domain, name, target, submitter):
+        self.signer_fetches += 1
+        iq = stanzas.build_signer_request(
+            self.service_jid(name.wavelet_id.domain), submitter,
+            "%s%d" % (self._id_prefix, next(self._ids)),
+            stanzas.SignerRequest(name.uri, signer_id, target.version, target.history_hash))
+        try:
+            response = yield request(self.transport, iq, self.signer_fetch_timeout)
+            info = signer_info_from_payload(stanzas.parse_signer_response(response))
+        except FederationError as e:
+            log.info("signer info {sid} of {domain} not given by {submitter} ({condition} "
+                     "{text}); it must post it", sid=signer_id.hex()[:16], domain=domain,
+                     submitter=submitter, condition=e.condition, text=e.text or "")
+            return None
+        if info.signer_id != signer_id:
+            log.warn("{submitter} answered a signer get for {sid} with the chain of another "
+                     "signer", submitter=submitter, sid=signer_id.hex()[:16])
+            return None
+        try:
+            yield self.signers.accept(info, for_domain=domain)
+        except crypto.SignatureError as e:
+            log.warn("signer info {sid} fetched from {submitter} does not validate for "
+                     "{domain}: {error}", sid=signer_id.hex()[:16], submitter=submitter,
+                     domain=domain, error=e)
+            raise
+        log.info("signer info {sid} of {domain} fetched from {submitter} and kept",
+                 sid=signer_id.hex()[:16], domain=domain, submitter=submitter)
+        return info
 
     # -- history (§1.5, §7(g)) ------------------------------------------------
 
@@ -238,7 +327,10 @@ class FederationHost:
     def handle_signer_get(self, iq):
         sender = jid_domain(iq.getAttribute("from"))
         request = stanzas.parse_signer_request(iq)
-        name = self._local_name(request.wavelet_name)
+        name = wavelet_name(request.wavelet_name)
+        if not self.server.is_local(name):
+            response = yield self._own_signer_for_host(iq, sender, name, request)
+            return response
         info = yield self._existing(name)
         yield self._check_participant_domain(sender, info, "signer info")
         stored = yield self.server.store.delta_ending_at(name.uri, request.version)
@@ -259,6 +351,25 @@ class FederationHost:
             signer.domain, signer.hash_algorithm, tuple(signer.certificates)))
 
     @defer.inlineCallbacks
+    def _own_signer_for_host(self, iq, sender, name, request):
+        """
+        A signer get for a wavelet hosted elsewhere: the host fetching the
+        chain of a delta we submit (issue 5).  Our own chains are public (we
+        post them to every host), so they go to the wavelet's host; anything
+        else is refused as FedOne/WIAB refuse it.
+        """
+        own = self.signers.own.get(request.signer_id)
+        if own is None:
+            raise FederationError("bad-request", "Non-local wavelet: %s" % (name.uri,))
+        ok = yield speaks_for(sender, name.wavelet_id.domain, self.discover)
+        if not ok:
+            log.warn("refused our signer info {sid} to {sender}: it does not host {uri}",
+                     sid=request.signer_id.hex()[:16], sender=sender, uri=name.uri)
+            raise NotTrusted("%s does not host %s" % (sender, name.uri))
+        return stanzas.build_signer_response(iq, stanzas.SignerInfoPayload(
+            own.domain, own.hash_algorithm, tuple(own.certificates)))
+
+    @defer.inlineCallbacks
     def handle_signer_post(self, iq):
         sender = jid_domain(iq.getAttribute("from"))
         payload = stanzas.parse_signer_post(iq)
@@ -274,6 +385,27 @@ class FederationHost:
         log.info("signer info {sid} of {domain} posted by {sender} kept",
                  sid=signer_id.hex()[:16], domain=payload.domain, sender=sender)
         return stanzas.build_signer_post_response(iq)
+
+
+@defer.inlineCallbacks
+def request(transport, iq, timeout):
+    """
+    Send an iq over ``transport`` and fire with its result; any failure
+    (an error answer, no answer within ``timeout``, no route) is a FederationError.
+    """
+    try:
+        response = yield transport.request(iq, timeout)
+    except FederationError:
+        raise
+    except StanzaError as e:
+        raise FederationError(e.condition or "undefined-condition", e.text)
+    except defer.TimeoutError:
+        raise FederationError("remote-server-timeout", "no answer from %s" % (iq["to"],))
+    except Exception as e:
+        raise FederationError("remote-server-not-found", "%s: %s" % (e.__class__.__name__, e))
+    if response.getAttribute("type") == "error":
+        raise stanzas.parse_error(response)
+    return response
 
 
 def signer_info_from_payload(payload):

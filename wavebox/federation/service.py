@@ -62,7 +62,8 @@ class FederationService(service.Service):
                              forget=getattr(transport, "forget", None),
                              **(outbox_options or {}))
         self.host = FederationHost(server, self.outbox, signers, service_jid,
-                                   transport.discover)
+                                   transport.discover, transport=transport,
+                                   request_timeout=request_timeout)
         self.remote = FederationRemote(server, signers, transport, service_jid,
                                        request_timeout=request_timeout,
                                        history_limit=history_limit)

@@ -3,11 +3,12 @@ The signer infos a federating server knows, and the check of every signed
 delta that reaches it from another server (wave protocol §5, §7(b)3, §7(c)1-2;
 WIAB ``CertificateManagerImpl``).
 
-Signer infos come from three places: our own (known from start-up, so we can
-answer signer gets for our deltas), posted by a submitting server (§1.7) and
-fetched from a wavelet's host (§1.6).  A posted or fetched chain is kept, in
-the store, only after it validates against our trusted roots and its leaf
-speaks for the domain it claims.
+Signer infos come from four places: our own (known from start-up, so we can
+answer signer gets for our deltas), posted by a submitting server (§1.7),
+fetched from a wavelet's host (§1.6), and fetched by our host from a
+submitting server that did not post it (issue 5; the same §1.6 request).  A
+posted or fetched chain is kept, in the store, only after it validates
+against our trusted roots and its leaf speaks for the domain it claims.
 
 Secure by default: every signature is checked and every chain validated.
 ``verify_signatures=False`` (WIAB ``waveserver_disable_verification``) and
@@ -72,9 +73,15 @@ class SignerInfos:
         crypto.check_authority(info.domain, info.certificates[0])
 
     @defer.inlineCallbacks
-    def accept(self, info):
-        """Check a posted or fetched signer info, then keep it.  Fires with its signer id."""
+    def accept(self, info, for_domain=None):
+        """
+        Check a posted or fetched signer info, then keep it.  Fires with its
+        signer id.  ``for_domain``: the leaf must also speak for that domain
+        (a chain fetched from a submitter must be one of the submitter's).
+        """
         self.check(info)
+        if for_domain is not None:
+            crypto.check_authority(for_domain, info.certificates[0])
         signer_id = info.signer_id
         if signer_id not in self._cache:
             yield self.store.put_signer_info(signer_id, info.domain,
