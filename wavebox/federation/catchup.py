@@ -100,8 +100,9 @@ class StartupCatchUp:
         by_host = yield self.replicated()
         if not by_host or self.stopped:
             return
-        log.info("asking {hosts} host(s) for what we missed in {n} wavelet(s) while we were "
-                 "down", hosts=len(by_host), n=sum(len(w) for w in by_host.values()))
+        log.info("start-up: asking {hosts} host(s) what we missed in the {n} wavelet(s) we "
+                 "replicate from them", hosts=len(by_host),
+                 n=sum(len(w) for w in by_host.values()))
         gate = defer.DeferredSemaphore(self.concurrency)
         yield defer.DeferredList([self._host(host, wavelets, gate)
                                   for host, wavelets in sorted(by_host.items())])
@@ -141,6 +142,8 @@ class StartupCatchUp:
                 self.asked[host] = self.asked.get(host, 0) + 1
                 received += yield self.remote.catch_up(name, our_domain)
             except Exception as e:
+                if self.stopped:
+                    return          # the store may be closed under it: not news
                 error = as_federation_error(e)
                 if not isinstance(e, FederationError) and error.condition == \
                         "internal-server-error":
