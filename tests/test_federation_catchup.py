@@ -212,6 +212,22 @@ class RemoteComesBackTests(CatchUpTestCase):
         self.assertEqual(self.successResultOf(b2.server.wavelet(names[0])).hashed_version,
                          a2.version(names[0]))
 
+    def test_stopping_ends_the_requests_still_to_come(self):
+        for _ in range(3):
+            self.wave_with_bob()
+        self.take_b_down()
+        self.net.down.discard(B)
+        mark = len(self.net.log)
+        b2 = self.bring_b_back()
+        self.clock.advance(1)
+        self.net.pump()
+        self.assertEqual(len(self.history_requests(since=mark)), 1)
+        b2.stop()
+        self.settle(5)
+        self.assertEqual(len(self.history_requests(since=mark)), 1)
+        self.assertEqual(b2.federation.catch_up._sleeping, {})
+        self.assertEqual(self.loud("wavebox.federation"), [])
+
 
 class HostComesBackTests(CatchUpTestCase):
 

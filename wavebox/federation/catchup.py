@@ -63,34 +63,34 @@ class StartupCatchUp:
         self.pause = pause
         self.concurrency = concurrency
         self.stopped = True
-        self._calls = set()
+        self._sleeping = {}        # delayed call -> the Deferred it fires
         self.asked = {}            # host -> wavelets asked about (this start-up)
 
     def start(self):
         """Begin after ``delay``; fires when every host is done (or we stopped)."""
         self.stopped = False
         self.asked = {}
-        return self._sleep(self.delay).addCallback(lambda _: self._run()).addErrback(
-            lambda f: log.failure("catching up after the restart failed", f))
+
+        def failed(f):
+            if not self.stopped:        # stopping closes the store under us: not news
+                log.failure("catching up after the restart failed", f)
+        return self._sleep(self.delay).addCallback(lambda _: self._run()).addErrback(failed)
 
     def stop(self):
         self.stopped = True
-        for call, d in list(self._calls):
-            if call.active():
-                call.cancel()
+        sleeping, self._sleeping = self._sleeping, {}
+        for call, d in sleeping.items():
+            call.cancel()
             d.callback(None)
-        self._calls.clear()
 
     def _sleep(self, seconds):
         d = defer.Deferred()
-        entry = []
 
         def wake():
-            self._calls.discard(entry[0])
+            del self._sleeping[call]
             d.callback(None)
         call = self.clock.callLater(seconds, wake)
-        entry.append((call, d))
-        self._calls.add(entry[0])
+        self._sleeping[call] = d
         return d
 
     @defer.inlineCallbacks
