@@ -96,22 +96,25 @@ def wait_until(ask, expected, tries=200):
     raise AssertionError("still %r, not %r" % (answer, expected))
 
 
-class FederationOverS2STests(unittest.TestCase):
-    """Concurrency and an outage, on the real stack with durable SQLite stores."""
+class StackTestCase(unittest.TestCase):
+    """a.test and b.test on the real stack with durable SQLite stores; a wave of both."""
 
     timeout = 60
+
+    def options(self, domain):
+        """(federation options, S2S options) of a domain's server: quick retries."""
+        return ({"outbox_options": {"initial_backoff": 0.2, "max_backoff": 1.0}},
+                {"backoff_initial": 0.1, "backoff_max": 0.5})
 
     @defer.inlineCallbacks
     def setUp(self):
         base = self.mktemp()
-        fast = {"outbox_options": {"initial_backoff": 0.2, "max_backoff": 1.0}}
-        s2s = {"backoff_initial": 0.1, "backoff_max": 0.5}
-        self.federation = Federation([
-            WaveStack("a.test", base + "/a", store_url="sqlite:wave.db", s2s_options=s2s,
-                      **fast),
-            WaveStack("b.test", base + "/b", store_url="sqlite:wave.db", s2s_options=s2s,
-                      **fast),
-        ])
+        stacks = []
+        for domain in ("a.test", "b.test"):
+            federation_options, s2s = self.options(domain)
+            stacks.append(WaveStack(domain, base + "/" + domain[0], store_url="sqlite:wave.db",
+                                    s2s_options=s2s, **federation_options))
+        self.federation = Federation(stacks)
         self.addCleanup(self.federation.stop)
         yield self.federation.start()
         self.name = yield self.new_wave_with_bob()
@@ -158,6 +161,11 @@ class FederationOverS2STests(unittest.TestCase):
         state = self.federation[domain].server.current_state(self.name)
         return {d: doc.text() for d, doc in state.documents.items()}
 
+
+
+class FederationOverS2STests(StackTestCase):
+    """Concurrency and an outage."""
+
     @defer.inlineCallbacks
     def test_both_sides_typing_at_the_same_version_converge(self):
         a = self.federation["a.test"]
@@ -191,3 +199,47 @@ class FederationOverS2STests(unittest.TestCase):
         self.assertEqual(self.documents("b.test"),
                          {"b+0": "line 0", "b+1": "line 1", "b+2": "line 2"})
         yield wait_until(lambda: a.store.outbox_backlog(), {})
+
+
+class ComingBackOverS2STests(StackTestCase):
+    """
+    b.test comes back while a.test waits long to retry: the outbox (60 s, up
+    to 300 s) and the S2S route to b.test (60 s, up to 300 s) alike.  b.test
+    asks for what it missed as it starts, and that is what brings the lines.
+    """
+
+    timeout = 45
+    LONG_WAIT = 60.0
+
+    def options(self, domain):
+        if domain == "a.test":
+            return ({"outbox_options": {"initial_backoff": self.LONG_WAIT, "max_backoff": 300}},
+                    {"backoff_initial": self.LONG_WAIT, "backoff_max": 300})
+        return StackTestCase.options(self, domain)
+
+    @defer.inlineCallbacks
+    def test_server_coming_back_catches_up_at_once_not_at_the_next_retry(self):
+        a = self.federation["a.test"]
+        yield self.federation.down("b.test")
+        for i in range(3):
+            version = yield a.server.hashed_version(self.name)
+            yield self.write("a.test", "alice@a.test", "b+%d" % i, "line %d" % i, version)
+        queue = a.federation.outbox.queue("b.test")
+        for _ in range(500):
+            if queue.backing_off:
+                break
+            yield task.deferLater(reactor, 0.02, lambda: None)
+        self.assertTrue(queue.backing_off)
+        retry_at = queue.retry_call.getTime()
+        self.assertGreater(retry_at - reactor.seconds(), self.LONG_WAIT - 5)
+        backlog = yield a.store.outbox_backlog()
+        self.assertEqual(backlog, {"b.test": 3})
+
+        yield self.federation.up("b.test")
+        final = yield a.server.hashed_version(self.name)
+        yield self.converged(self.name, final.version)     # polls for 10 s at most
+        self.assertEqual(self.documents("b.test"),
+                         {"b+0": "line 0", "b+1": "line 1", "b+2": "line 2"})
+        yield wait_until(lambda: a.store.outbox_backlog(), {})
+        # Delivered before a.test's own retry was due: b.test's start-up did it.
+        self.assertLess(reactor.seconds(), retry_at)

@@ -204,11 +204,38 @@ class OutboxTests(SynchronousTestCase):
         self.peer.reachable = True
         outbox = self.make()
         self.successResultOf(outbox.resume())
-        self.assertEqual(self.peer.sent, [])          # honours the stored retry time
-        self.clock.advance(2)
         self.assertEqual(self.peer.all_deltas(), [b"delta 1", b"delta 2", b"delta 3"])
         self.receipt(self.peer.sent[0], outbox)
         self.assertEqual(self.backlog(), {})
+
+    def test_restart_sends_at_once_not_after_the_wait_left_from_before(self):
+        outbox = self.make(max_backoff=300)
+        self.peer.reachable = False
+        self.successResultOf(outbox.enqueue("b.test", A_JID, [update(1)]))
+        for _ in range(10):               # failures until the wait is 300 s
+            outbox.peer_seen("b.test")
+        retry = self.successResultOf(self.store.outbox_get_retry("b.test"))
+        self.assertEqual((retry.failures, retry.next_attempt_ms),
+                         (11, (self.clock.seconds() + 300) * 1000))
+        outbox.stop()
+        self.peer.reachable = True
+        restarted = self.make(max_backoff=300)
+        self.successResultOf(restarted.resume())
+        self.assertEqual(self.peer.all_deltas(), [b"delta 1"])    # the clock did not move
+        self.receipt(self.peer.sent[0], restarted)
+        self.assertEqual(self.backlog(), {})
+
+    def test_restart_keeps_the_failure_count_for_a_peer_still_down(self):
+        self.peer.reachable = False
+        self.successResultOf(self.outbox.enqueue("b.test", A_JID, [update(1)]))
+        self.outbox.peer_seen("b.test")
+        self.outbox.peer_seen("b.test")       # three failures: the next wait is 8 s
+        self.outbox.stop()
+        restarted = self.make()
+        self.successResultOf(restarted.resume())
+        q = restarted.queue("b.test")
+        self.assertEqual(q.attempts, 4)       # tried at once, failed again
+        self.assertEqual(q.retry_call.getTime() - self.clock.seconds(), 16)
 
     def test_receipt_for_a_message_sent_before_the_restart_acks_it(self):
         self.successResultOf(self.outbox.enqueue("b.test", A_JID, [update(1)]))

@@ -48,7 +48,8 @@ class ResponderTests(unittest.SynchronousTestCase):
                          [("urn:xmpp:receipts", "received")])
 
 
-class PingerTests(unittest.SynchronousTestCase):
+class PingerTestCase(unittest.SynchronousTestCase):
+    """A pinger on an S2S service whose sent stanzas are collected."""
 
     def setUp(self):
         self.service, self.network, _, self.clock = fx.make_service()
@@ -57,9 +58,9 @@ class PingerTests(unittest.SynchronousTestCase):
         self.service.send = self.sent.append
         self.log = fx.LogCapture(self)
 
-    def pinger(self, locate=None):
+    def pinger(self, locate=None, **kw):
         pinger = ping.ServerPinger(self.service, "wave.a.test", ["b.test"], locate=locate,
-                                   clock=self.clock, timeout=60)
+                                   clock=self.clock, timeout=60, **kw)
         pinger.startService()
         self.addCleanup(pinger.stopService)
         self.clock.advance(0)
@@ -71,6 +72,9 @@ class PingerTests(unittest.SynchronousTestCase):
                                        ping_message["from"])
         m.addElement((ping.NS_RECEIPTS, "received"))
         self.service.local.deliver(m)
+
+
+class PingerTests(PingerTestCase):
 
     def test_start_up_pings_the_guessed_wave_service(self):
         self.pinger()
@@ -117,3 +121,104 @@ class PingerTests(unittest.SynchronousTestCase):
         self.assertEqual(self.log.count(
             "ping to b.test failed: remote-server-timeout "
             "(cannot connect to 127.0.0.3:5269: connection refused)"), 1)
+
+
+class PingerRetryTests(PingerTestCase):
+    """A peer that is down at our start-up is pinged again until it answers."""
+
+    def bounce(self, message):
+        from twisted.words.protocols.jabber import error
+        self.service.local.deliver(error.StanzaError(
+            "remote-server-timeout", type="wait", text="connection refused").toResponse(message))
+
+    def warnings(self):
+        from twisted.logger import LogLevel
+        return [e for e in self.log.events if e.get("log_namespace") == "wavebox.xmpp.ping"
+                and e.get("log_level") == LogLevel.warn]
+
+    def test_start_up_ping_is_retried_until_the_peer_answers(self):
+        self.pinger()
+        self.bounce(self.sent[0])
+        self.clock.advance(9)
+        self.assertEqual(len(self.sent), 1)
+        self.clock.advance(1)
+        self.assertEqual(len(self.sent), 2)
+        self.bounce(self.sent[1])
+        self.clock.advance(20)
+        self.assertEqual(len(self.sent), 3)
+        self.receipt(self.sent[2])
+        self.assertEqual(self.log.count("got ping response from b.test"), 1)
+        self.clock.advance(24 * 3600)
+        self.assertEqual(len(self.sent), 3)
+
+    def test_an_outage_is_one_warning_not_one_per_attempt(self):
+        self.pinger()
+        for _ in range(5):
+            self.bounce(self.sent[-1])
+            self.clock.advance(700)
+        self.assertEqual(len(self.sent), 6)
+        [warning] = self.warnings()
+        from twisted.logger import formatEvent
+        self.assertIn("ping to b.test failed: remote-server-timeout (connection refused); "
+                      "pinging it again in 10s", formatEvent(warning))
+        self.assertEqual(self.log.count("sending ping to b.test"), 1)
+
+    def test_retries_wait_twice_as_long_each_time_up_to_the_cap(self):
+        self.pinger(retry_initial=10, retry_max=600)
+        delays = []
+        for _ in range(8):
+            self.bounce(self.sent[-1])
+            before, sent = self.clock.seconds(), len(self.sent)
+            for _ in range(3600):
+                if len(self.sent) > sent:
+                    break
+                self.clock.advance(1)
+            delays.append(self.clock.seconds() - before)
+        self.assertEqual(delays, [10, 20, 40, 80, 160, 320, 600, 600])
+
+    def test_no_receipt_in_time_is_retried_too(self):
+        self.pinger()
+        self.clock.advance(60)
+        self.assertEqual(self.log.count("no ping response from b.test in 60s"), 1)
+        self.clock.advance(10)
+        self.assertEqual(len(self.sent), 2)
+
+    def test_pinging_stops_after_the_last_attempt(self):
+        self.pinger(attempts=3)
+        for _ in range(3):
+            self.bounce(self.sent[-1])
+            self.clock.advance(3600)
+        self.assertEqual(len(self.sent), 3)
+        self.assertEqual(self.log.count("no answer from b.test in 3 attempts"), 1)
+
+    def test_unfound_peer_is_forgotten_and_looked_for_again(self):
+        found, forgotten = [], []
+
+        def locate(domain):
+            found.append(domain)
+            if len(found) < 3:
+                return defer.fail(RuntimeError("no wave service"))
+            return defer.succeed("wave." + domain)
+        self.pinger(locate=locate, forget=forgotten.append)
+        self.clock.advance(10)
+        self.clock.advance(20)
+        self.assertEqual((found, forgotten), (["b.test"] * 3, ["b.test"] * 2))
+        self.assertEqual(len(self.sent), 1)
+        self.assertEqual(len(self.warnings()), 1)
+
+    def test_stopping_cancels_the_next_ping(self):
+        pinger = self.pinger()
+        self.bounce(self.sent[0])
+        pinger.stopService()
+        self.clock.advance(3600)
+        self.assertEqual(len(self.sent), 1)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_a_ping_asked_for_later_is_not_retried(self):
+        pinger = self.pinger()
+        self.receipt(self.sent[0])
+        answered = pinger.ping("b.test")
+        self.bounce(self.sent[1])
+        self.assertFalse(self.successResultOf(answered))
+        self.clock.advance(3600)
+        self.assertEqual(len(self.sent), 2)

@@ -326,6 +326,36 @@ class RoutingTests(unittest.SynchronousTestCase):
         _, sent = peer.take()
         self.assertEqual([str(e.body) for e in sent if e.name == "message"], ["later"])
 
+    def test_peer_authenticating_a_stream_to_us_ends_the_back_off(self):
+        self.service.send(message("wave.a.test", "wave.b.test", "first"))
+        self.network.refuse(self.network.attempts[0])
+        tried = len(self.network.attempts)
+        route = self.service.routes[("wave.a.test", "wave.b.test")]
+        self.assertGreater(route.retry_at, self.clock.seconds())
+        self.service.send(message("wave.a.test", "wave.b.test", "waiting"))
+        self.assertEqual(len(self.network.attempts), tried)
+        # b.test is back: it opens a stream to us and proves its wave service.
+        self.service.tls.proves.add("wave.b.test")
+        incoming = fx.open_incoming(self.service, sender="wave.b.test", to="wave.a.test")
+        incoming.feed("<db:result from='wave.b.test' to='wave.a.test'>k</db:result>")
+        self.assertEqual(len(self.network.attempts), tried + 1)   # no waiting for the clock
+        peer = fx.answer_outgoing(self.network, sender="wave.b.test")
+        peer.take()
+        peer.feed("<db:result from='wave.b.test' to='wave.a.test' type='valid'/>")
+        _, sent = peer.take()
+        self.assertEqual([str(e.body) for e in sent if e.name == "message"], ["waiting"])
+
+    def test_peer_of_another_domain_does_not_end_the_back_off(self):
+        self.service.send(message("a.test", "bob@b.test"))
+        for attempt in list(self.network.attempts):
+            self.network.refuse(attempt)
+        tried = len(self.network.attempts)
+        self.service.send(message("a.test", "bob@b.test", "waiting"))
+        self.service.tls.proves.add("c.test")
+        incoming = fx.open_incoming(self.service, sender="c.test", to="a.test")
+        incoming.feed("<db:result from='c.test' to='a.test'>k</db:result>")
+        self.assertEqual(len(self.network.attempts), tried)
+
     def test_back_off_grows_with_each_failure(self):
         delays = []
         for _ in range(3):

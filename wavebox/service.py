@@ -212,7 +212,7 @@ def makeService(config, reactor=None):
         return discovery.discover(domain).addCallback(found)
 
     pinger = ServerPinger(s2s, config.service_jid(config.domains[0]), config.xmpp_server_ping,
-                          locate=locate, clock=reactor)
+                          locate=locate, clock=reactor, forget=discovery.forget)
     pinger.setName("ping")
     pinger.setServiceParent(top)
     top.s2s = s2s

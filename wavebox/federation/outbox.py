@@ -405,11 +405,13 @@ class Outbox:
     @defer.inlineCallbacks
     def resume(self):
         """
-        At start-up: pick up every queue that still has items, honouring the
-        stored retry time of each.
+        At start-up: pick up every queue that still has items and try it at
+        once.  A wait left from before the restart is not honoured: the
+        peer may well have come back meanwhile (or restarted with us), and
+        one attempt costs little.  The failure count is kept, so a peer
+        still down is waited for as long as before.
         """
         backlog = yield defer.maybeDeferred(self.store.outbox_backlog)
-        now_ms = self.clock.seconds() * 1000
         for destination, pending in sorted(backlog.items()):
             if not pending or self.stopped:
                 continue
@@ -418,13 +420,9 @@ class Outbox:
             if retry is not None and retry.failures:
                 q.attempts = retry.failures
                 q.last_error = "failing before the restart"
-            log.info("outbox to {dest}: {n} update(s) waiting from before the restart",
-                     dest=destination, n=pending)
-            if retry is not None and retry.next_attempt_ms > now_ms:
-                q.retry_call = self.clock.callLater(
-                    (retry.next_attempt_ms - now_ms) / 1000.0, q._retry)
-            else:
-                q.kick()
+            log.info("outbox to {dest}: {n} update(s) waiting from before the restart; "
+                     "sending them now", dest=destination, n=pending)
+            q.kick()
 
     def on_receipt(self, from_jid, stanza_id):
         q = self._by_jid.get(from_jid)

@@ -271,6 +271,41 @@ class FederationRemote:
             self._waiting.pop(name.uri, None)
         return result
 
+    # -- after our restart ------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def catch_up(self, name, our_domain):
+        """
+        Ask the host of ``name`` (a wavelet we replicate) for the history
+        from the hashed version we hold.  A history request must end at a
+        version whose hash the host checks, and we know no later one than
+        our own, so the range asked for is empty: the answer proves that our
+        copy is still a prefix of the host's, and the request, a stanza
+        from us, tells the host we are back, so that its outbox sends what
+        it holds for us at once instead of at its next retry.  Those updates
+        then take the usual path (gaps filled, again and again until caught
+        up).  Should a host send deltas anyway, they are taken the same way.
+
+        Fires with the number of deltas the answer carried; fails with a
+        FederationError (``remote-server-not-found`` when the host cannot
+        be found).
+        """
+        host = name.wavelet_id.domain
+        try:
+            host_jid = yield self.transport.discover(host)
+        except Exception as e:
+            raise FederationError("remote-server-not-found",
+                                  "no wave service found for %s: %s" % (host, e))
+        peer = _Peer(self.service_jid(our_domain), str(host_jid))
+        stored = yield self.server.store.current_version(name.uri)
+        current = (HashedVersion.zero(name) if stored is None
+                   else HashedVersion(stored[0], stored[1]))
+        deltas = yield self._fetch_history(name, current, current, peer)
+        if deltas:
+            yield self._verify_all(name, deltas, peer)
+            yield self._lock(name.uri).run(self._apply, name, deltas, peer)
+        return len(deltas)
+
     @defer.inlineCallbacks
     def _fetch_history(self, name, start, end, peer):
         self.history_requests += 1

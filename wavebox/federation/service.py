@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from zope.interface import Interface
 
 from wavebox.federation import stanzas
+from wavebox.federation.catchup import StartupCatchUp
 from wavebox.federation.errors import as_federation_error
 from wavebox.federation.host import FederationHost
 from wavebox.federation.outbox import Outbox
@@ -53,7 +54,7 @@ class FederationService(service.Service):
 
     def __init__(self, server, transport, service_jid, signers, clock=None,
                  request_timeout=DEFAULT_REQUEST_TIMEOUT, outbox_options=None,
-                 history_limit=None):
+                 history_limit=None, catch_up_options=None):
         self.server = server
         self.transport = transport
         self.service_jid = service_jid
@@ -67,6 +68,8 @@ class FederationService(service.Service):
         self.remote = FederationRemote(server, signers, transport, service_jid,
                                        request_timeout=request_timeout,
                                        history_limit=history_limit)
+        self.catch_up = StartupCatchUp(server, self.remote, clock=clock,
+                                       **(catch_up_options or {}))
         self.jids = {service_jid(d).lower() for d in server.domains}
         self._attached = False
 
@@ -95,11 +98,15 @@ class FederationService(service.Service):
         self.signers.store = self.server.store
         self.outbox.stopped = False
         self.attach()
-        return self.outbox.resume().addErrback(
+        d = self.outbox.resume().addErrback(
             lambda f: log.failure("cannot resume the federation outbox", f))
+        # Not waited for: it runs in the background, for seconds or more.
+        self.catch_up.start()
+        return d
 
     def stopService(self):
         self.detach()
+        self.catch_up.stop()
         self.outbox.stop()
         return service.Service.stopService(self)
 

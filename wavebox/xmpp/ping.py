@@ -10,7 +10,8 @@ Pings between servers.
   same id, ``from``/``to`` swapped, and ``<received xmlns='urn:xmpp:receipts'/>``.
   :class:`PingResponder` answers it; :class:`ServerPinger` sends it at
   start-up to each ``--xmpp_server_ping`` domain and logs
-  ``got ping response from DOMAIN`` when the receipt comes back.
+  ``got ping response from DOMAIN`` when the receipt comes back, and pings
+  a peer that does not answer again, less and less often, until it does.
 """
 
 import uuid
@@ -89,25 +90,37 @@ class _ReceiptWatcher(XMPPHandler):
 class ServerPinger(service.Service):
     """
     At start-up, send the FedOne ping from ``sender`` (our wave service JID)
-    to the wave service of each domain in ``domains``.
+    to the wave service of each domain in ``domains``; a peer that does not
+    answer is pinged again after ``retry_initial`` seconds, then after twice
+    as long each time up to ``retry_max``, ``attempts`` times in all or until
+    it answers.  The first failure is a warning that says so; the ones after
+    it are logged at debug level, so an outage is one line, not one per try.
 
     ``locate(domain)`` fires with that domain's wave service JID (the wiring
     passes :class:`wavebox.xmpp.discovery.WaveServiceDiscovery`; without it,
-    the ``wave.DOMAIN`` guess is used).
+    the ``wave.DOMAIN`` guess is used); ``forget(domain)``, if given, drops
+    what discovery cached about a peer that failed, so that the next try
+    looks again.
     """
 
     def __init__(self, s2s, sender, domains, locate=None, clock=None, timeout=60.0,
-                 prefix="wave"):
+                 prefix="wave", forget=None, retry_initial=10.0, retry_max=600.0,
+                 attempts=12):
         if clock is None:
             from twisted.internet import reactor as clock
         self.s2s = s2s
         self.sender = sender
         self.domains = list(domains)
         self.locate = locate or (lambda domain: defer.succeed("%s.%s" % (prefix, domain)))
+        self.forget = forget
         self.clock = clock
         self.timeout = timeout
+        self.retry_initial = retry_initial
+        self.retry_max = retry_max
+        self.attempts = attempts
         self._waiting = {}      # ping id -> (domain, service jid, Deferred, timeout call)
         self._start_call = None
+        self._retry_calls = {}  # domain -> the delayed call of its next start-up ping
         self._watcher = _ReceiptWatcher(self)
         s2s.add_handler(self._watcher)
 
@@ -121,35 +134,90 @@ class ServerPinger(service.Service):
         if self._start_call is not None and self._start_call.active():
             self._start_call.cancel()
         self._start_call = None
+        for call in self._retry_calls.values():
+            if call.active():
+                call.cancel()
+        self._retry_calls.clear()
         for ping_id in list(self._waiting):
-            self._finish(ping_id).callback(False)
+            self._finish(ping_id).callback((False, None))
 
     def _ping_all(self):
         self._start_call = None
         for domain in self.domains:
-            self.ping(domain)
+            self._keep_pinging(domain, 1)
+
+    # -- the start-up pings, retried -------------------------------------------
+
+    def _keep_pinging(self, domain, attempt):
+        self._retry_calls.pop(domain, None)
+        if not self.running:
+            return
+        d = self._attempt(domain, attempt)
+        d.addCallback(self._answered, domain, attempt)
+        d.addErrback(lambda f: log.failure("pinging {domain} broke", f, domain=domain))
+
+    def _answered(self, result, domain, attempt):
+        answered, why = result
+        if answered or why is None or not self.running:
+            return
+        if attempt >= self.attempts:
+            if attempt == 1:
+                log.warn("{why}", why=why)
+            else:
+                log.info("{why}; no answer from {domain} in {n} attempts: not pinging it "
+                         "again", why=why, domain=domain, n=attempt)
+            return
+        delay = min(self.retry_max, self.retry_initial * 2 ** min(attempt - 1, 30))
+        if attempt == 1:
+            log.warn("{why}; pinging it again in {delay:.0f}s, then less and less often (up "
+                     "to every {most:.0f}s, {n} attempts in all) until it answers; until then "
+                     "further failures are logged at debug level", why=why, delay=delay,
+                     most=self.retry_max, n=self.attempts)
+        else:
+            log.debug("{why}; attempt {attempt}, next in {delay:.0f}s", why=why,
+                      attempt=attempt, delay=delay)
+        if self.forget is not None:
+            self.forget(domain)
+        self._retry_calls[domain] = self.clock.callLater(
+            delay, self._keep_pinging, domain, attempt + 1)
+
+    # -- one ping ------------------------------------------------------------------
 
     def ping(self, domain):
         """Fires with True when the receipt came, False when it did not in time."""
+        def logged(result):
+            answered, why = result
+            if why is not None:
+                log.warn("{why}", why=why)
+            return answered
+        return self._attempt(domain, 1).addCallback(logged)
+
+    def _attempt(self, domain, attempt):
+        """
+        One ping; fires with ``(True, None)`` when the receipt came, else
+        ``(False, why)``, the line to log (None when we are stopping).
+        """
         done = defer.Deferred()
 
         def located(target):
             if not self.running:
-                return done.callback(False)
+                return done.callback((False, None))
             ping_id = "ping-" + uuid.uuid4().hex[:12]
             call = self.clock.callLater(self.timeout, self._timed_out, ping_id)
             self._waiting[ping_id] = (domain, target, done, call)
-            log.info("sending ping to {domain} ({target})", domain=domain, target=target)
+            if attempt == 1:
+                log.info("sending ping to {domain} ({target})", domain=domain, target=target)
+            else:
+                log.debug("pinging {domain} ({target}) again, attempt {attempt}",
+                          domain=domain, target=target, attempt=attempt)
             try:
                 self.s2s.send(wave_ping(self.sender, target, ping_id))
             except Exception as e:
                 self._finish(ping_id)
-                log.warn("cannot ping {domain}: {error}", domain=domain, error=e)
-                done.callback(False)
+                done.callback((False, "cannot ping %s: %s" % (domain, e)))
 
         def not_located(reason):
-            log.warn("cannot ping {domain}: {why}", domain=domain, why=reason.getErrorMessage())
-            done.callback(False)
+            done.callback((False, "cannot ping %s: %s" % (domain, reason.getErrorMessage())))
 
         defer.maybeDeferred(self.locate, domain).addCallbacks(located, not_located)
         return done
@@ -164,7 +232,7 @@ class ServerPinger(service.Service):
         message.handled = True
         done = self._finish(message["id"])
         log.info("got ping response from {domain}", domain=domain)
-        done.callback(True)
+        done.callback((True, None))
 
     def _error(self, message):
         entry = self._waiting.get(message.getAttribute("id"))
@@ -180,17 +248,14 @@ class ServerPinger(service.Service):
                     elif condition == "unknown error":
                         condition = c.name
         done = self._finish(message["id"])
-        log.warn("ping to {domain} failed: {condition}{why}", domain=entry[0],
-                 condition=condition, why=" (%s)" % (text,) if text else "")
-        done.callback(False)
+        done.callback((False, "ping to %s failed: %s%s" % (
+            entry[0], condition, " (%s)" % (text,) if text else "")))
 
     def _timed_out(self, ping_id):
         entry = self._waiting.get(ping_id)
         if entry is not None:
             done = self._finish(ping_id)
-            log.warn("no ping response from {domain} in {timeout:.0f}s",
-                     domain=entry[0], timeout=self.timeout)
-            done.callback(False)
+            done.callback((False, "no ping response from %s in %.0fs" % (entry[0], self.timeout)))
 
     def _finish(self, ping_id):
         """Forget a ping (before logging: a log observer may stop us); its Deferred."""

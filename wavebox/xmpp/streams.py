@@ -58,7 +58,8 @@ The service: :class:`S2SService`
         returns to its sender as a stanza error (``remote-server-not-found``
         when the domain did not resolve, ``remote-server-timeout`` when it
         resolved but no authenticated stream came up: RFC 6120 8.3.3.15/16),
-        and the next attempt for that pair waits a growing back-off.
+        and the next attempt for that pair waits a growing back-off (cut
+        short when the peer authenticates a stream it opened to us: it is up).
     ``request(iq, timeout=30) -> Deferred``
         Send an ``iq`` get/set and fire with the response ``iq`` (same id,
         ``from``/``to`` swapped); errback with a ``StanzaError`` for
@@ -459,6 +460,8 @@ class IncomingStream(_Session):
         if self._timeout_call is not None and self._timeout_call.active():
             self._timeout_call.cancel()
         self._timeout_call = None
+        if self.connected:
+            self.server.peer_authenticated({originating for originating, _ in self.authenticated})
 
     def connectionLost(self, reason):
         self.authenticated_changed()
@@ -747,6 +750,12 @@ class LocalEntities(XMPPHandlerCollection):
 
 # --- the service -------------------------------------------------------------
 
+def _same_family(a, b):
+    """Whether one domain is the other or a subdomain of it (a domain and its wave service)."""
+    a, b = a.lower(), b.lower()
+    return a == b or a.endswith("." + b) or b.endswith("." + a)
+
+
 class _Route:
     """Stanzas from one of our domains to one remote domain, and their stream."""
 
@@ -958,6 +967,28 @@ class S2SService(service.Service):
         for route in self.routes.values():
             if route.stream is session:
                 route.stream = None
+
+    def peer_authenticated(self, domains):
+        """
+        A peer proved ``domains`` on a stream it opened to us: it is up.  A
+        route to it (or to a domain of the same family, ``b.test`` and
+        ``wave.b.test``) that waits out a back-off tries again now, so that
+        what waits for the peer, and our answers to it, go at once rather
+        than at the next retry.
+        """
+        for route in list(self.routes.values()):
+            if not route.retry_at or route.establishing or self.stopping:
+                continue
+            if not any(_same_family(route.remote, d) for d in domains):
+                continue
+            log.debug("S2S: {remote} opened a stream to us: ending the back-off of our "
+                      "route from {local}", remote=route.remote, local=route.local)
+            route.retry_at = 0
+            if route.retry_call is not None and route.retry_call.active():
+                route.retry_call.cancel()
+            route.retry_call = None
+            if route.queue:
+                self._establish(route)
 
     def incoming_stanza(self, session, stanza):
         self._deliver_local(stanza)
