@@ -10,7 +10,7 @@ import base64
 
 from tests.federation_fixtures import domain_signer
 from tests.helpers import LogWatch, insert
-from tests.test_federation import ALICE, BOB, A, B, C, FederationTestCase
+from tests.test_federation import BOB, A, B, C, FederationTestCase
 from wavebox import crypto
 from wavebox.federation import stanzas as S
 from wavebox.model.delta import HashedVersion, WaveletDelta

@@ -14,7 +14,7 @@ This module knows nothing of Twisted services; :mod:`wavebox.service` turns a
 import configparser
 import ipaddress
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from twisted.python import usage
 

@@ -265,7 +265,7 @@ class FederationHost:
             "%s%d" % (self._id_prefix, next(self._ids)),
             stanzas.SignerRequest(name.uri, signer_id, target.version, target.history_hash))
         try:
-            response = yield request(self.transport, iq, self.signer_fetch_timeout)
+            response = yield send_request(self.transport, iq, self.signer_fetch_timeout)
             info = signer_info_from_payload(stanzas.parse_signer_response(response))
         except FederationError as e:
             log.info("signer info {sid} of {domain} not given by {submitter} ({condition} "
@@ -388,7 +388,7 @@ class FederationHost:
 
 
 @defer.inlineCallbacks
-def request(transport, iq, timeout):
+def send_request(transport, iq, timeout):
     """
     Send an iq over ``transport`` and fire with its result; any failure
     (an error answer, no answer within ``timeout``, no route) is a FederationError.

@@ -24,12 +24,11 @@ import os
 
 from twisted.internet import defer
 from twisted.logger import Logger
-from twisted.words.protocols.jabber.error import StanzaError
 from zope.interface import implementer
 
 from wavebox.federation import stanzas
 from wavebox.federation.errors import as_federation_error
-from wavebox.federation.host import signer_info_from_payload, wavelet_name
+from wavebox.federation.host import send_request, signer_info_from_payload, wavelet_name
 from wavebox.federation.stanzas import FederationError, MalformedStanza
 from wavebox.federation.trust import NotTrusted, jid_domain, speaks_for
 from wavebox.model.delta import HashedVersion
@@ -78,23 +77,9 @@ class FederationRemote:
     def new_id(self):
         return "%s%d" % (self._id_prefix, next(self._ids))
 
-    @defer.inlineCallbacks
     def _request(self, iq):
         """Send an iq and fire with its result; any failure is a FederationError."""
-        try:
-            response = yield self.transport.request(iq, self.request_timeout)
-        except FederationError:
-            raise
-        except StanzaError as e:
-            raise FederationError(e.condition or "undefined-condition", e.text)
-        except defer.TimeoutError:
-            raise FederationError("remote-server-timeout", "no answer from %s" % (iq["to"],))
-        except Exception as e:
-            raise FederationError("remote-server-not-found", "%s: %s" % (
-                e.__class__.__name__, e))
-        if response.getAttribute("type") == "error":
-            raise stanzas.parse_error(response)
-        return response
+        return send_request(self.transport, iq, self.request_timeout)
 
     # -- submitting our users' deltas (§7(b)) ---------------------------------
 

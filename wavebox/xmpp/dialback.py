@@ -41,7 +41,7 @@ import secrets
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python import failure
-from twisted.words.protocols.jabber import error, jid
+from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 
 NS_DIALBACK = "jabber:server:dialback"
