@@ -6,11 +6,11 @@ wait; a host that restarts tries its queues at once.  In-memory network,
 task.Clock: the host's wait of up to 300 s is never let run out.
 """
 
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.logger import LogLevel, globalLogPublisher
-from twisted.trial.unittest import SynchronousTestCase
 
-from tests.federation_fixtures import MemoryNetwork, WaveNode
+from tests.federation_fixtures import WaveNode
+from tests.test_federation import FederationTestCase
 from wavebox.federation import stanzas as S
 
 ALICE, BOB = "alice@a.test", "bob@b.test"
@@ -18,26 +18,16 @@ A, B = "wave.a.test", "wave.b.test"
 LONG_WAIT = {"initial_backoff": 1, "max_backoff": 300}
 
 
-class CatchUpTestCase(SynchronousTestCase):
+class CatchUpTestCase(FederationTestCase):
     def setUp(self):
-        self.clock = task.Clock()
-        self.clock.advance(1700000000)
-        self.net = MemoryNetwork(self.clock)
-        self.a = self.node("a.test")
-        self.b = self.node("b.test")
+        FederationTestCase.setUp(self)
         self.events = []
         globalLogPublisher.addObserver(self.events.append)
         self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
 
     def node(self, domain, **kwargs):
         kwargs.setdefault("outbox_options", dict(LONG_WAIT))
-        n = WaveNode(self.net, domain, **kwargs)
-        self.addCleanup(n.stop)
-        return n
-
-    def run_(self, d):
-        self.net.pump()
-        return self.successResultOf(d)
+        return FederationTestCase.node(self, domain, **kwargs)
 
     def settle(self, seconds):
         """Let ``seconds`` pass in small steps, delivering everything on the way."""
