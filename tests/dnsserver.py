@@ -250,6 +250,18 @@ class ZoneServer:
             return self
         raise ierror.CannotListenError(self.interface, 0, "no port free for both UDP and TCP")
 
+    def set_records(self, records=None, zones=()):
+        """
+        Serve these zones from now on instead of the ones given before: a
+        server whose address its clients must know before the records do
+        (the S2S ports of ``twistd`` children that pick their own).
+        """
+        texts = list(zones) + (zone_texts(records) if records else [])
+        if not texts:
+            raise ValueError("no zone: give records or zones")
+        self.authorities = [_TextAuthority(t) for t in texts]
+        self.factory.resolver.resolvers[:] = [self.gate] + self.authorities
+
     @property
     def nameserver(self):
         """``(host, port)``, as :class:`wavebox.xmpp.resolver.DnspythonResolver` takes it."""

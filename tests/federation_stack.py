@@ -51,6 +51,23 @@ def domain_certificate(domain):
     return certs.make_server_certificate(certs.server_names(domain), ca=stack_ca())
 
 
+def write_domain_pki(domain, directory):
+    """
+    The domain's certificate chain, its key and the test CA as PEM files in
+    ``directory`` (made if need be): ``(cert, key, ca)`` paths, what
+    ``--certificate``, ``--private-key`` and ``--trusted-ca`` take.
+    """
+    os.makedirs(directory, exist_ok=True)
+    key, cert = domain_certificate(domain)
+    ca_cert = stack_ca()[1]
+    paths = tuple(os.path.join(directory, n) for n in ("cert.pem", "key.pem", "ca.pem"))
+    for path, data in zip(paths, (certs.cert_pem(cert, ca_cert), certs.key_pem(key),
+                                  certs.cert_pem(ca_cert))):
+        with open(path, "wb") as f:
+            f.write(data)
+    return paths
+
+
 class WaveStack:
     """One domain's wave server, federating over real S2S."""
 
@@ -64,19 +81,10 @@ class WaveStack:
         self.users = list(users)
         self.federation_options = federation_options
         self.interface = ADDRESSES.get(domain, "127.0.0.1")
-        os.makedirs(directory, exist_ok=True)
+        self.cert_file, self.key_file, self.ca_file = write_domain_pki(domain, directory)
         key, cert = domain_certificate(domain)
-        ca_key, ca_cert = stack_ca()
-        self.cert_file = os.path.join(directory, "cert.pem")
-        self.key_file = os.path.join(directory, "key.pem")
-        self.ca_file = os.path.join(directory, "ca.pem")
-        with open(self.cert_file, "wb") as f:
-            f.write(certs.cert_pem(cert, ca_cert))
-        with open(self.key_file, "wb") as f:
-            f.write(certs.key_pem(key))
-        with open(self.ca_file, "wb") as f:
-            f.write(certs.cert_pem(ca_cert))
-        self.signer = crypto.Signer(certs.key_pem(key), certs.cert_pem(cert, ca_cert), domain)
+        self.signer = crypto.Signer(certs.key_pem(key), certs.cert_pem(cert, stack_ca()[1]),
+                                    domain)
         self.s2s = None
         self.console_port = None
 
