@@ -101,7 +101,7 @@ class ConsoleSession(protocol.Protocol):
         self.open_name = None          # WaveletName of the open wave
         self.mode = "normal"
         self.inbox_names = []          # WaveletNames of the last /list, in its order
-        self.shown = set()             # blip ids of the open wave already shown
+        self.seen = view.OpenWave()    # what of the open wave is listed and shown
         self._told = None              # the update that closed the open wave, announced
         self.login_failures = 0
         self._buffer = b""
@@ -386,16 +386,16 @@ class ConsoleSession(protocol.Protocol):
         if self.open_name is not None:
             self.server.unsubscribe(self.open_name, self._wave_watcher)
         self.open_name = None
-        self.shown = set()
+        self.seen = view.OpenWave()
 
     def _show_all(self, state):
         self.say(view.header(self.open_name, state))
+        rendered = self.seen.show_all(state)
         if self.mode == "xml":
             self.say(view.wave_xml(state))
         else:
-            for blip_id, author, text in view.blips(state):
+            for _, author, text in rendered:
                 self.say(view.blip_line(author, text))
-        self.shown = {blip_id for blip_id, _, _ in view.blips(state)}
 
     # -- listeners ----------------------------------------------------------------
 
@@ -422,10 +422,8 @@ class ConsoleSession(protocol.Protocol):
             for document_id in view.touched_documents(update):
                 self.say("%s: %s" % (document_id, view.document_xml(state, document_id)))
             return
-        for blip_id, author, text in view.blips(state):
-            if blip_id not in self.shown:
-                self.shown.add(blip_id)
-                self.say(view.blip_line(author, text))
+        for blip_id, author, text in self.seen.show_new(state, update):
+            self.say(view.blip_line(author, text))
 
     def inbox_changed(self, update):
         """A durable delta of any wave of ours: announce being added or removed."""

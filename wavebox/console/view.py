@@ -53,6 +53,50 @@ def blips(state):
     return out
 
 
+class OpenWave:
+    """
+    What one console has shown of its open wave: the blips the manifest
+    lists and those already shown.  Kept up to date from each update's
+    operations, so showing a change costs the change's size, not the wave's
+    (every session that has the wave open does this for every delta).
+    """
+
+    def __init__(self):
+        self.listed = set()
+        self.shown = set()
+
+    def show_all(self, state):
+        """``[(blip id, author, text)]`` of every blip, in conversation order."""
+        rendered = blips(state)
+        self.listed = set(conversation.blip_ids(state))
+        self.shown = {blip_id for blip_id, _, _ in rendered}
+        return rendered
+
+    def show_new(self, state, update):
+        """
+        ``[(blip id, author, text)]`` of the blips ``update`` made showable:
+        listed in the manifest, with a document, not shown before.  New
+        entries of the manifest come in its order, after blips it already
+        listed whose document appeared only now.
+        """
+        added, removed = conversation.manifest_changes(update.operations)
+        self.listed.difference_update(removed)
+        self.listed.update(added)
+        new = set(added)
+        candidates = [d for d in touched_documents(update)
+                      if d in self.listed and d not in new] + added
+        out = []
+        for blip_id in candidates:
+            document = state.documents.get(blip_id)
+            if blip_id in self.shown or blip_id not in self.listed or document is None:
+                continue
+            self.shown.add(blip_id)
+            author = conversation.blip_author(state, blip_id)
+            out.append((blip_id, author.address if author else "?",
+                        conversation.blip_text(document)))
+        return out
+
+
 def blip_line(author, text):
     """``author: text``, further lines of a multi-line blip indented under the first."""
     prefix = "%s: " % (author,)
@@ -71,8 +115,11 @@ def document_xml(state, document_id):
 
 def digest(state):
     """The start of the wave's first message, for /list."""
-    for _, _, text in blips(state):
-        text = " ".join(text.split())
+    for blip_id in conversation.blip_ids(state):
+        document = state.documents.get(blip_id)
+        if document is None:
+            continue
+        text = " ".join(conversation.blip_text(document).split())
         if text:
             return text if len(text) <= DIGEST_LENGTH else text[:DIGEST_LENGTH - 1] + "…"
     return ""

@@ -102,6 +102,25 @@ def blip_ids(state):
     return ids
 
 
+def manifest_changes(operations):
+    """
+    ``(added, removed)``: the blip ids whose ``<blip>`` elements ``operations``
+    insert into the manifest, in document order, and those they delete.  Read
+    from the operations alone, so it costs the delta's size, not the wave's.
+    """
+    added, removed = [], []
+    for op in operations:
+        if not isinstance(op, MutateDocument) or op.document_id != MANIFEST_DOCUMENT_ID:
+            continue
+        for c in op.operation.components:
+            t = type(c)
+            if (t is docop.ElementStart or t is docop.DeleteElementStart) and c.type == BLIP:
+                blip_id = dict(c.attributes).get("id")
+                if blip_id:
+                    (added if t is docop.ElementStart else removed).append(blip_id)
+    return added, removed
+
+
 def blip_text(document):
     """The text of a blip, one line per ``<line>`` element."""
     lines = []
