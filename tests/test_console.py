@@ -260,9 +260,11 @@ class WaveTests(ConsoleTestCase):
         yield _until(lambda: len(store.waiting) == 1)
         bob.send("from bob")
         # Bob's line reaches the server while alice's write is in flight, so
-        # it is made against the same version as hers.
-        yield _until(lambda: len(container.lock.waiting) == 1)
+        # it is made against the same version as hers, and transformed
+        # against hers while hers is still being written.
+        yield _until(lambda: len(store.waiting) == 2)
         store.hold = False
+        store.release()
         store.release()
         for client in (alice, bob):
             yield client.expect("^alice@a.test: from alice$")

@@ -106,6 +106,20 @@ class StoreContract:
         self.assertEqual([d.applied_delta for d in found], [b"first"])
 
     @defer.inlineCallbacks
+    def test_append_on_top_of_another_history_hash_is_a_conflict(self):
+        # Another writer's delta ends at the same version with another hash:
+        # a delta made on top of ours (refused) must not land on top of it.
+        yield self.store.append_delta(W1, delta(0, 2))
+        theirs = StoredDelta(2, 3, b"their hash", b"theirs", "bob@a.test", 1000)
+        yield self.store.append_delta(W1, theirs, applied_at_hash=b"hash2")
+        e = yield self.assertFailure(
+            self.store.append_delta(W1, delta(3, 4), applied_at_hash=b"hash3"), StoreConflict)
+        self.assertEqual((e.applied_at_version, e.current_version), (3, 3))
+        yield self.store.append_delta(W1, delta(3, 4), applied_at_hash=b"their hash")
+        found = yield self.store.deltas(W1)
+        self.assertEqual([d.resulting_version for d in found], [2, 3, 4])
+
+    @defer.inlineCallbacks
     def test_stale_append_after_newer_ones_is_a_conflict(self):
         yield self.append_chain(W1, 3)
         yield self.assertFailure(self.store.append_delta(W1, delta(2, 4)), StoreConflict)

@@ -64,6 +64,27 @@ class ControlledStore(MemoryStore):
         d.errback(exc or IOError("disk on fire"))
 
 
+class LateAnswerStore(MemoryStore):
+    """A memory store that writes at once but answers each append when the test says."""
+
+    def __init__(self):
+        MemoryStore.__init__(self)
+        self.answers = []     # (Deferred to fire, the real result)
+        self.hold = False
+
+    def append_delta(self, wavelet_name, delta, **kwargs):
+        real = MemoryStore.append_delta(self, wavelet_name, delta, **kwargs)
+        if not self.hold:
+            return real
+        d = defer.Deferred()
+        self.answers.append((d, real))
+        return d
+
+    def answer(self, i=0):
+        d, real = self.answers.pop(i)
+        real.chainDeferred(d)
+
+
 class ServerTestCase(unittest.TestCase):
 
     def setUp(self):
@@ -285,20 +306,73 @@ class DurabilityTests(ServerTestCase):
                          HashedVersion.zero(NAME))
         self.create()
 
-    def test_submits_to_one_wavelet_go_one_at_a_time(self):
+    def test_submits_to_one_wavelet_are_written_in_order_without_waiting_for_the_disk(self):
         self.store.hold = False
         self.create()
         self.store.hold = True
         v = self.state().hashed_version
         d1 = self.submit([write("b+1", "1", 0, 5)], version=v)
         d2 = self.submit([write("b+1", "2", 0, 5)], version=v)
-        self.assertEqual(len(self.store.waiting), 1)
-        self.store.release()
-        self.successResultOf(d1)
-        self.assertEqual(len(self.store.waiting), 1)
+        # The second is transformed against the first while the first is
+        # still being written: both are asked of the store, in order.
+        self.assertEqual([w[2].applied_at_version for w in self.store.waiting],
+                         [v.version, v.version + 1])
+        self.assertNoResult(d1)
         self.assertNoResult(d2)
+        # Readers still see only what is durable.
+        self.assertEqual(self.server.current_state(NAME).hashed_version, v)
+        self.store.release()
+        self.assertEqual(self.successResultOf(d1).hashed_version_after.version, v.version + 1)
+        self.assertNoResult(d2)
+        self.assertEqual(self.server.current_state(NAME).hashed_version.version, v.version + 1)
         self.store.release()
         self.assertEqual(self.successResultOf(d2).hashed_version_after.version, v.version + 2)
+        self.assertEqual(self.text(), "21hello")
+        self.assertEqual([u.resulting_version.version for u in self.heard.updates],
+                         [v.version, v.version + 1, v.version + 2])
+
+    def test_a_write_after_a_failed_one_is_refused_by_the_store_and_transformed_again(self):
+        self.store.hold = False
+        self.create()
+        heard = len(self.heard.updates)
+        self.store.hold = True
+        v = self.state().hashed_version
+        d1 = self.submit([write("b+1", "1", 0, 5)], version=v)
+        d2 = self.submit([write("b+1", "2", 0, 5)], version=v)
+        self.store.fail(0)
+        self.failureResultOf(d1, IOError)
+        # The second does not extend what is stored: the store refuses it, the
+        # core reloads and transforms it again, and it lands after all.
+        self.assertNoResult(d2)
+        self.store.hold = False
+        self.store.release(0)
+        self.assertEqual(self.successResultOf(d2).hashed_version_after.version, v.version + 1)
+        self.assertEqual(self.text(), "2hello")
+        self.assertEqual([u.resulting_version.version for u in self.heard.updates[heard:]],
+                         [v.version + 1])
+        self.assertEqual([d.resulting_version for d in self.stored()], [v.version, v.version + 1])
+
+    def test_no_answer_or_update_overtakes_an_earlier_delta_still_being_written(self):
+        store = LateAnswerStore()
+        server = self.make_server(store)
+        heard = Recorder()
+        server.add_listener(heard)
+        self.create(server=server)
+        v = self.state(server=server).hashed_version
+        store.hold = True
+        d1 = self.submit([write("b+1", "1", 0, 5)], version=v, server=server)
+        d2 = self.submit([write("b+1", "2", 0, 5)], version=v, server=server)
+        # The store says the second is durable before it says the first is.
+        store.answer(1)
+        self.assertNoResult(d1)
+        self.assertNoResult(d2)
+        self.assertEqual(len(heard.updates), 1)
+        self.assertEqual(server.current_state(NAME).hashed_version, v)
+        store.answer(0)
+        self.assertEqual([self.successResultOf(d).hashed_version_after.version
+                          for d in (d1, d2)], [v.version + 1, v.version + 2])
+        self.assertEqual([u.resulting_version.version for u in heard.updates[1:]],
+                         [v.version + 1, v.version + 2])
 
     def test_different_wavelets_proceed_independently(self):
         d1 = self.submit([AddParticipant(ALICE)], version=HashedVersion.zero(NAME))

@@ -19,6 +19,15 @@ In memory each container keeps the transformed history from its snapshot on
 (:class:`TransformedDelta`, the operations as they changed the wavelet), which
 is what later submissions are transformed against.  Older history is read
 back from the store only when a delta targets a version before it.
+
+The lock covers the work on the wavelet in memory -- transform, apply, hash,
+ask the store to append -- but not the wait for the disk: the next delta is
+transformed against the ones still being written (``head``), and the store
+writes them in order, many in one sync (group commit).  Readers, listeners
+and submitters see a delta only once it is durable (``state``), in version
+order; a delta whose write fails takes the ones written after it down too
+(the store refuses them: they do not extend its history), and the in-memory
+copy is dropped, to be loaded again from the store.
 """
 
 from twisted.internet import defer
@@ -50,8 +59,11 @@ class WaveletContainer:
         self.name = name
         self.uri = name.uri
         self.lock = defer.DeferredLock()
-        self.state = None          # the wavelet state once loaded
+        self.state = None          # the durable wavelet state once loaded (readers see this)
+        self.head = None           # the state with the deltas still being written, too
         self.corrupted = None      # the reason, once the history is found broken
+        self._generation = 0       # moves on each time the in-memory copy is dropped
+        self._settled = None       # fires once the last delta asked of the store is settled
         self._history = []         # TransformedDelta from self._base on, in order
         self._index = {}           # applied_at version -> index in self._history
         self._base = None          # HashedVersion where self._history starts
@@ -62,7 +74,12 @@ class WaveletContainer:
 
     @property
     def loaded(self):
-        return self.state is not None
+        return self.head is not None
+
+    @property
+    def writing(self):
+        """True while some delta asked of the store is not yet durable."""
+        return self.head is not self.state
 
     @property
     def hashed_version(self):
@@ -92,7 +109,8 @@ class WaveletContainer:
 
     def _forget(self):
         """Drop the in-memory copy; the next use loads it again from the store."""
-        self.state = None
+        self._generation += 1
+        self.state = self.head = None
         self._history = []
         self._index = {}
         self._base = None
@@ -117,16 +135,16 @@ class WaveletContainer:
                 state = None
         if state is None:
             state = empty_state(self.name)
-        self.state = state
+        self.state = self.head = state
         self._base = state.hashed_version
         self._last_timestamp = state.last_modified_time or 0
         tail = yield store.deltas(self.uri, state.hashed_version.version)
         for stored in tail:
             applied = self._parse_stored(stored)
-            if applied.applied_at != self.state.hashed_version:
+            if applied.applied_at != self.head.hashed_version:
                 raise errors.WaveletCorrupted(
                     "stored delta at version %d does not extend version %d"
-                    % (applied.applied_at.version, self.state.hashed_version.version))
+                    % (applied.applied_at.version, self.head.hashed_version.version))
             transformed = yield self._retransform(applied)
             self._apply(transformed)
         self._since_snapshot = len(tail)
@@ -151,8 +169,9 @@ class WaveletContainer:
     # -- history ------------------------------------------------------------
 
     def _apply(self, transformed):
-        """Apply a transformed delta to the state and remember it in the history."""
-        self.state.apply_delta(transformed)
+        """Apply a stored, transformed delta to the state and remember it in the history."""
+        self.head.apply_delta(transformed)
+        self.state = self.head
         self._record(transformed)
 
     def _record(self, transformed):
@@ -163,11 +182,11 @@ class WaveletContainer:
     @defer.inlineCallbacks
     def history_since(self, version):
         """
-        The TransformedDeltas from ``version`` (a delta boundary) to now.
-        Reads older history back from the store when ``version`` is before
-        what is in memory.
+        The TransformedDeltas from ``version`` (a delta boundary) to the
+        head (with the deltas still being written).  Reads older history
+        back from the store when ``version`` is before what is in memory.
         """
-        current = self.state.hashed_version
+        current = self.head.hashed_version
         if version == current.version:
             return []
         if version > current.version:
@@ -259,18 +278,21 @@ class WaveletContainer:
 
     # -- write, then tell ---------------------------------------------------
 
-    @defer.inlineCallbacks
     def _commit(self, applied, transformed):
         """
-        Apply, store, and only once the store has it on disk, tell everyone.
-        If the store fails, the in-memory copy is dropped (the next use
-        reloads it from the store) and nobody hears of the delta.
+        Apply to the head and ask the store to append; called under the lock.
+        Returns a :class:`_Written` whose ``durable`` Deferred fires with the
+        WaveletUpdate once the store has the delta on disk and everyone was
+        told -- wait for it *outside* the lock, so that the next delta's work
+        overlaps this one's write.  If the store fails, the in-memory copy is
+        dropped (the next use reloads it from the store), nobody hears of the
+        delta, and ``durable`` fails.
         """
-        before = frozenset(participants_of(self.state))
+        before = frozenset(participants_of(self.head))
         # Apply to a copy: readers see only durable states, and a delta the
         # store refuses leaves no trace.  (Documents are immutable, so the
         # copy costs a dict of references.)
-        state = self.state.copy()
+        state = self.head.copy()
         state.apply_delta(transformed)    # raises if it does not fit
         after = frozenset(participants_of(state))
         update = WaveletUpdate(self.name, applied, transformed, before, after, self.hosted)
@@ -282,34 +304,63 @@ class WaveletContainer:
             applied_delta=applied.applied_delta_bytes,
             author=transformed.author.address,
             timestamp_ms=transformed.application_timestamp)
-        try:
-            outbox_ids = yield self.server.store.append_delta(
-                self.uri, stored, participants=[p.address for p in participants_of(state)],
-                hosted=self.hosted, outbox=outbox)
-        except BaseException:
-            # Whether the write reached the disk is unknown: believe the store.
-            self._forget()
-            raise
-        self.state = state
+        written = self.server.store.append_delta(
+            self.uri, stored, participants=[p.address for p in participants_of(state)],
+            hosted=self.hosted, outbox=outbox,
+            applied_at_hash=applied.applied_at.history_hash if applied.applied_at.version
+            else None)
+        self.head = state
         self._record(transformed)
-        self._since_snapshot += 1
-        if self._since_snapshot >= self.server.snapshot_interval:
-            yield self._snapshot()
-        update = WaveletUpdate(self.name, applied, transformed, before, after, self.hosted,
-                               tuple(outbox_ids or ()))
-        self.server.notify(update)
-        return update
+        previous, self._settled = self._settled, defer.Deferred()
+        durable = self._settle(previous, written, self._settled, self._generation, state,
+                               update)
+        return _Written(durable)
 
     @defer.inlineCallbacks
-    def _snapshot(self):
+    def _settle(self, previous, written, settled, generation, state, update):
+        """
+        Once the deltas asked for before this one are settled and this one is
+        durable: it becomes the state readers see, and everyone is told.
+        """
         try:
-            yield self.server.store.put_snapshot(
-                self.uri, self.state.hashed_version.version, state_snapshot(self.state))
-        except Exception:
-            log.failure("snapshot of {uri} at version {v} failed", uri=self.uri,
-                        v=self.state.hashed_version.version)
-        else:
-            self._since_snapshot = 0
+            if previous is not None:
+                yield previous
+            try:
+                outbox_ids = yield written
+            except BaseException:
+                # Whether the write reached the disk is unknown: believe the
+                # store.  The deltas after this one are refused by it too.
+                if generation == self._generation:
+                    self._forget()
+                raise
+            if generation != self._generation:
+                # Stored after all, behind a delta whose write failed: durable,
+                # so its submitter hears so; the copy in memory reloads it.
+                log.warn("{uri}: delta at version {v} was stored after an earlier write "
+                         "failed; the wavelet is reloaded", uri=self.uri,
+                         v=update.applied.applied_at.version)
+                return update
+            self.state = state
+            self._since_snapshot += 1
+            if self._since_snapshot >= self.server.snapshot_interval:
+                self._snapshot(state)
+            update = WaveletUpdate(self.name, update.applied, update.transformed,
+                                   update.participants_before, update.participants_after,
+                                   self.hosted, tuple(outbox_ids or ()))
+            self.server.notify(update)
+            return update
+        finally:
+            if self._settled is settled:
+                self._settled = None
+            settled.callback(None)
+
+    def _snapshot(self, state):
+        """Keep a snapshot of ``state`` (durable); its write is not waited for."""
+        self._since_snapshot = 0
+        d = self.server.store.put_snapshot(self.uri, state.hashed_version.version,
+                                           state_snapshot(state))
+        d.addErrback(lambda f: log.failure("snapshot of {uri} at version {v} failed", f,
+                                           uri=self.uri, v=state.hashed_version.version))
 
     def read(self):
         """Fires with the loaded wavelet state (do not change it)."""
@@ -324,10 +375,12 @@ class LocalWaveletContainer(WaveletContainer):
     def submit(self, delta, signed_delta):
         """
         Submit ``delta`` (the parsed WaveletDelta) whose serialized, signed
-        form is ``signed_delta`` (a SignedDelta; its bytes go into the applied
-        delta unchanged).  Fires with a :class:`SubmitResult` once durable.
+        form is ``signed_delta`` (a SignedDelta, or a Deferred of one still
+        being signed: its bytes go into the applied delta unchanged).  Its
+        place in the wavelet's order is taken now.  Fires with a
+        :class:`SubmitResult` once durable.
         """
-        return self.run(self._submit, delta, signed_delta)
+        return self._submit(delta, signed_delta)
 
     #: How often a submit is transformed again after another process appended
     #: to the same wavelet first (a shared PostgreSQL store decides the writer).
@@ -337,21 +390,29 @@ class LocalWaveletContainer(WaveletContainer):
     def _submit(self, delta, signed_delta):
         for attempt in range(self.CONFLICT_RETRIES + 1):
             try:
-                result = yield self._submit_once(delta, signed_delta)
-                return result
+                outcome = yield self.run(self._submit_once, delta, signed_delta)
+                if isinstance(outcome, SubmitResult):
+                    return outcome       # a duplicate: nothing written
+                update = yield outcome.durable
+                transformed = update.transformed
+                return SubmitResult(len(transformed.operations), transformed.resulting_version,
+                                    transformed.application_timestamp)
             except StoreConflict:
                 if attempt == self.CONFLICT_RETRIES:
                     raise
+                # The copy in memory was dropped; the next run loads it again.
                 log.info("{uri}: another writer appended first; reloading and "
                          "transforming again", uri=self.uri)
-                yield self._load()
 
     @defer.inlineCallbacks
     def _submit_once(self, delta, signed_delta):
         if not delta.operations:
             raise errors.EmptyDelta("empty delta from %s at version %d"
                                     % (delta.author, delta.hashed_version.version))
-        current = self.state.hashed_version
+        if isinstance(signed_delta, defer.Deferred):
+            # Signed in a thread while the deltas before it were worked on.
+            signed_delta = yield signed_delta
+        current = self.head.hashed_version
         target = delta.hashed_version
         if target.version > current.version:
             raise errors.FutureVersion(target.version, current.version)
@@ -364,13 +425,12 @@ class LocalWaveletContainer(WaveletContainer):
             done = result.duplicate_of
             return SubmitResult(len(done.operations), done.resulting_version,
                                 done.application_timestamp, duplicate=True)
-        check_author(self.state, delta.author, result.operations)
+        check_author(self.head, delta.author, result.operations)
         timestamp = max(self.server.now_ms(), self._last_timestamp)
         applied = build_applied_delta(signed_delta, current, len(result.operations), timestamp)
         transformed = TransformedDelta(delta.author, current, applied.resulting_version,
                                        result.operations, timestamp)
-        update = yield self._commit(applied, transformed)
-        return SubmitResult(len(transformed.operations), update.resulting_version, timestamp)
+        return self._commit(applied, transformed)
 
 
 class RemoteWaveletContainer(WaveletContainer):
@@ -386,21 +446,28 @@ class RemoteWaveletContainer(WaveletContainer):
         WaveletContainer.__init__(self, server, name)
         self.pending = {}          # applied_at version -> AppliedDelta, ahead of us
 
+    @defer.inlineCallbacks
     def apply_applied_deltas(self, applied_deltas):
         """
         Take the host's applied deltas (model AppliedDeltas, their signatures
-        already verified by the caller).  Fires with a :class:`RemoteApplyResult`.
+        already verified by the caller).  Fires with a :class:`RemoteApplyResult`
+        once those it applied are durable.
         """
-        return self.run(self._apply_applied, list(applied_deltas))
+        outcome = yield self.run(self._apply_applied, list(applied_deltas))
+        updates = []
+        for written in outcome.updates:     # _Written, until durable
+            update = yield written.durable
+            updates.append(update)
+        return RemoteApplyResult(tuple(updates), outcome.current, outcome.missing)
 
     @defer.inlineCallbacks
     def _apply_applied(self, applied_deltas):
         applied_now = []
         for a in applied_deltas:
-            if a.applied_at.version >= self.state.hashed_version.version:
+            if a.applied_at.version >= self.head.hashed_version.version:
                 self.pending.setdefault(a.applied_at.version, a)
         while True:
-            current = self.state.hashed_version
+            current = self.head.hashed_version
             for v in [v for v in self.pending if v < current.version]:
                 del self.pending[v]     # an old duplicate (7(c)3)
             applied = self.pending.pop(current.version, None)
@@ -414,12 +481,21 @@ class RemoteWaveletContainer(WaveletContainer):
             # The host decided who may write; the state still refuses
             # operations that do not fit.
             transformed = yield self._retransform(applied)
-            update = yield self._commit(applied, transformed)
-            applied_now.append(update)
+            applied_now.append(self._commit(applied, transformed))
         missing = None
         if self.pending:
-            missing = (self.state.hashed_version, min(self.pending))
-        return RemoteApplyResult(tuple(applied_now), self.state.hashed_version, missing)
+            missing = (self.head.hashed_version, min(self.pending))
+        return RemoteApplyResult(tuple(applied_now), self.head.hashed_version, missing)
+
+
+class _Written:
+    """A delta asked of the store; ``durable`` fires with its WaveletUpdate (not a Deferred
+    result itself, so that the lock is let go before the write is waited for)."""
+
+    __slots__ = ("durable",)
+
+    def __init__(self, durable):
+        self.durable = durable
 
 
 class RemoteApplyResult:

@@ -181,14 +181,23 @@ class IWaveletStore(Interface):
 
     # -- deltas --
 
-    def append_delta(wavelet_name, delta, participants=None, hosted=None, outbox=()):
+    def append_delta(wavelet_name, delta, participants=None, hosted=None, outbox=(),
+                     applied_at_hash=None):
         """
         Store ``delta`` (a :class:`StoredDelta`) as the next delta of the
         wavelet.  Its ``applied_at_version`` must equal the version the
-        previous delta resulted in (0 for the first); otherwise the Deferred
-        fails with :class:`StoreConflict` and nothing is stored.  The
-        database, not a lock in this process, decides: two writers racing on
-        one wavelet get one success and one conflict.
+        previous delta resulted in (0 for the first), and when
+        ``applied_at_hash`` is given (for a delta after the first) the
+        history hash stored with that previous delta must be it; otherwise
+        the Deferred fails with :class:`StoreConflict` and nothing is stored.
+        The database, not a lock in this process, decides: two writers
+        racing on one wavelet get one success and one conflict, even when
+        one of them has written on top of a delta that was refused.
+
+        Appends are made durable, and their Deferreds fire, in the order
+        they were asked for: the core asks for the next delta of a wavelet
+        before the previous one is durable (a delta whose predecessor is
+        refused is then refused too, by the check above).
 
         In the same transaction, and so durable together with the delta:
         the wavelet's ``last_modified_ms`` becomes the delta's timestamp (if

@@ -82,7 +82,8 @@ class MemoryStore:
     # -- deltas --
 
     @_answer
-    def append_delta(self, wavelet_name, delta, participants=None, hosted=None, outbox=()):
+    def append_delta(self, wavelet_name, delta, participants=None, hosted=None, outbox=(),
+                     applied_at_hash=None):
         if not isinstance(delta, StoredDelta):
             raise TypeError("append_delta takes a StoredDelta, not %r" % (delta,))
         outbox = [(d, _payload(p)) for d, p in outbox]
@@ -90,7 +91,9 @@ class MemoryStore:
             participants = _participants(participants)
         w = self._wavelets.get(wavelet_name)
         current = w.version if w else 0
-        if delta.applied_at_version != current:
+        if delta.applied_at_version != current or (
+                applied_at_hash is not None and current
+                and w.deltas[-1].resulting_hash != applied_at_hash):
             raise StoreConflict(wavelet_name, delta.applied_at_version, current)
         if w is None:
             w = self._wavelets[wavelet_name] = _Wavelet()

@@ -370,7 +370,8 @@ class SqliteStore:
 
     # -- deltas --
 
-    def append_delta(self, wavelet_name, delta, participants=None, hosted=None, outbox=()):
+    def append_delta(self, wavelet_name, delta, participants=None, hosted=None, outbox=(),
+                     applied_at_hash=None):
         try:
             if not isinstance(delta, StoredDelta):
                 raise TypeError("append_delta takes a StoredDelta, not %r" % (delta,))
@@ -381,10 +382,11 @@ class SqliteStore:
             return defer.fail()
 
         def append(conn):
-            row = conn.execute("SELECT id, version FROM wavelet WHERE name = ?",
+            row = conn.execute("SELECT id, version, hash FROM wavelet WHERE name = ?",
                                (wavelet_name,)).fetchone()
             current = row[1] if row else 0
-            if delta.applied_at_version != current:
+            if delta.applied_at_version != current or (
+                    applied_at_hash is not None and current and row[2] != applied_at_hash):
                 raise StoreConflict(wavelet_name, delta.applied_at_version, current)
             if row is None:
                 wavelet_id = conn.execute("INSERT INTO wavelet (name) VALUES (?)",
