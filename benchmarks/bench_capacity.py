@@ -39,18 +39,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from cryptography.hazmat.primitives import hashes  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import padding  # noqa: E402
 from twisted.internet import defer, protocol, reactor, task  # noqa: E402
 from twisted.protocols.basic import LineReceiver  # noqa: E402
 
+from benchmarks.limits import Limits  # noqa: E402
 from tests.dnsserver import ZoneServer, standard_records  # noqa: E402
-from tests.federation_stack import ADDRESSES, domain_certificate, write_domain_pki  # noqa: E402
+from tests.federation_stack import ADDRESSES, write_domain_pki  # noqa: E402
 from tests.helpers import quick_hash  # noqa: E402
 from tests.twistd_process import start_wavebox  # noqa: E402
 from wavebox.store import open_store  # noqa: E402
@@ -60,59 +58,6 @@ HOST, OTHER = "a.test", "b.test"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 #: Seconds any one step of the set-up may take: a guard against hanging.
 GUARD = 120
-
-
-# --- the machine's limits -----------------------------------------------------------
-
-def sign_rate(threads, seconds=2.0):
-    """RSA-2048 SHA1withRSA signatures per second on ``threads`` threads."""
-    key, _ = domain_certificate(HOST)
-    data = b"x" * 120
-    counts = [0] * threads
-    stop = time.perf_counter() + seconds
-
-    def work(i):
-        n = 0
-        while time.perf_counter() < stop:
-            key.sign(data, padding.PKCS1v15(), hashes.SHA1())
-            n += 1
-        counts[i] = n
-    started = time.perf_counter()
-    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    return sum(counts) / (time.perf_counter() - started)
-
-
-def fsync_rate(directory, seconds=2.0):
-    """Appends of 4 KiB, each followed by fsync, per second, in ``directory``."""
-    path = os.path.join(directory, "fsync-probe")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    block = b"\0" * 4096
-    n = 0
-    started = time.perf_counter()
-    try:
-        while time.perf_counter() - started < seconds:
-            os.write(fd, block)
-            os.fsync(fd)
-            n += 1
-    finally:
-        os.close(fd)
-        os.unlink(path)
-    return n / (time.perf_counter() - started)
-
-
-class Limits:
-    def __init__(self, directory):
-        self.sign1 = sign_rate(1)
-        self.sign2 = sign_rate(2)
-        self.fsync = fsync_rate(directory)
-
-    def __str__(self):
-        return ("sign RSA-2048 SHA1withRSA: %.0f/s on 1 thread, %.0f/s on 2; "
-                "fsync of the data directory: %.0f/s" % (self.sign1, self.sign2, self.fsync))
 
 
 # --- process figures -----------------------------------------------------------------

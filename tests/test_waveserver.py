@@ -661,3 +661,121 @@ class FederationSeamTests(ServerTestCase):
         self.assertEqual(parse_signed_delta(signed).delta.author, ALICE)
         # Our copy changes only when the host's update comes back (7(b)6).
         self.assertEqual(len(self.stored(REMOTE)), 4)
+
+
+class ControlledPool:
+    """A signing pool whose jobs finish when the test says, in any order."""
+
+    def __init__(self):
+        self.jobs = []        # (Deferred, f, args)
+
+    def run(self, f, *args):
+        d = defer.Deferred()
+        self.jobs.append((d, f, args))
+        return d
+
+    def finish(self, i):
+        d, f, args = self.jobs[i]
+        self.jobs[i] = None
+        d.callback(f(*args))
+
+
+class SigningPoolTests(ServerTestCase):
+    """Deltas signed in threads keep their wavelet's order and wait for the store."""
+
+    def setUp(self):
+        from tests.federation_fixtures import domain_signer
+        ServerTestCase.setUp(self)
+        self.signer = domain_signer("a.test")
+        self.pool = ControlledPool()
+        self.store = ControlledStore()
+        self.store.hold = False
+        self.server = self.make_server(self.store, signers={"a.test": self.signer},
+                                       signing_pool=self.pool)
+        self.server.add_listener(self.heard)
+
+    def test_a_delta_signed_first_still_waits_for_the_one_that_came_before_it(self):
+        d0 = self.submit([AddParticipant(ALICE), write("b+1", "hello")],
+                         version=HashedVersion.zero(NAME))
+        self.pool.finish(0)
+        v = self.successResultOf(d0).hashed_version_after
+        self.store.hold = True
+        d1 = self.submit([write("b+1", "1", 0, 5)], version=v)
+        d2 = self.submit([write("b+1", "2", 0, 5)], version=v)
+        self.pool.finish(2)            # the second is signed first...
+        self.assertEqual(self.store.waiting, [])
+        self.pool.finish(1)            # ...but written after the first
+        self.assertEqual([w[2].applied_at_version for w in self.store.waiting],
+                         [v.version, v.version + 1])
+        # Signed and asked of the store, yet nobody hears before it is durable.
+        self.assertNoResult(d1)
+        self.assertNoResult(d2)
+        self.assertEqual(len(self.heard.updates), 1)
+        self.store.release()
+        self.assertEqual(self.successResultOf(d1).hashed_version_after.version, v.version + 1)
+        self.assertNoResult(d2)
+        self.store.release()
+        self.assertEqual(self.successResultOf(d2).hashed_version_after.version, v.version + 2)
+        applied = [parse_applied_delta(s.applied_delta) for s in self.stored()]
+        # Each applied delta carries its own delta's signature, made in the pool.
+        for a, text in zip(applied[1:], "12"):
+            [signature] = a.signed_delta.signatures
+            self.assertEqual(signature.signer_id, self.signer.signer_id)
+            self.assertIn(text.encode(), a.signed_delta.delta_bytes)
+        self.assertEqual(self.text(), "21hello")
+
+    def test_remote_submits_leave_in_the_order_they_came_whatever_is_signed_first(self):
+        from wavebox.server.interfaces import SubmitResult
+        from wavebox.server.modelbridge import parse_signed_delta
+        sent = []
+
+        class Submitter:
+            def submit(self, name, signed):
+                sent.append(parse_signed_delta(signed).delta.operations[0])
+                return defer.succeed(SubmitResult(1, HashedVersion(9, b"h" * 20), 5))
+        self.server.remote_submitter = Submitter()
+        host = WaveServer(MemoryStore(), ["b.test"], clock=self.clock)
+        carol = ParticipantId("carol@b.test")
+        pushed = Recorder()
+        host.add_listener(pushed)
+        self.successResultOf(host.submit(REMOTE, WaveletDelta(
+            carol, HashedVersion.zero(REMOTE), [AddParticipant(carol), AddParticipant(ALICE),
+                                                write("b+1", "hi")])))
+        self.successResultOf(self.server.apply_remote_deltas(
+            REMOTE, [u.applied_delta_bytes for u in pushed.updates]))
+        ops = [write("b+1", t, 0, 2) for t in "xyz"]
+        ds = [self.submit([op], name=REMOTE) for op in ops]
+        for i in (2, 0, 1):
+            self.pool.finish(i)
+        self.assertEqual(sent, ops)
+        for d in ds:
+            self.assertEqual(self.successResultOf(d).hashed_version_after.version, 9)
+        self.assertEqual(self.server._remote_order, {})
+
+
+class RealSigningPoolTests(unittest.TestCase):
+    """The pool twistd runs: the work is done in its threads, the answers come in the reactor's."""
+
+    @defer.inlineCallbacks
+    def test_signs_in_its_threads_and_answers_in_the_reactor_thread(self):
+        import threading
+        from tests.federation_fixtures import domain_signer
+        from wavebox.crypto import verify_signature
+        from wavebox.server.waveserver import SigningPool
+        pool = SigningPool(2)
+        pool.start()
+        self.addCleanup(pool.stop)
+        signer = domain_signer("a.test")
+        where = []
+
+        def sign(data):
+            where.append(threading.current_thread().name)
+            return signer.sign(data)
+        data = [b"delta %d" % i for i in range(20)]
+        results = yield defer.gatherResults([pool.run(sign, d) for d in data])
+        self.assertTrue(all(name.startswith("wavebox-sign-") for name in where))
+        self.assertEqual(threading.current_thread(), threading.main_thread())
+        for d, signature in zip(data, results):
+            verify_signature(d, signature.signature_bytes, signer.signer_info.certificates[0])
+        failure = yield self.assertFailure(pool.run(lambda: 1 / 0), ZeroDivisionError)
+        self.assertIsInstance(failure, ZeroDivisionError)

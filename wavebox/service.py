@@ -253,10 +253,14 @@ class WaveServerService(service.Service):
             # Not a database, a directory we may not write to: the operator's
             # to fix, so one line that names the option.
             raise ConfigError("--store: %s" % (e,))
+        if self.wave_server.signing_pool is not None:
+            self.wave_server.signing_pool.start()
         service.Service.startService(self)
 
     def stopService(self):
         service.Service.stopService(self)
+        if self.wave_server.signing_pool is not None:
+            self.wave_server.signing_pool.stop()
         store = self.wave_server.store
         if store is not None:
             return store.close()
@@ -307,7 +311,7 @@ def _make_signers(config):
 def _make_wave_services(config, top):
     """The store, the wave server core and the console, added to ``top``."""
     from wavebox.console.session import ConsoleFactory
-    from wavebox.server.waveserver import WaveServer
+    from wavebox.server.waveserver import SigningPool, WaveServer
 
     try:
         signers = _make_signers(config)
@@ -317,8 +321,10 @@ def _make_wave_services(config, top):
         # No certificate given: the one we make lives in the data dir.
         raise ConfigError("--data-dir: cannot make or read the self-signed certificate "
                           "under %s: %s" % (config.data_dir, e))
+    # Signing releases the GIL: a thread per core signs beside the reactor.
     wave_server = WaveServer(None, config.domains, signers=signers,
-                             snapshot_interval=config.snapshot_interval)
+                             snapshot_interval=config.snapshot_interval,
+                             signing_pool=SigningPool(max(2, min(4, os.cpu_count() or 1))))
     WaveServerService(config, wave_server).setServiceParent(top)
     console = ConsoleFactory(wave_server, config.domains)
     ConsoleService(console, config.console_port, config.console_interface).setServiceParent(top)

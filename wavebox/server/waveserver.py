@@ -15,8 +15,12 @@ elsewhere).  Every delta that changes a wavelet here is on disk before its
 submitter hears back and before any listener is told.
 """
 
+import queue
+import threading
+
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from wavebox.model.delta import HashedVersion, SignedDelta, WaveletDelta
 from wavebox.model.errors import InvalidDelta, InvalidHashedVersion
@@ -37,10 +41,13 @@ class WaveServer:
     ``domains`` the hosted domains; ``signers`` maps a hosted domain to the
     :class:`wavebox.crypto.Signer` of its users' deltas (a domain without
     one leaves them unsigned, as WIAB does without federation); ``clock``
-    gives the application timestamps (IReactorTime).
+    gives the application timestamps (IReactorTime).  ``signing_pool`` (a
+    :class:`SigningPool`) signs local deltas in threads, overlapping the
+    work on the deltas before them; without one they are signed at once.
     """
 
-    def __init__(self, store, domains, signers=None, clock=None, snapshot_interval=100):
+    def __init__(self, store, domains, signers=None, clock=None, snapshot_interval=100,
+                 signing_pool=None):
         if clock is None:
             from twisted.internet import reactor as clock
         self.store = store
@@ -54,6 +61,8 @@ class WaveServer:
         self._listeners = []               # every wavelet (federation)
         self._outbox_source = None
         self.remote_submitter = None
+        self.signing_pool = signing_pool
+        self._remote_order = {}            # WaveletName -> DeferredLock: submits leave in order
 
     # -- what is ours -----------------------------------------------------------
 
@@ -145,18 +154,45 @@ class WaveServer:
                 raise InvalidDelta("%s is not a user of this server" % (delta.author,))
             if not delta.operations:
                 raise errors.EmptyDelta("empty delta from %s" % (delta.author,))
+            if not self.is_local(name) and self.remote_submitter is None:
+                raise errors.NoFederation("%s is hosted at %s and federation is not running"
+                                          % (name.uri, name.hosting_domain))
             data = serialize_delta(delta)
-            signed = sign(self.signers.get(delta.author.domain), delta, data)
+            signer = self.signers.get(delta.author.domain)
+            if signer is None or self.signing_pool is None:
+                signed = sign(signer, delta, data)
+            else:
+                signed = self.signing_pool.run(sign, signer, delta, data)
         except Exception:
             return defer.fail()
         if self.is_local(name):
+            # The container takes the delta's place in the wavelet's order
+            # now, and waits for the signature only when its turn comes.
             return self.container(name).submit(delta, signed)
-        if self.remote_submitter is None:
-            return defer.fail(errors.NoFederation(
-                "%s is hosted at %s and federation is not running"
-                % (name.uri, name.hosting_domain)))
-        return defer.maybeDeferred(self.remote_submitter.submit, name,
-                                   signed_delta_bytes(signed))
+        return self._submit_remote(name, signed)
+
+    def _submit_remote(self, name, signed):
+        """
+        Hand a signed delta to the remote submitter, in the order the
+        submits came for that wavelet even when a later one is signed first.
+        """
+        if not isinstance(signed, defer.Deferred):
+            return defer.maybeDeferred(self.remote_submitter.submit, name,
+                                       signed_delta_bytes(signed))
+        order = self._remote_order.get(name)
+        if order is None:
+            order = self._remote_order[name] = defer.DeferredLock()
+
+        def send(signed_delta):
+            # Called with the lock held, so the next one is sent after this.
+            return [defer.maybeDeferred(self.remote_submitter.submit, name,
+                                        signed_delta_bytes(signed_delta))]
+
+        def sent(result):
+            if not order.locked and not order.waiting:
+                self._remote_order.pop(name, None)
+            return result[0] if isinstance(result, list) else result
+        return order.run(lambda: signed.addCallback(send)).addBoth(sent)
 
     def submit_signed(self, name, signed_delta, remote_domain=None):
         """
@@ -268,6 +304,72 @@ class WaveServer:
         version = yield self.hashed_version(name)
         yield self.store.mark_read(ParticipantId(participant).address, name.uri, version.version)
         return version
+
+
+class SigningPool:
+    """
+    A few threads that sign deltas (SHA1withRSA).  The RSA work releases the
+    GIL, so a delta is signed while the reactor thread works on the deltas
+    before it and on everything else.  Results reach the reactor in batches:
+    one wake-up carries every signature finished since the last one.  Start
+    it before use, stop it at the end.
+    """
+
+    def __init__(self, threads=2, reactor=None):
+        if reactor is None:
+            from twisted.internet import reactor
+        self.reactor = reactor
+        self.size = threads
+        self._jobs = queue.SimpleQueue()
+        self._done = []
+        self._done_lock = threading.Lock()
+        self._delivering = False
+        self._threads = []
+
+    def start(self):
+        for i in range(self.size):
+            t = threading.Thread(target=self._work, name="wavebox-sign-%d" % (i,), daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self):
+        """Let the threads finish what is queued, then end them."""
+        for _ in self._threads:
+            self._jobs.put(None)
+        for t in self._threads:
+            t.join()
+        self._threads = []
+
+    def run(self, f, *args):
+        """Fires, in the reactor thread, with ``f(*args)`` called in one of the threads."""
+        d = defer.Deferred()
+        self._jobs.put((d, f, args))
+        return d
+
+    def _work(self):
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            d, f, args = job
+            try:
+                outcome = (True, f(*args))
+            except BaseException:
+                outcome = (False, Failure())
+            with self._done_lock:
+                self._done.append((d, outcome))
+                wake, self._delivering = not self._delivering, True
+            if wake:
+                self.reactor.callFromThread(self._deliver)
+
+    def _deliver(self):
+        with self._done_lock:
+            done, self._done, self._delivering = self._done, [], False
+        for d, (ok, value) in done:
+            if ok:
+                d.callback(value)
+            else:
+                d.errback(value)
 
 
 def _remove(table, key, listener):
