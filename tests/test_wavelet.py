@@ -60,7 +60,7 @@ class CreationTests(SynchronousTestCase):
         self.assertEqual(s.version, 2)
         self.assertEqual(s.participants, [ALICE])
         self.assertEqual((s.creator, s.creation_time, s.last_modified_time), (ALICE, 1001, 1001))
-        self.assertEqual(s.contributors, {"conversation": (ALICE,)})
+        self.assertEqual(dict(s.contributors), {"conversation": (ALICE,)})
 
     def test_first_delta_must_add_its_author(self):
         w = Wavelet()
@@ -193,3 +193,28 @@ class SnapshotTests(SynchronousTestCase):
     def test_snapshot_with_bad_document_is_refused(self):
         data = self.w.state.to_snapshot().replace(b'"c":', b'"q":')
         self.assertRaises(InvalidSnapshot, WaveletState.from_snapshot, data)
+
+
+class GrowthTests(SynchronousTestCase):
+    """What a copy and an apply cost does not grow with the number of documents."""
+
+    def allocated(self, documents):
+        import tracemalloc
+        w = Wavelet()
+        w.apply(ALICE, [AddParticipant(ALICE)] + [MutateDocument("b+%d" % i, insert("x"))
+                                                 for i in range(documents)])
+        delta = w.delta(ALICE, [MutateDocument("b+new", insert("a line"))])
+        tracemalloc.start()
+        try:
+            copy = w.state.copy()
+            copy.apply_delta(delta)
+            return tracemalloc.get_traced_memory()[1]     # peak bytes while doing it
+        finally:
+            tracemalloc.stop()
+
+    def test_copying_a_state_and_applying_a_delta_allocate_the_same_at_100_and_10000_documents(self):
+        small, large = self.allocated(100), self.allocated(10000)
+        # A dict of 10,000 documents copied once is over 300 KB; the maps'
+        # paths are a few KB whatever their size.
+        self.assertLess(large, 1.2 * small + 2048)
+        self.assertLess(large, 16 * 1024)
