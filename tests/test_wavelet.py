@@ -218,3 +218,27 @@ class GrowthTests(SynchronousTestCase):
         # paths are a few KB whatever their size.
         self.assertLess(large, 1.2 * small + 2048)
         self.assertLess(large, 16 * 1024)
+
+
+class SnapshotEncoderTests(SynchronousTestCase):
+
+    def test_reusing_unchanged_documents_gives_the_bytes_of_a_fresh_encoding(self):
+        from wavebox.model.wavelet import SnapshotEncoder
+        w = Wavelet()
+        w.apply(ALICE, [AddParticipant(ALICE)] + [MutateDocument("b+%d" % i, insert("x%d" % i))
+                                                 for i in range(5)])
+        encoder = SnapshotEncoder()
+        first = encoder.encode(w.state)
+        self.assertEqual(first, w.state.to_snapshot())
+        encoded = encoder.encoded_bytes
+        w.apply(BOB, [AddParticipant(BOB)])
+        w.apply(BOB, [MutateDocument("b+2", DocOpBuilder().retain(2).characters("!").build())])
+        second = encoder.encode(w.state)
+        self.assertEqual(second, w.state.to_snapshot())
+        self.assertEqual(WaveletState.from_snapshot(second), w.state)
+        # Only b+2 (changed text, new contributor) and the header were encoded again.
+        fresh = SnapshotEncoder()
+        fresh.encode(w.state)
+        unchanged = sum(len(text) for doc_id, (_, _, text) in encoder._fragments.items()
+                        if doc_id != "b+2")
+        self.assertEqual(encoder.encoded_bytes - encoded, fresh.encoded_bytes - unchanged)

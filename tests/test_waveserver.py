@@ -779,3 +779,90 @@ class RealSigningPoolTests(unittest.TestCase):
             verify_signature(d, signature.signature_bytes, signer.signer_info.certificates[0])
         failure = yield self.assertFailure(pool.run(lambda: 1 / 0), ZeroDivisionError)
         self.assertIsInstance(failure, ZeroDivisionError)
+
+
+class SnapshotCostTests(unittest.TestCase):
+    """Keeping snapshots costs, per delta, a constant times the delta, however long the wavelet."""
+
+    def setUp(self):
+        from wavebox.model import conversation
+        from wavebox.model.ids import IdGenerator
+        self.conversation = conversation
+        self.clock = task.Clock()
+        self.store = MemoryStore()
+        self.written = 0
+        real = self.store.put_snapshot
+
+        def put_snapshot(uri, version, blob):
+            self.written += len(blob)
+            return real(uri, version, blob)
+        self.store.put_snapshot = put_snapshot
+        self.server = WaveServer(self.store, ["a.test"], clock=self.clock)
+        self.ids = IdGenerator("a.test", seed="snap")
+        from wavebox.server import container
+        self.encoders = []
+        real_encoder = container.snapshot_encoder
+
+        def snapshot_encoder():
+            self.encoders.append(real_encoder())
+            return self.encoders[-1]
+        self.patch(container, "snapshot_encoder", snapshot_encoder)
+
+    def encoded(self):
+        return sum(e.encoded_bytes for e in self.encoders)
+
+    def new_wave(self, blips):
+        """A wave whose first delta already holds ``blips`` blips (a quick way to a long wave)."""
+        name = self.ids.new_conversation_root()
+        ops = self.conversation.create_wave_ops(ALICE)
+        from wavebox.model import docop
+        docop_builder = docop.DocOpBuilder().element_start("conversation")
+        for i in range(blips):
+            blip = self.ids.new_blip_id()
+            docop_builder.element_start("blip", (("id", blip),)).element_end()
+            ops.append(MutateDocument(blip, self.conversation.blip_content_op("old %d" % i)))
+        ops[1] = MutateDocument("conversation", docop_builder.element_end().build())
+        self.successResultOf(self.server.submit(name, WaveletDelta(
+            ALICE, HashedVersion.zero(name), ops)))
+        return name
+
+    def per_delta(self, name, lines):
+        """(JSON bytes encoded, snapshot bytes written, applied-delta bytes) per typed line."""
+        encoded = self.encoded()
+        written, delta_bytes = self.written, 0
+        for i in range(lines):
+            state = self.server.current_state(name)
+            ops = self.conversation.append_blip_ops(state, self.ids.new_blip_id(), "line %d" % i)
+            self.successResultOf(self.server.submit(name, WaveletDelta(
+                ALICE, state.hashed_version, ops)))
+            delta_bytes += len(self.successResultOf(self.store.deltas(
+                name.uri, self.server.current_state(name).version - 2))[-1].applied_delta)
+        encoded = self.encoded() - encoded
+        return encoded / lines, (self.written - written) / lines, delta_bytes / lines
+
+    def test_snapshot_work_per_line_is_bounded_by_the_line_at_version_100_as_at_10000(self):
+        figures = {}
+        # (blips in the first delta, lines to settle, lines measured): the
+        # short wave is measured from version ~100 over a few snapshots, the
+        # long one up to version ~10,000 over more than one snapshot cycle.
+        for label, blips, settle, lines in (("v100", 0, 50, 300), ("v10000", 3000, 500, 3000)):
+            name = self.new_wave(blips)
+            self.per_delta(name, settle)
+            figures[label] = self.per_delta(name, lines)
+            figures[label + " ends at"] = self.server.current_state(name).version
+
+        for label in ("v100", "v10000"):
+            encoded, written, delta_bytes = figures[label]
+            # Each snapshot encodes what changed and is written once the
+            # deltas since add up to a quarter of it: per line, a few times
+            # the line's own bytes (re-encoding every document every 100
+            # deltas cost ~10 KB per line at version 10,000).
+            self.assertLess(encoded, 2.5 * delta_bytes, figures)
+            self.assertLess(written, 6 * delta_bytes, figures)
+            self.assertGreater(written, 0, figures)
+        # And opening the long wave replays deltas worth at most a quarter of
+        # its latest snapshot.
+        version, blob = self.successResultOf(self.store.latest_snapshot(name.uri))
+        tail = self.successResultOf(self.store.deltas(name.uri, version))
+        self.assertLess(sum(len(d.applied_delta) for d in tail), 0.25 * len(blob) + 1024)
+        self.assertGreater(len(tail), 0)

@@ -156,25 +156,10 @@ class WaveletState:
         The whole state as JSON bytes: each document as the canonical
         insertion-only operation that builds it.  Reading it back gives an
         equal state; the store keeps these to avoid replaying all history.
+        (:class:`SnapshotEncoder` makes the same bytes, re-encoding only the
+        documents changed since its last snapshot.)
         """
-        data = {
-            "format": SNAPSHOT_FORMAT,
-            "name": self.name.uri,
-            "version": self.version,
-            "history_hash": base64.b64encode(self.hashed_version.history_hash).decode("ascii"),
-            "participants": [p.address for p in self.participants],
-            "creator": self.creator.address if self.creator else None,
-            "creation_time": self.creation_time,
-            "last_modified_time": self.last_modified_time,
-            "documents": {
-                doc_id: {
-                    "op": docop_to_json(doc.to_op()),
-                    "contributors": [p.address for p in self.contributors.get(doc_id, ())],
-                }
-                for doc_id, doc in sorted(self.documents.items())
-            },
-        }
-        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return SnapshotEncoder().encode(self)
 
     @classmethod
     def from_snapshot(cls, data):
@@ -221,6 +206,52 @@ class WaveletState:
                 and self.last_modified_time == other.last_modified_time)
 
     __hash__ = None
+
+
+def _json(value):
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+class SnapshotEncoder:
+    """
+    Makes the snapshots of one wavelet, keeping each document's JSON for as
+    long as the document (immutable) and its contributors stay the same: a
+    snapshot encodes only what changed since the one before, and joins the
+    rest.  ``encoded_bytes`` counts the bytes of JSON actually encoded.
+    """
+
+    def __init__(self):
+        self._fragments = {}       # document id -> (document, contributors, JSON text)
+        self.encoded_bytes = 0
+
+    def encode(self, state):
+        fragments = {}
+        parts = []
+        for doc_id in sorted(state.documents):
+            document = state.documents[doc_id]
+            contributors = state.contributors.get(doc_id, ())
+            known = self._fragments.get(doc_id)
+            if known is not None and known[0] is document and known[1] is contributors:
+                text = known[2]
+            else:
+                text = _json({"op": docop_to_json(document.to_op()),
+                              "contributors": [p.address for p in contributors]})
+                self.encoded_bytes += len(text)
+            fragments[doc_id] = (document, contributors, text)
+            parts.append(_json(doc_id) + ":" + text)
+        self._fragments = fragments
+        head = _json({
+            "format": SNAPSHOT_FORMAT,
+            "name": state.name.uri,
+            "version": state.version,
+            "history_hash": base64.b64encode(state.hashed_version.history_hash).decode("ascii"),
+            "participants": [p.address for p in state.participants],
+            "creator": state.creator.address if state.creator else None,
+            "creation_time": state.creation_time,
+            "last_modified_time": state.last_modified_time,
+        })
+        self.encoded_bytes += len(head)
+        return (head[:-1] + ',"documents":{' + ",".join(parts) + "}}").encode("utf-8")
 
 
 # --- document operations as JSON (the notation of the protocol notes' vectors) -----

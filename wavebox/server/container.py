@@ -40,7 +40,7 @@ from wavebox.server import errors
 from wavebox.server.interfaces import SubmitResult, WaveletUpdate
 from wavebox.server.modelbridge import (
     build_applied_delta, empty_state, parse_applied_delta, participants_of,
-    state_from_snapshot, state_snapshot)
+    snapshot_encoder, state_from_snapshot)
 from wavebox.store.interface import StoreConflict, StoredDelta
 
 log = Logger()
@@ -67,7 +67,10 @@ class WaveletContainer:
         self._history = []         # TransformedDelta from self._base on, in order
         self._index = {}           # applied_at version -> index in self._history
         self._base = None          # HashedVersion where self._history starts
-        self._since_snapshot = 0
+        self._since_snapshot = 0   # deltas since the latest snapshot...
+        self._bytes_since = 0      # ...and their applied-delta bytes
+        self._snapshot_size = 0    # bytes of the latest snapshot
+        self._encoder = None       # keeps the documents' JSON between snapshots
         self._last_timestamp = 0
 
     # -- life cycle ---------------------------------------------------------
@@ -111,6 +114,7 @@ class WaveletContainer:
         """Drop the in-memory copy; the next use loads it again from the store."""
         self._generation += 1
         self.state = self.head = None
+        self._encoder = None
         self._history = []
         self._index = {}
         self._base = None
@@ -121,8 +125,10 @@ class WaveletContainer:
         store = self.server.store
         snapshot = yield store.latest_snapshot(self.uri)
         state = None
+        self._snapshot_size = 0
         if snapshot is not None:
             version, blob = snapshot
+            self._snapshot_size = len(blob)
             try:
                 state = state_from_snapshot(self.name, blob)
                 if state.hashed_version.version != version:
@@ -148,6 +154,7 @@ class WaveletContainer:
             transformed = yield self._retransform(applied)
             self._apply(transformed)
         self._since_snapshot = len(tail)
+        self._bytes_since = sum(len(s.applied_delta) for s in tail)
 
     def _parse_stored(self, stored):
         """A StoredDelta as the model's AppliedDelta, its hash chain checked."""
@@ -342,7 +349,8 @@ class WaveletContainer:
                 return update
             self.state = state
             self._since_snapshot += 1
-            if self._since_snapshot >= self.server.snapshot_interval:
+            self._bytes_since += len(update.applied.applied_delta_bytes)
+            if self._snapshot_due():
                 self._snapshot(state)
             update = WaveletUpdate(self.name, update.applied, update.transformed,
                                    update.participants_before, update.participants_after,
@@ -354,11 +362,25 @@ class WaveletContainer:
                 self._settled = None
             settled.callback(None)
 
+    #: A snapshot is due once the deltas since the last one add up to this
+    #: fraction of its size (and number at least ``snapshot_interval``): a
+    #: snapshot's cost, paid once per that many delta bytes, is then a
+    #: constant times the bytes of each delta however long the wavelet, and
+    #: opening the wavelet replays at most that fraction of its size.
+    SNAPSHOT_FRACTION = 0.25
+
+    def _snapshot_due(self):
+        return (self._since_snapshot >= self.server.snapshot_interval
+                and self._bytes_since >= self.SNAPSHOT_FRACTION * self._snapshot_size)
+
     def _snapshot(self, state):
         """Keep a snapshot of ``state`` (durable); its write is not waited for."""
-        self._since_snapshot = 0
-        d = self.server.store.put_snapshot(self.uri, state.hashed_version.version,
-                                           state_snapshot(state))
+        if self._encoder is None:
+            self._encoder = snapshot_encoder()
+        blob = self._encoder.encode(state)
+        self._since_snapshot = self._bytes_since = 0
+        self._snapshot_size = len(blob)
+        d = self.server.store.put_snapshot(self.uri, state.hashed_version.version, blob)
         d.addErrback(lambda f: log.failure("snapshot of {uri} at version {v} failed", f,
                                            uri=self.uri, v=state.hashed_version.version))
 

@@ -26,6 +26,12 @@ def state_snapshot(state):
     return state.to_snapshot()
 
 
+def snapshot_encoder():
+    """Encodes one wavelet's snapshots, re-encoding only the documents that changed."""
+    from wavebox.model.wavelet import SnapshotEncoder
+    return SnapshotEncoder()
+
+
 def participants_of(state):
     return list(state.participants)
 
