@@ -866,3 +866,67 @@ class SnapshotCostTests(unittest.TestCase):
         tail = self.successResultOf(self.store.deltas(name.uri, version))
         self.assertLess(sum(len(d.applied_delta) for d in tail), 0.25 * len(blob) + 1024)
         self.assertGreater(len(tail), 0)
+
+
+class EvictionTests(ServerTestCase):
+    """Idle containers are dropped beyond a cap and after an idle time, and reload the same."""
+
+    NAMES = [WaveletName.of("a.test", "w+e%d" % i, "a.test", "conv+root") for i in range(4)]
+
+    def fill(self, server, name, lines=5):
+        self.create(name=name, server=server)
+        for i in range(lines):
+            size = len(self.text(name=name, server=server))
+            self.successResultOf(self.submit([write("b+1", str(i), size, size)], name=name,
+                                             server=server))
+
+    def test_beyond_the_cap_the_least_recently_used_is_dropped_and_reloads_the_same(self):
+        server = self.make_server(self.store, max_loaded=2, snapshot_interval=3)
+        listener = Recorder()
+        server.subscribe(self.NAMES[0], listener)
+        self.fill(server, self.NAMES[0])
+        before = self.state(self.NAMES[0], server)
+        self.fill(server, self.NAMES[1])
+        self.fill(server, self.NAMES[2])
+        self.assertNotIn(self.NAMES[0], server._containers)
+        self.assertLessEqual(len(server._containers), 2)
+        self.assertIsNone(server.current_state(self.NAMES[0]))
+        after = self.state(self.NAMES[0], server)
+        self.assertIsNot(after, before)
+        self.assertEqual(after, before)
+        self.assertEqual(after.hashed_version, before.hashed_version)
+        # It goes on from there, and its listener still hears of it.
+        heard = len(listener.updates)
+        self.successResultOf(self.submit([write("b+1", "!", 0, 10)], name=self.NAMES[0],
+                                         server=server))
+        self.assertEqual(len(listener.updates), heard + 1)
+        self.assertEqual(self.text(name=self.NAMES[0], server=server), "!hello01234")
+
+    def test_a_wavelet_unused_for_the_idle_time_is_dropped_at_the_next_use(self):
+        server = self.make_server(self.store, idle_time=60)
+        self.fill(server, self.NAMES[0], lines=1)
+        self.clock.advance(59)
+        self.fill(server, self.NAMES[1], lines=1)
+        self.assertIn(self.NAMES[0], server._containers)
+        self.clock.advance(2)
+        self.state(self.NAMES[1], server)
+        self.assertNotIn(self.NAMES[0], server._containers)
+        self.assertIn(self.NAMES[1], server._containers)
+        self.assertEqual(self.text(name=self.NAMES[0], server=server), "hello0")
+
+    def test_a_wavelet_being_written_is_not_dropped(self):
+        store = ControlledStore()
+        store.hold = False
+        server = self.make_server(store, max_loaded=1)
+        self.fill(server, self.NAMES[0], lines=0)
+        store.hold = True
+        v = self.state(self.NAMES[0], server).hashed_version
+        d = self.submit([write("b+1", "x", 0, 5)], version=v, name=self.NAMES[0], server=server)
+        store.hold = False
+        self.fill(server, self.NAMES[1], lines=0)
+        self.assertIn(self.NAMES[0], server._containers)
+        store.release()
+        self.successResultOf(d)
+        self.state(self.NAMES[1], server)
+        self.assertNotIn(self.NAMES[0], server._containers)
+        self.assertEqual(self.text(name=self.NAMES[0], server=server), "xhello")

@@ -186,6 +186,15 @@ OPTIONS = [
            "this many deltas, so opening a long wavelet replays only the rest"),
 ]
 
+# Issue 10: capacity.
+OPTIONS += [
+    Option("max-loaded-wavelets", _positive_int, 10000, "keep at most this many wavelets "
+           "in memory; the least recently used idle ones are dropped and loaded again "
+           "from the store when next used"),
+    Option("wavelet-idle-time", _positive_float, 600.0, "seconds a wavelet may stay "
+           "unused in memory before it is dropped"),
+]
+
 # Issue 4: the wave server core and the console.
 OPTIONS += [
     Option("console-interface", _interface, "127.0.0.1", "address the console "

@@ -324,7 +324,9 @@ def _make_wave_services(config, top):
     # Signing releases the GIL: a thread per core signs beside the reactor.
     wave_server = WaveServer(None, config.domains, signers=signers,
                              snapshot_interval=config.snapshot_interval,
-                             signing_pool=SigningPool(max(2, min(4, os.cpu_count() or 1))))
+                             signing_pool=SigningPool(max(2, min(4, os.cpu_count() or 1))),
+                             max_loaded=config.max_loaded_wavelets,
+                             idle_time=config.wavelet_idle_time)
     WaveServerService(config, wave_server).setServiceParent(top)
     console = ConsoleFactory(wave_server, config.domains)
     ConsoleService(console, config.console_port, config.console_interface).setServiceParent(top)

@@ -85,6 +85,12 @@ class WaveletContainer:
         return self.head is not self.state
 
     @property
+    def idle(self):
+        """Nothing being written, nobody using or waiting for it: it may be dropped."""
+        return not (self.lock.locked or self.lock.waiting or self.writing
+                    or self._settled is not None)
+
+    @property
     def hashed_version(self):
         return self.state.hashed_version
 
@@ -348,6 +354,7 @@ class WaveletContainer:
                          v=update.applied.applied_at.version)
                 return update
             self.state = state
+            self.server.touch(self)     # what listeners read stays loaded while they read it
             self._since_snapshot += 1
             self._bytes_since += len(update.applied.applied_delta_bytes)
             if self._snapshot_due():
@@ -467,6 +474,10 @@ class RemoteWaveletContainer(WaveletContainer):
     def __init__(self, server, name):
         WaveletContainer.__init__(self, server, name)
         self.pending = {}          # applied_at version -> AppliedDelta, ahead of us
+
+    @property
+    def idle(self):
+        return WaveletContainer.idle.fget(self) and not self.pending
 
     @defer.inlineCallbacks
     def apply_applied_deltas(self, applied_deltas):

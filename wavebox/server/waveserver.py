@@ -15,8 +15,10 @@ elsewhere).  Every delta that changes a wavelet here is on disk before its
 submitter hears back and before any listener is told.
 """
 
+import itertools
 import queue
 import threading
+from collections import OrderedDict
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -44,10 +46,19 @@ class WaveServer:
     gives the application timestamps (IReactorTime).  ``signing_pool`` (a
     :class:`SigningPool`) signs local deltas in threads, overlapping the
     work on the deltas before them; without one they are signed at once.
+
+    Containers stay in memory while they are used: whenever a wavelet is
+    used, the least recently used idle ones beyond ``max_loaded`` and those
+    idle for ``idle_time`` seconds are dropped (idle: nothing being written,
+    nobody waiting for it).  A dropped wavelet is loaded again from its
+    snapshot on its next use.
     """
 
+    #: How many candidates one use looks at for eviction, at most.
+    EVICTION_SCAN = 8
+
     def __init__(self, store, domains, signers=None, clock=None, snapshot_interval=100,
-                 signing_pool=None):
+                 signing_pool=None, max_loaded=None, idle_time=None):
         if clock is None:
             from twisted.internet import reactor as clock
         self.store = store
@@ -55,7 +66,11 @@ class WaveServer:
         self.signers = dict(signers or {})
         self.clock = clock
         self.snapshot_interval = snapshot_interval
-        self._containers = {}
+        self._containers = OrderedDict()   # WaveletName -> container, least recently used first
+        self._last_used = {}               # WaveletName -> clock seconds
+        self.max_loaded = max_loaded
+        self.idle_time = idle_time
+        self.evicted = 0
         self._wavelet_listeners = {}       # WaveletName -> [listener]
         self._participant_listeners = {}   # ParticipantId -> [listener]
         self._listeners = []               # every wavelet (federation)
@@ -79,7 +94,33 @@ class WaveServer:
         if c is None:
             cls = LocalWaveletContainer if self.is_local(name) else RemoteWaveletContainer
             c = self._containers[name] = cls(self, name)
+        self.touch(c)
+        self._evict(keep=c)
         return c
+
+    def touch(self, container):
+        """The container is in use: the last to be evicted."""
+        name = container.name
+        if self._containers.get(name) is container:
+            self._containers.move_to_end(name)
+            self._last_used[name] = self.clock.seconds()
+
+    def _evict(self, keep):
+        """Drop idle containers beyond the cap or past the idle time; never ``keep``."""
+        if self.max_loaded is None and self.idle_time is None:
+            return
+        now = self.clock.seconds()
+        for name in list(itertools.islice(self._containers, self.EVICTION_SCAN)):
+            over = self.max_loaded is not None and len(self._containers) > self.max_loaded
+            stale = (self.idle_time is not None
+                     and now - self._last_used.get(name, now) >= self.idle_time)
+            if not over and not stale:
+                break          # the rest were used more recently
+            c = self._containers[name]
+            if c is not keep and c.idle:
+                del self._containers[name]
+                self._last_used.pop(name, None)
+                self.evicted += 1
 
     def now_ms(self):
         return int(self.clock.seconds() * 1000)
