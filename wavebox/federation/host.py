@@ -52,6 +52,11 @@ log = Logger()
 EARLY_HISTORY_BYTES = 64 * 1024
 #: ...for at most this many wavelets (least recently changed dropped first).
 EARLY_HISTORY_WAVELETS = 1024
+#: The most delta bytes one history response carries, whatever the requester
+#: allows: a longer history is sent truncated (§1.5, <history-truncated>) and
+#: the requester asks again from there, so a request for 100,000 deltas is
+#: answered in pieces and never held in memory whole.
+HISTORY_RESPONSE_BYTES = 1024 * 1024
 #: How long a request to a peer may take (the Java side's 30 s, §1.2).
 DEFAULT_REQUEST_TIMEOUT = 30.0
 
@@ -299,7 +304,10 @@ class FederationHost:
         try:
             start = HashedVersion(request.start_version, request.start_hash)
             end = HashedVersion(request.end_version, request.end_hash)
-            deltas = yield self.server.history(name, start, end)
+            budget = HISTORY_RESPONSE_BYTES
+            if request.length_limit is not None:
+                budget = min(budget, request.length_limit)
+            deltas = yield self.server.history(name, start, end, max_bytes=budget)
         except Exception as e:
             error = as_federation_error(e)
             log.warn("refused history of {uri} [{s}, {e}) to {sender}: {error}", uri=name.uri,
@@ -307,16 +315,10 @@ class FederationHost:
                      error=error.text)
             raise error
         truncated = None
-        if request.length_limit is not None:
-            total, kept = 0, []
-            for data in deltas:
-                if kept and total + len(data) > request.length_limit:
-                    break
-                kept.append(data)
-                total += len(data)
-            if len(kept) < len(deltas):
-                truncated = convert.parse_applied_delta(kept[-1]).resulting_version.version
-                deltas = kept
+        if deltas:
+            last = convert.parse_applied_delta(deltas[-1]).resulting_version
+            if last.version < request.end_version:
+                truncated = last.version
         return stanzas.build_history_response(iq, stanzas.HistoryResponse(
             tuple(deltas), commit_notice_version=request.end_version,
             truncated_version=truncated))

@@ -144,12 +144,18 @@ class WaveServer:
         """Fires with the wavelet's current hashed version (version 0 if unknown)."""
         return self.wavelet(name).addCallback(lambda state: state.hashed_version)
 
+    #: Deltas read from the store at a time for a history request.
+    HISTORY_PAGE = 500
+
     @defer.inlineCallbacks
-    def history(self, name, start, end):
+    def history(self, name, start, end, max_bytes=None):
         """
         The applied-delta bytes of a hosted wavelet from hashed version
         ``start`` to ``end`` (exclusive), both delta boundaries with our
-        hashes: what a history request is answered with (1.5, 7(g)).
+        hashes: what a history request is answered with (1.5, 7(g)).  Read
+        from the store a page at a time; with ``max_bytes``, it stops before
+        the delta that would pass that many bytes (after one delta at least),
+        so a long history is answered in pieces the size of the budget.
         """
         if not self.is_local(name):
             raise errors.NotHostedHere("%s is not hosted here" % (name.uri,))
@@ -164,8 +170,19 @@ class WaveServer:
                                        % (start.version, end.version))
         yield self._check_boundary(name, start)
         yield self._check_boundary(name, end)
-        stored = yield self.store.deltas(name.uri, start.version, end.version)
-        return [s.applied_delta for s in stored]
+        out, total, version = [], 0, start.version
+        while version < end.version:
+            page = yield self.store.deltas(name.uri, version, end.version,
+                                           limit=self.HISTORY_PAGE)
+            if not page:
+                break
+            for stored in page:
+                if max_bytes is not None and out and total + len(stored.applied_delta) > max_bytes:
+                    return out
+                out.append(stored.applied_delta)
+                total += len(stored.applied_delta)
+            version = page[-1].resulting_version
+        return out
 
     @defer.inlineCallbacks
     def _check_boundary(self, name, hashed_version):
