@@ -172,6 +172,12 @@ def gather(ds):
     return defer.gatherResults(list(ds), consumeErrors=True)
 
 
+def progress(text):
+    """What the set-up is doing, on stderr (a stalled step is then plain to see)."""
+    sys.stderr.write("  [%s] %s\n" % (time.strftime("%H:%M:%S"), text))
+    sys.stderr.flush()
+
+
 class Measure:
     """The figures of one window: latencies, counts, CPU."""
 
@@ -381,7 +387,7 @@ def make_wave(deployment, creator, members):
     for m in members:
         m.send("/open 0")
     yield gather(m.expect(r"^--- wave " + re.escape(label)) for m in members)
-    yield host.hang_up()
+    host.transport.loseConnection()
     return label
 
 
@@ -403,13 +409,25 @@ class Figures:
 def window(deployment, typists, watchers, measure, seconds, profile=None):
     """Every typist types for ``seconds``; the watchers see it all.  Fires with Figures."""
     # Warm up: one line each (streams, TLS, dialback, signer infos), unmeasured.
-    yield gather(t.type_until(0, at_least=1) for t in typists)
+    warm = gather(t.type_until(0, at_least=1) for t in typists)
+    warm.addTimeout(GUARD, reactor)
+    yield warm
+    progress("warmed up: one line each")
     start_cpu = {d: cpu_seconds(deployment.pid(d)) for d in (HOST, OTHER)}
     start_gen = own_cpu_seconds()
     measure.measuring = True
     started = time.perf_counter()
     samplers = profile.start(seconds) if profile else []
-    yield gather(t.type_until(started + seconds) for t in typists)
+    typing = gather(t.type_until(started + seconds) for t in typists)
+    typing.addTimeout(seconds + GUARD, reactor)
+    try:
+        yield typing
+    except defer.TimeoutError:
+        stuck = [t for t in typists if t.pending is not None]
+        print("  !! %d typist(s) never saw their line come back, e.g. %s"
+              % (len(stuck), ", ".join("%s: %r" % (t.user.address, t.pending)
+                                       for t in stuck[:5])))
+        raise
     elapsed = time.perf_counter() - started
     measure.measuring = False
     cpu = {d: cpu_seconds(deployment.pid(d)) - start_cpu[d] for d in (HOST, OTHER)}
@@ -461,9 +479,11 @@ def run_sweep(deployment, plan, case, limits, profiler):
         watchers = yield gather(log_in(deployment.console_port(watching_on),
                                        plan.watcher(run, j, watching_on))
                                 for j in range(waves))
+        progress("N=%d: %d typists and %d watchers logged in" % (n, n, waves))
         groups = [typists[j::waves] for j in range(waves)]
         yield gather(make_wave(deployment, plan.creator(run, j), groups[j] + [watchers[j]])
                      for j in range(waves))
+        progress("N=%d: %d waves made, everyone has theirs open" % (n, waves))
         ts = [Typist(u, "k%st%d" % (run, i), measure) for i, u in enumerate(typists)]
         ws = [Watcher(u, measure) for u in watchers]
         profile = profiler if profiler and profiler.wanted(case, n) else None
@@ -624,6 +644,9 @@ async def main_async(args):
         print("limits after:  %s" % (after,))
     finally:
         await deployment.stop()
+        for domain, proc in deployment.procs.items():
+            with open(os.path.join(directory, domain, "twistd.log"), "wb") as f:
+                f.write(proc.output)
         if args.keep:
             print("kept %s" % (directory,))
         else:
