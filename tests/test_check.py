@@ -1,5 +1,6 @@
 """``wavebox check DOMAIN``: the discovery steps printed, against a real DNS server."""
 
+import importlib
 import io
 import os
 import sys
@@ -9,6 +10,7 @@ from twisted.trial import unittest
 
 from tests.dnsserver import SRV, ZoneServer, standard_records
 from wavebox import cli
+from wavebox.cli import check as check_command
 from wavebox.config import Config, ConfigError, OPTIONS
 from wavebox.xmpp import check
 from wavebox.xmpp.discovery import DiscoUnavailable
@@ -209,7 +211,8 @@ class ArgumentTests(unittest.SynchronousTestCase):
         return err
 
     def test_check_is_a_wavebox_subcommand(self):
-        self.assertEqual(cli.SUBCOMMANDS["check"][:2], ("wavebox.xmpp.check", "main"))
+        self.assertEqual(cli.SUBCOMMANDS["check"][0], "check")
+        self.assertIs(importlib.import_module("wavebox.cli.check").main, check_command.main)
 
     def test_missing_domain_exits_2(self):
         err = self.capture_stderr()
@@ -218,19 +221,19 @@ class ArgumentTests(unittest.SynchronousTestCase):
 
     def test_bad_timeout_exits_2_naming_the_option(self):
         err = self.capture_stderr()
-        self.assertEqual(check.main(["b.test", "--timeout", "soon"]), 2)
+        self.assertEqual(check_command.main(["b.test", "--timeout", "soon"]), 2)
         self.assertIn("--timeout", err.getvalue())
 
     def test_bad_domain_exits_2(self):
         err = self.capture_stderr()
-        self.assertEqual(check.main(["not a domain"]), 2)
+        self.assertEqual(check_command.main(["not a domain"]), 2)
         self.assertIn("DOMAIN", err.getvalue())
 
     def test_options_may_follow_the_domain(self):
-        options = check._parser().parse_args(["b.test", "--nameserver", "127.0.0.1:5353",
+        options = check_command.parser().parse_args(["b.test", "--nameserver", "127.0.0.1:5353",
                                               "--timeout", "3"])
-        config = check.load_config(options)
-        self.assertEqual((options.domain, config.nameserver, config.dns_timeout),
+        config = check_command.load_config(options)
+        self.assertEqual((options.target, config.nameserver, config.dns_timeout),
                          ("b.test", ("127.0.0.1", 5353), 3.0))
 
     def test_command_line_overrides_the_config_file(self):
@@ -238,8 +241,8 @@ class ArgumentTests(unittest.SynchronousTestCase):
         with open(path, "w") as f:
             f.write("[wavebox]\ndomain = a.test\nnameserver = 127.0.0.1:5353\n"
                     "dns_timeout = 9\nwave_service_prefix = fed\n")
-        options = check._parser().parse_args(["b.test", "-c", path, "--timeout", "3"])
-        config = check.load_config(options)
+        options = check_command.parser().parse_args(["b.test", "-c", path, "--timeout", "3"])
+        config = check_command.load_config(options)
         self.assertEqual((config.nameserver, config.dns_timeout, config.wave_service_prefix),
                          (("127.0.0.1", 5353), 3.0, "fed"))
 
@@ -247,10 +250,10 @@ class ArgumentTests(unittest.SynchronousTestCase):
         path = self.mktemp()
         with open(path, "w") as f:
             f.write("[wavebox]\ndomain = a.test\nnameserver = \n")
-        options = check._parser().parse_args(["b.test", "-c", path])
-        self.assertRaises(ConfigError, check.load_config, options)
+        options = check_command.parser().parse_args(["b.test", "-c", path])
+        self.assertRaises(ConfigError, check_command.load_config, options)
 
     def test_without_config_the_system_resolver_is_used(self):
-        config = check.load_config(check._parser().parse_args(["b.test"]))
+        config = check_command.load_config(check_command.parser().parse_args(["b.test"]))
         self.assertIsNone(config.nameserver)
         self.assertEqual(config.dns_timeout, 5.0)

@@ -6,6 +6,7 @@ exponential backoff while the peer is unreachable, resumption after a restart.
 from twisted.internet import defer, task
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from wavebox.cli import status as status_command
 from wavebox.federation import outbox as O
 from wavebox.federation import stanzas as S
 from wavebox.store.memory import MemoryStore
@@ -362,19 +363,9 @@ class StatusCommandTests(TestCase):
         data_dir = os.path.abspath(self.mktemp())
         err, out = io.StringIO(), io.StringIO()
         self.patch(sys, "stderr", err)
-        self.assertEqual(O.status_command(["--data-dir", data_dir], out=out), 1)
+        self.assertEqual(status_command.main(["--data-dir", data_dir], out=out), 1)
         self.assertEqual(out.getvalue(), "")
         self.assertIn("no store at %s" % (os.path.join(data_dir, "wavebox.sqlite3"),),
                       err.getvalue())
         self.assertFalse(os.path.exists(data_dir))
 
-    def test_status_settings_take_the_command_line_over_the_config_file(self):
-        conf = self.mktemp()
-        with open(conf, "w") as f:
-            f.write("[wavebox]\ndomain = a.test\ndata_dir = /from/file\nstore = memory:\n")
-        self.assertEqual(O._status_settings(["-c", conf, "--data-dir", "/cli"]),
-                         ("/cli", "memory:"))
-
-    def test_status_refuses_unknown_arguments(self):
-        from wavebox.config import ConfigError
-        self.assertRaises(ConfigError, O._status_settings, ["--frobnicate"])

@@ -850,5 +850,5 @@ class BackupTests(unittest.TestCase):
 
     def test_backup_command_refuses_a_memory_store(self):
         destination = os.path.join(self.directory, "never.sqlite3")
-        self.assertEqual(backup.main(["--store", "memory:", destination]), 1)
+        self.assertEqual(cli.main(["backup", "--store", "memory:", destination]), 1)
         self.assertFalse(os.path.exists(destination))

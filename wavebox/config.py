@@ -279,11 +279,13 @@ def read_config_file(path):
     return values
 
 
-def load(cli_values, environ=None):
+def load(cli_values, environ=None, need_domain=True):
     """
     Build a :class:`Config` from command-line values (``{key: raw}``, only those
     given) on top of the config file (if ``config`` is among them) on top of
-    the defaults.  Raises :class:`ConfigError`.
+    the defaults.  Raises :class:`ConfigError`.  ``need_domain=False`` is for
+    the commands that read the store or the network but host nothing
+    (``wavebox status``, ``check``, ``backup``).
     """
     known = options_by_key()
     result = {}
@@ -302,12 +304,12 @@ def load(cli_values, environ=None):
             result[key] = [_convert(option, r, "command line") for r in raw]
         else:
             result[key] = _convert(option, raw, "command line")
-    return _check(Config(result))
+    return _check(Config(result), need_domain)
 
 
-def _check(config):
+def _check(config, need_domain=True):
     """Cross-option checks, after every value has been parsed."""
-    if not config.domain:
+    if need_domain and not config.domain:
         raise ConfigError("--domain: no hosted domain; give --domain DOMAIN "
                           "or 'domain = ...' in the config file")
     seen = set()

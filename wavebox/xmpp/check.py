@@ -1,64 +1,15 @@
 """
-``wavebox check DOMAIN``: find the wave service of DOMAIN the way the server
-would (the seed's connection establishment, :mod:`wavebox.xmpp.discovery`),
-and print every step.  An operator runs it against their own domain to see
+What ``wavebox check DOMAIN`` (:mod:`wavebox.cli.check`) does: find the wave
+service of DOMAIN the way the server would (the seed's connection
+establishment, :mod:`wavebox.xmpp.discovery`), and print every step.  An operator runs it against their own domain to see
 what peers will see, or against a peer that does not answer.
 """
 
-import argparse
-import sys
+from twisted.internet import defer
 
-from twisted.internet import defer, task
-
-from wavebox import config as wconfig
 from wavebox.xmpp.discovery import (DiscoveryFailed, WaveServiceDiscovery,
                                     default_disco_for_check)
 from wavebox.xmpp.resolver import DnspythonResolver
-
-
-def _parser():
-    parser = argparse.ArgumentParser(
-        prog="wavebox check",
-        description="Find the wave service of DOMAIN as wavebox does before it sends "
-                    "to it (DNS SRV, A/AAAA, disco, the wave. guess) and print each "
-                    "step, then try to connect there.  Exit status 0 when found and "
-                    "accepting connections, 1 when not, 2 for bad arguments.")
-    parser.add_argument("domain", metavar="DOMAIN", help="the remote domain, e.g. example.com")
-    parser.add_argument("--nameserver", metavar="HOST:PORT",
-                        help="DNS server to ask instead of the system's resolvers "
-                             "(default: nameserver from --config)")
-    parser.add_argument("--config", "-c", metavar="FILE",
-                        help="wavebox config file to take nameserver, dns_timeout and "
-                             "wave_service_prefix from")
-    parser.add_argument("--timeout", metavar="S",
-                        help="seconds to wait for one DNS answer "
-                             "(default: dns_timeout from --config, else 5)")
-    return parser
-
-
-def load_config(options):
-    """
-    The server's configuration when ``--config`` names one (then it must be
-    valid, as the server would require), otherwise the defaults; then the
-    command line's ``--nameserver`` and ``--timeout`` on top.
-    """
-    known = wconfig.options_by_key()
-    cli = {}
-    if options.nameserver is not None:
-        cli["nameserver"] = options.nameserver
-    if options.timeout is not None:
-        cli["dns_timeout"] = options.timeout
-    if options.config:
-        cli["config"] = options.config
-        return wconfig.load(cli)
-    values = {key: (list(o.default) if o.repeatable else o.default) for key, o in known.items()}
-    for key, raw in cli.items():
-        try:
-            values[key] = known[key].parse(raw)
-        except ValueError as e:
-            raise wconfig.ConfigError("--%s: %s (command line)" % (
-                "timeout" if key == "dns_timeout" else key, e))
-    return wconfig.Config(values)
 
 
 @defer.inlineCallbacks
@@ -131,30 +82,3 @@ def run_check(reactor, domain, config, out, disco=None, connect=tcp_connect):
         out.write("  %s\n" % (line,))
     out.write(verdict + "\n")
     return status
-
-
-def _exit(status):
-    # task.react takes its exit status from a SystemExit, not from the result.
-    raise SystemExit(status)
-
-
-def main(argv):
-    parser = _parser()
-    try:
-        # argparse prints its own message and exits 2 (0 for --help).
-        options = parser.parse_args(argv)
-        try:
-            domain = wconfig.options_by_key()["domain"].parse(options.domain)
-            config = load_config(options)
-        except ValueError as e:
-            parser.error("DOMAIN: %s" % (e,))
-        except wconfig.ConfigError as e:
-            parser.error(str(e))
-    except SystemExit as e:
-        return e.code
-    try:
-        task.react(lambda reactor: run_check(reactor, domain, config, sys.stdout)
-                   .addCallback(_exit))
-    except SystemExit as e:
-        return e.code
-    return 0

@@ -1,0 +1,50 @@
+"""``wavebox adduser USER``: a console account, in the store the server uses."""
+
+import argparse
+import sys
+
+from wavebox.cli.common import fail, load_config, server_options
+from wavebox.config import ConfigError
+from wavebox.console import adduser
+from wavebox.model.errors import InvalidParticipantId
+
+
+def parser():
+    p = argparse.ArgumentParser(
+        prog="wavebox adduser",
+        parents=[server_options("config", "data-dir", "store", "domain")],
+        description="Create a console account (or, with --replace, set a new password) "
+                    "in the server's store, running or not.  On a terminal the password "
+                    "is asked twice; otherwise one line of stdin is read.")
+    p.add_argument("user", metavar="USER",
+                   help="USER or USER@DOMAIN (USER alone: the first hosted domain)")
+    p.add_argument("--replace", action="store_true",
+                   help="set a new password for an existing account")
+    return p
+
+
+def config_for(args):
+    """Without --config or --domain, USER@DOMAIN names the domain."""
+    given = {}
+    if not args.config and not args.domain and "@" in args.user:
+        given["domain"] = [args.user.rpartition("@")[2]]
+    return load_config(args, need_domain=True, **given)
+
+
+def main(argv):
+    args = parser().parse_args(argv)
+    try:
+        config = config_for(args)
+        address = adduser.account_address(args.user, config)
+        password = adduser.read_new_password()
+    except (ConfigError, InvalidParticipantId, ValueError) as e:
+        return fail("adduser", e)
+    except (EOFError, KeyboardInterrupt):
+        sys.stderr.write("\n")
+        return fail("adduser", "cancelled", 1)
+    error = adduser.store_account(config, address, password, args.replace)
+    if error is not None:
+        return fail("adduser", error, 1)
+    sys.stdout.write("%s %s\n" % ("new password for" if args.replace else "created account",
+                                  address))
+    return 0

@@ -1,0 +1,72 @@
+"""
+What the ``wavebox`` commands share: the server's own options, spelt and
+checked exactly as ``twistd wavebox`` spells and checks them (one table,
+:data:`wavebox.config.OPTIONS`), and the one way to turn them into the
+server's :class:`~wavebox.config.Config`.  A command names the options it
+takes; it never declares them again.
+"""
+
+import argparse
+import sys
+
+from wavebox import config as wconfig
+
+
+def _checked(option):
+    """argparse ``type``: refuse a bad value naming the flag, keep the text for load()."""
+    def check(text):
+        try:
+            option.parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e))
+        return text
+    check.__name__ = option.key
+    return check
+
+
+def server_options(*names, spelling=None):
+    """
+    A parent parser (``argparse.ArgumentParser(parents=[...])``) holding the
+    server options ``names`` (their command-line names, e.g. ``"data-dir"``).
+    ``spelling`` gives a command's own flag for an option where the server's
+    would read oddly there (``wavebox check --timeout`` for ``dns-timeout``).
+    """
+    known = {o.name: o for o in wconfig.OPTIONS}
+    spelling = spelling or {}
+    parser = argparse.ArgumentParser(add_help=False)
+    for name in names:
+        option = known[name]
+        flags = ["--" + spelling.get(name, name)]
+        if option.short:
+            flags.append("-" + option.short)
+        default = option.default
+        if isinstance(default, bool):
+            default = "yes" if default else "no"
+        text = option.help + (" [the server's default: %s]" % (default,)
+                              if default not in (None, [], "") else "")
+        parser.add_argument(*flags, dest=option.key, type=_checked(option),
+                            action="append" if option.repeatable else "store",
+                            metavar=option.key.upper(), help=text.replace("%", "%%"))
+    return parser
+
+
+def load_config(args, need_domain=False, **given):
+    """
+    The server's configuration as a command sees it: the flags the command
+    took (``args``, from a parser with :func:`server_options`) over the
+    config file (``--config``) over the defaults, validated as the server
+    validates it.  ``given`` adds values the command worked out itself.
+    Raises :class:`~wavebox.config.ConfigError`.
+    """
+    values = dict(given)
+    for option in wconfig.OPTIONS:
+        value = getattr(args, option.key, None)
+        if value is not None:
+            values[option.key] = value
+    return wconfig.load(values, need_domain=need_domain)
+
+
+def fail(command, message, status=2):
+    """One line on stderr, ``wavebox COMMAND: message``; the exit status."""
+    sys.stderr.write("wavebox %s: %s\n" % (command, message))
+    return status
