@@ -353,6 +353,29 @@ class HostServiceTests(FederationTestCase):
         error = self.assertRefused(self.send_raw(B, A, iq))
         self.assertIn("verification failure from domain b.test", error.text)
 
+    def test_signer_post_whose_chain_goes_on_after_the_trusted_root_is_refused(self):
+        # Issue 9, finding 9: [leaf, trusted root, another root] used to pass
+        # as soon as the trusted root was reached.
+        der = serialization.Encoding.DER
+        key, leaf = crypto.generate_key_and_certificate("b.test", issuer=fixture_ca(),
+                                                        key_size=1024)
+        _, other_root = crypto.generate_key_and_certificate(
+            "Other Root", key_size=1024, ca=True, wave_extension=False)
+        chain = (leaf.public_bytes(der), fixture_ca()[1].public_bytes(der),
+                 other_root.public_bytes(der))
+        iq = S.build_signer_post(B, A, "p2", S.SignerInfoPayload("b.test", "SHA256", chain))
+        error = self.assertRefused(self.send_raw(B, A, iq))
+        self.assertIn("verification failure from domain b.test: Remote verification failed: "
+                      "CN=Wavebox Test CA is "
+                      "issued by CN=Wavebox Test CA, not by the certificate after it, "
+                      "CN=Other Root", error.text)
+        self.assertIsNone(self.successResultOf(self.a.store.get_signer_info(
+            crypto.SignerInfo("b.test", chain).signer_id)))
+        iq = S.build_signer_post(B, A, "p3", S.SignerInfoPayload("b.test", "SHA256",
+                                                                 chain[:2]))
+        [answer] = self.send_raw(B, A, iq)
+        self.assertEqual(answer["type"], "result")
+
     def test_malformed_request_gets_bad_request(self):
         iq = element('<iq type="set" id="m1"><pubsub xmlns="%s"><publish node="wavelet"/>'
                      '</pubsub></iq>' % S.NS_PUBSUB)

@@ -370,12 +370,9 @@ def _component_mode(top, config, reactor):
 # --- the wave federation protocol (issue 5) ------------------------------------
 
 def _trusted_roots(config):
-    """The CA certificates that delta signers' chains must lead to."""
-    from wavebox import crypto
-    if config.trusted_ca:
-        with open(config.trusted_ca, "rb") as f:
-            return crypto.load_certificates(f.read())
-    return crypto.system_trusted_roots()
+    """The CA certificates that delta signers' chains must lead to (TLS trusts the same)."""
+    from wavebox import certpath
+    return certpath.trust_anchors(config.trusted_ca)
 
 
 def _make_federation(config, top, wave_server, xmpp, locate, forget=None, service_jid=None):
