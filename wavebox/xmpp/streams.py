@@ -483,6 +483,11 @@ class IncomingStream(_Session):
         sender = parse_jid(root.getAttribute("from"))
         xs.otherEntity = jid.internJID(sender.host) if sender else None
         xs.sid = uuid.uuid4().hex
+        verdict = self.tls_verdict
+        if self.tls_active and verdict is not None and verdict.chain_ok is False:
+            # The one header after TLS: say once why the certificate is no proof.
+            log.info("incoming S2S stream {peer}: its TLS certificate proves no domain: "
+                     "{why}; dialback decides", peer=self.peer, why=verdict.error)
         xs.sendHeader()
         if xs.version >= (1, 0):
             xs.send(self._features())

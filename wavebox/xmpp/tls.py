@@ -17,6 +17,13 @@ Two directions, two policies:
   round trip is needed).  A peer without a usable certificate is
   authenticated by dialback, as XEP-0220 describes.
 
+Either way the chain must pass two checks.  OpenSSL's builds *a* path from
+the peer's certificate, taking what it needs from the certificates the peer
+sent and ignoring the rest (so ``[leaf, root, another root]`` passes it);
+ours (:mod:`wavebox.certpath`, the rule delta signers' chains meet too)
+takes the chain as sent as the path: each certificate issued by the next,
+the last by a CA we trust, nothing unrelated after it.
+
 Contexts are built once, at start-up, so that a bad key or certificate file
 stops the server at once instead of hanging a stream mid-STARTTLS.
 """
@@ -31,6 +38,7 @@ from twisted.internet.interfaces import (
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from wavebox import certpath
 from wavebox.xmpp import certs
 
 log = Logger()
@@ -65,6 +73,7 @@ class TLSVerdict:
         self.error = None
 
     def _record(self, ok, errno, depth, roots="trusted_ca"):
+        """OpenSSL's verdict on one certificate of the path it built."""
         if not ok:
             self.chain_ok = False
             if self.error is None:
@@ -74,24 +83,62 @@ class TLSVerdict:
         elif self.chain_ok is None:
             self.chain_ok = True
 
+    def _check_sent_chain(self, chain, anchors, roots):
+        """
+        Ours, once OpenSSL's passed: the chain as the peer sent it (leaf
+        first) must itself be one path to ``anchors``.  Returns chain_ok.
+        """
+        if not self.chain_ok or not chain:
+            return self.chain_ok
+        try:
+            certpath.validate_path(chain, anchors)
+        except certpath.PathError as e:
+            self.chain_ok = False
+            self.error = "the chain it sent is not one path to %s: %s" % (roots, e)
+        return self.chain_ok
+
 
 @implementer(IOpenSSLServerConnectionCreator)
 class _ReceivingTLS:
-    """The receiving side of one STARTTLS: ask for a certificate, never insist."""
+    """
+    The receiving side of one STARTTLS: ask for a certificate, never insist.
+    The chain the peer sent is only known once the handshake is done (the
+    verify callback of a server does not see it), so it is checked then.
+    """
 
-    def __init__(self, context, verdict, roots):
+    def __init__(self, context, verdict, roots, anchors):
         self._context = context
         self._verdict = verdict
         self._roots = roots
+        self._anchors = anchors
+        self._done = False
 
     def serverConnectionForTLS(self, tlsProtocol):
         connection = SSL.Connection(self._context, None)
         connection.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_CLIENT_ONCE, self._verify)
+        connection.set_info_callback(self._info)
         return connection
 
     def _verify(self, connection, certificate, errno, depth, ok):
         self._verdict._record(ok, errno, depth, self._roots)
         return True
+
+    def _info(self, connection, where, ret):
+        if not where & SSL.SSL_CB_HANDSHAKE_DONE or self._done:
+            return
+        self._done = True
+        try:
+            leaf = connection.get_peer_certificate(as_cryptography=True)
+            if leaf is None:
+                return
+            # A server's list of the peer's certificates leaves out the leaf.
+            rest = connection.get_peer_cert_chain(as_cryptography=True) or []
+            chain = rest if rest and rest[0] == leaf else [leaf] + rest
+            self._verdict._check_sent_chain(chain, self._anchors, self._roots)
+        except Exception:
+            # An exception escaping an OpenSSL callback is lost; log and distrust.
+            log.failure("while checking a peer's certificate chain")
+            self._verdict.chain_ok = False
 
 
 @implementer(IOpenSSLClientConnectionCreator)
@@ -101,12 +148,13 @@ class _OriginatingTLS:
     and (when ``check``) refuse a peer whose chain or name does not verify.
     """
 
-    def __init__(self, context, hostname, verdict, check, roots):
+    def __init__(self, context, hostname, verdict, check, roots, anchors):
         self._context = context
         self._hostname = hostname
         self._verdict = verdict
         self._check = check
         self._roots = roots
+        self._anchors = anchors
 
     def clientConnectionForTLS(self, tlsProtocol):
         connection = SSL.Connection(self._context, None)
@@ -120,6 +168,11 @@ class _OriginatingTLS:
     def _verify(self, connection, certificate, errno, depth, ok):
         try:
             self._verdict._record(ok, errno, depth, self._roots)
+            if depth == 0 and ok:
+                # Depth 0 comes last; a client already holds the whole chain sent.
+                ok = self._verdict._check_sent_chain(
+                    connection.get_peer_cert_chain(as_cryptography=True),
+                    self._anchors, self._roots)
             if depth == 0 and ok:
                 try:
                     verify_certificate_hostname(certificate.to_cryptography(), self._hostname)
@@ -160,7 +213,8 @@ class TLSPolicy:
 
     ``cert_file`` holds our certificate chain (leaf first), ``key_file`` its
     private key; both PEM.  ``trusted_ca`` is a PEM file of CA certificates,
-    or None for the system store.
+    or None for the system store; OpenSSL and our own path check
+    (``anchors``) both trust what it holds.
     """
 
     def __init__(self, cert_file, key_file, trusted_ca=None, required=True):
@@ -174,19 +228,25 @@ class TLSPolicy:
         # and the two sides set different verify callbacks per connection.
         self._receiving = _context(cert_file, key_file, trusted_ca)
         self._originating = _context(cert_file, key_file, trusted_ca)
+        try:
+            self.anchors = certpath.trust_anchors(trusted_ca)
+        except certpath.PathError as e:
+            raise certpath.PathError("trusted_ca %s: %s" % (trusted_ca, e)) from None
 
     def receiving(self, verdict):
         """The connection creator for ``transport.startTLS`` when the peer opened the stream."""
-        return _ReceivingTLS(self._receiving, verdict, self.roots)
+        return _ReceivingTLS(self._receiving, verdict, self.roots, self.anchors)
 
     def originating(self, hostname, verdict):
         """The connection creator when we opened the stream to ``hostname``."""
-        return _OriginatingTLS(self._originating, hostname, verdict, self.required, self.roots)
+        return _OriginatingTLS(self._originating, hostname, verdict, self.required, self.roots,
+                               self.anchors)
 
     def peer_proves(self, transport, verdict, domain):
         """
         Whether the peer's certificate on this TLS transport chains to a CA we
-        trust and names ``domain`` (RFC 6125 DNS-ID).
+        trust (OpenSSL's check and ours, recorded in ``verdict``) and names
+        ``domain`` (RFC 6125 DNS-ID).
         """
         if verdict is None or not verdict.chain_ok:
             return False
