@@ -170,6 +170,7 @@ def advertise(s2s, config):
 
 
 def makeService(config, reactor=None):
+    from wavebox import certpath
     from wavebox.xmpp import streams
     from wavebox.xmpp.discovery import WaveServiceDiscovery
     from wavebox.xmpp.ping import PingResponder, ServerPinger
@@ -194,6 +195,8 @@ def makeService(config, reactor=None):
     try:
         s2s = streams.service_from_config(config, resolver, port=config.s2s_port,
                                           reactor=reactor)
+    except certpath.PathError as e:
+        raise ConfigError("--trusted-ca: %s" % (e,))
     except Exception as e:
         # Unreadable certificate or key, mismatched pair: stop with one line.
         raise ConfigError("--certificate: cannot use the TLS certificate and key: %s" % (e,))
@@ -372,7 +375,11 @@ def _component_mode(top, config, reactor):
 def _trusted_roots(config):
     """The CA certificates that delta signers' chains must lead to (TLS trusts the same)."""
     from wavebox import certpath
-    return certpath.trust_anchors(config.trusted_ca)
+    try:
+        return certpath.trust_anchors(config.trusted_ca)
+    except (certpath.PathError, OSError) as e:
+        raise ConfigError("--trusted-ca: cannot use %s: %s" % (
+            config.trusted_ca, getattr(e, "strerror", None) or e))
 
 
 def _make_federation(config, top, wave_server, xmpp, locate, forget=None, service_jid=None):

@@ -226,12 +226,15 @@ class TLSPolicy:
         self.roots = "trusted_ca" if trusted_ca else "the system trust store (no trusted_ca)"
         # Two contexts: OpenSSL contexts are shared by their connections,
         # and the two sides set different verify callbacks per connection.
-        self._receiving = _context(cert_file, key_file, trusted_ca)
-        self._originating = _context(cert_file, key_file, trusted_ca)
+        # The anchors first: a file that is not PEM certificates is named
+        # as itself, not as an OpenSSL error about the contexts.
         try:
             self.anchors = certpath.trust_anchors(trusted_ca)
-        except certpath.PathError as e:
-            raise certpath.PathError("trusted_ca %s: %s" % (trusted_ca, e)) from None
+        except (certpath.PathError, OSError) as e:
+            raise certpath.PathError("cannot use %s: %s" % (
+                trusted_ca, getattr(e, "strerror", None) or e)) from None
+        self._receiving = _context(cert_file, key_file, trusted_ca)
+        self._originating = _context(cert_file, key_file, trusted_ca)
 
     def receiving(self, verdict):
         """The connection creator for ``transport.startTLS`` when the peer opened the stream."""
