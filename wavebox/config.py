@@ -130,6 +130,13 @@ def _store_url(value):
     return value
 
 
+def _log_format(value):
+    v = value.strip().lower()
+    if v not in ("text", "json"):
+        raise ValueError("must be text or json")
+    return v
+
+
 def _log_level(value):
     v = value.strip().lower()
     if v not in ("debug", "info", "warn", "error", "critical"):
@@ -146,6 +153,7 @@ class Option:
     short: str = None
     repeatable: bool = False  # may be given several times; collects a list
     flag: bool = False        # takes no value on the command line (means "yes")
+    aliases: tuple = ()       # other command-line spellings
 
     @property
     def key(self):
@@ -180,6 +188,9 @@ OPTIONS = [
            "is PREFIX.DOMAIN (advertised in disco)"),
     Option("dns-timeout", _positive_float, 5.0, "seconds to wait for one DNS answer"),
     Option("log-level", _log_level, "info", "least severe log level to print"),
+    Option("log-format", _log_format, "text", "text, or json: twisted.logger's JSON, "
+           "one event per line, for a log collector (--logformat also works)",
+           aliases=("logformat",)),
     Option("store", _store_url, "sqlite:wavebox.sqlite3", "where wavelets are kept: "
            "sqlite:PATH (relative to --data-dir) or memory: (lost at exit; tests only)"),
     Option("snapshot-interval", _positive_int, 100, "keep a wavelet snapshot every "
@@ -221,6 +232,9 @@ class Config:
     Validated configuration values, as attributes named by config key
     (``config.s2s_port``).  Built by :func:`load`.
     """
+
+    #: How the config file was found (see :func:`find_config_file`), for the log.
+    config_source = None
 
     def __init__(self, values):
         self.__dict__.update(values)
@@ -277,6 +291,37 @@ def read_config_file(path):
                 key, path, " (did you mean %s?)" % (near[0],) if near else ""))
         values[key] = text
     return values
+
+
+#: A packaged wavebox's configuration, read when present and no other is named.
+SYSTEM_CONFIG = "/etc/wavebox/wavebox.conf"
+
+
+def find_config_file(given, environ=None):
+    """
+    The config file the server and every ``wavebox`` command read:
+    ``--config``, else ``$WAVEBOX_CONFIG``, else :data:`SYSTEM_CONFIG` if it
+    exists, else none (the defaults).  ``(path, where it came from)``.
+    """
+    environ = os.environ if environ is None else environ
+    if given.get("config"):
+        return given["config"], "--config"
+    if environ.get("WAVEBOX_CONFIG"):
+        return environ["WAVEBOX_CONFIG"], "WAVEBOX_CONFIG"
+    if os.path.isfile(SYSTEM_CONFIG):
+        return SYSTEM_CONFIG, "the system's config file"
+    return None, None
+
+
+def discover(cli_values, environ=None, need_domain=True):
+    """:func:`load`, with the config file found by :func:`find_config_file`."""
+    path, where = find_config_file(cli_values, environ)
+    values = dict(cli_values)
+    if path:
+        values["config"] = path
+    config = load(values, need_domain=need_domain)
+    config.config_source = where
+    return config
 
 
 def load(cli_values, environ=None, need_domain=True):
@@ -391,11 +436,13 @@ class Options(usage.Options):
         if options is None:
             import sys
             options = sys.argv[1:]
+        aliases = {"--" + a: "--" + o.name for o in OPTIONS for a in o.aliases}
         fixed = []
         for arg in options:
-            if arg.startswith("--") and "_" in arg.partition("=")[0]:
+            if arg.startswith("--"):
                 name, eq, value = arg.partition("=")
-                arg = name.replace("_", "-") + eq + value
+                name = aliases.get(name, name.replace("_", "-"))
+                arg = name + eq + value
             fixed.append(arg)
         try:
             return usage.Options.parseOptions(self, fixed)
@@ -409,4 +456,4 @@ class Options(usage.Options):
 
     def config(self):
         """The validated :class:`Config`; raises :class:`ConfigError`."""
-        return load(self.given)
+        return discover(self.given)

@@ -20,7 +20,7 @@ SUBCOMMANDS = {
 
 
 def usage(out):
-    out.write("usage: wavebox COMMAND [ARGS...]\n\ncommands:\n")
+    out.write("usage: wavebox COMMAND [ARGS...] | wavebox --version\n\ncommands:\n")
     for name, (_, text) in sorted(SUBCOMMANDS.items()):
         out.write("  %-10s %s\n" % (name, text))
     out.write("\n'wavebox COMMAND --help' tells more.  The server itself runs as "
@@ -31,6 +31,10 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         usage(sys.stdout)
+        return 0
+    if argv[0] in ("--version", "version"):
+        from wavebox import __version__
+        sys.stdout.write("wavebox %s\n" % (__version__,))
         return 0
     name = argv[0]
     if name not in SUBCOMMANDS:

@@ -1,12 +1,14 @@
 """``wavebox adduser USER``: a console account, in the store the server uses."""
 
 import argparse
+import os
 import sys
 
 from wavebox.cli.common import fail, load_config, server_options
 from wavebox.config import ConfigError
 from wavebox.console import adduser
 from wavebox.model.errors import InvalidParticipantId
+from wavebox.store import store_path
 
 
 def parser():
@@ -20,6 +22,10 @@ def parser():
                    help="USER or USER@DOMAIN (USER alone: the first hosted domain)")
     p.add_argument("--replace", action="store_true",
                    help="set a new password for an existing account")
+    p.add_argument("--create", action="store_true",
+                   help="make the store if there is none yet (the server makes it at its "
+                        "first start; without --create a missing store is an error, so "
+                        "that a wrong --config or --data-dir is not a new, empty store)")
     return p
 
 
@@ -31,11 +37,22 @@ def config_for(args):
     return load_config(args, need_domain=True, **given)
 
 
+def missing_store(config):
+    """The path of the SQLite store ``config`` names when it does not exist yet, else None."""
+    path = store_path(config.store, config.data_dir)
+    return path if path is not None and not os.path.exists(path) else None
+
+
 def main(argv):
     args = parser().parse_args(argv)
     try:
         config = config_for(args)
         address = adduser.account_address(args.user, config)
+        missing = missing_store(config)
+        if missing and not args.create:
+            return fail("adduser", "no store at %s: give the server's --config (or "
+                                   "--data-dir and --store), or --create to make a new "
+                                   "store there" % (missing,), 1)
         password = adduser.read_new_password()
     except (ConfigError, InvalidParticipantId, ValueError) as e:
         return fail("adduser", e)

@@ -54,7 +54,8 @@ def load_config(args, need_domain=False, **given):
     """
     The server's configuration as a command sees it: the flags the command
     took (``args``, from a parser with :func:`server_options`) over the
-    config file (``--config``) over the defaults, validated as the server
+    config file (``--config``, else ``$WAVEBOX_CONFIG``, else
+    ``/etc/wavebox/wavebox.conf``: as the server finds it) over the defaults, validated as the server
     validates it.  ``given`` adds values the command worked out itself.
     Raises :class:`~wavebox.config.ConfigError`.
     """
@@ -63,7 +64,7 @@ def load_config(args, need_domain=False, **given):
         value = getattr(args, option.key, None)
         if value is not None:
             values[option.key] = value
-    return wconfig.load(values, need_domain=need_domain)
+    return wconfig.discover(values, need_domain=need_domain)
 
 
 def fail(command, message, status=2):

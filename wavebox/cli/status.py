@@ -14,6 +14,7 @@ from wavebox.cli.common import fail, load_config, server_options
 from wavebox.config import ConfigError
 from wavebox.federation.outbox import backlog_report
 from wavebox.store import StoreError, open_store, store_path
+from wavebox.store.lock import holder
 
 
 def parser():
@@ -53,6 +54,9 @@ def main(argv, out=None):
             lines = yield backlog_report(store, reactor.seconds() * 1000)
         finally:
             yield store.close()
+        pid = holder(config.store, config.data_dir)
+        out.write("server: %s\n" % ("running (PID %d)" % (pid,) if pid and pid > 0 else
+                                    "running" if pid else "not running"))
         if lines:
             out.write("federation outbox (destination, queued updates, state):\n")
             for line in lines:
