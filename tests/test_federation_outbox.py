@@ -274,14 +274,19 @@ class OutboxTests(SynchronousTestCase):
                          [b"delta %d" % n for n in range(1, 13)])
 
     def test_backlog_report_names_unreachable_destinations(self):
+        from wavebox.admin import StoreCommands
+        from wavebox.cli.outbox import describe
         self.peer.reachable = False
         self.successResultOf(self.outbox.enqueue("b.test", A_JID, [update(1)]))
-        [line] = self.successResultOf(O.backlog_report(self.store, self.clock.seconds() * 1000))
+        commands = StoreCommands(self.store, None)
+        commands._live_outbox = lambda: {q["destination"]: q for q in self.outbox.status()}
+        [row] = self.successResultOf(commands.outbox())
+        line = describe(row, self.clock.seconds() * 1000)
         self.assertIn("b.test", line)
         self.assertIn("1 queued", line)
         self.assertIn("unreachable, 1 failure(s), next try in 2s", line)
-        [line] = self.successResultOf(O.backlog_report(
-            self.store, (self.clock.seconds() + 5) * 1000))
+        self.assertIn(row["last_error"], line)
+        line = describe(row, (self.clock.seconds() + 5) * 1000)
         self.assertIn("unreachable, 1 failure(s), next try due now", line)
 
 
@@ -352,7 +357,8 @@ class StatusCommandTests(TestCase):
         out, err, code = yield utils.getProcessOutputAndValue(
             sys.executable, ["-m", "wavebox.cli", "status", "--data-dir", data_dir],
             env=dict(os.environ, PYTHONPATH=os.path.dirname(root)), path=data_dir)
-        self.assertEqual((code, err), (0, b""))
+        self.assertEqual((code, err), (3, b""))      # 3: the server does not run
+        self.assertIn(b"server: not running\n", out)
         self.assertIn(b"b.test", out)
         self.assertIn(b"2 queued  unreachable, 3 failure(s)", out)
 

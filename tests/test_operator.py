@@ -250,7 +250,7 @@ class ConfigDiscoveryTests(unittest.TestCase):
             sys.executable, ["-m", "wavebox.cli", "status"],
             env=dict(os.environ, PYTHONPATH=ROOT, WAVEBOX_CONFIG=conf),
             path=os.path.dirname(data))
-        self.assertEqual((code, err), (0, b""))
+        self.assertEqual((code, err), (3, b""))      # found, and no server runs
         self.assertIn(b"b.test", out)
 
 
@@ -281,11 +281,13 @@ class CommandsBesideTheServerTests(unittest.TestCase):
         proc = yield servers.spawn()
         out, err, code = yield wavebox_command("status", "--data-dir", servers.data)
         self.assertEqual((code, err), (0, b""))
-        self.assertIn(b"server: running (PID %d)\n" % (proc.transport.pid,), out)
+        self.assertIn(b"server: running (PID %d), wavebox %s, up "
+                      % (proc.transport.pid, wavebox.__version__.encode()), out)
+        self.assertIn(b"S2S streams: 0\nconsole sessions: 0\n", out)
         proc.transport.signalProcess("TERM")
         yield proc.ended
         out, err, code = yield wavebox_command("status", "--data-dir", servers.data)
-        self.assertEqual((code, err), (0, b""))
+        self.assertEqual((code, err), (3, b""))
         self.assertIn(b"server: not running\n", out)
 
     @defer.inlineCallbacks

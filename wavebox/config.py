@@ -34,6 +34,12 @@ def _text(value):
     return value
 
 
+def _path_or_off(value):
+    """A path, or '' (or 'off') for none."""
+    value = value.strip()
+    return "" if value.lower() in ("", "off", "none") else value
+
+
 def _domain(value):
     value = value.strip().rstrip(".").lower()
     if not value or len(value) > 253:
@@ -211,6 +217,13 @@ OPTIONS += [
            "server's component_secret)"),
     Option("component-jid", _domain, None, "the component's JID, as configured in the XMPP "
            "server (default: the wave service JID, PREFIX.DOMAIN)"),
+]
+
+# Issue 13: running it for real.
+OPTIONS += [
+    Option("admin-socket", _path_or_off, "admin.sock", "UNIX socket (relative to "
+           "--data-dir) where 'wavebox status', 'users', 'waves' and 'outbox' reach the "
+           "running server; mode 0600 ('' or off: none)"),
 ]
 
 # Issue 5: the wave federation protocol.

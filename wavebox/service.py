@@ -208,6 +208,7 @@ def makeService(config, reactor=None):
         component = top.xmpp
         _make_federation(config, top, top.wave_server, component,
                          component.locate_wave_service, service_jid=lambda domain: component.jid)
+        _make_admin(config, top, reactor)
         return top
 
     resolver = DnspythonResolver(config.nameserver, config.dns_timeout)
@@ -241,7 +242,17 @@ def makeService(config, reactor=None):
     top.xmpp = s2s
     top.resolver = resolver
     _make_federation(config, top, top.wave_server, s2s, locate, forget=discovery.forget)
+    _make_admin(config, top, reactor)
     return top
+
+
+def _make_admin(config, top, reactor):
+    """The admin socket (``wavebox status`` and friends), last in: it reads everything."""
+    from wavebox.admin import AdminService, ServerCommands, socket_path
+    path = socket_path(config)
+    if path is not None:
+        AdminService(path, ServerCommands(top, config, reactor).table(),
+                     reactor=reactor).setServiceParent(top)
 
 
 # --- the wave server core and the console (issue 4) ---------------------------

@@ -13,7 +13,10 @@ SUBCOMMANDS = {
     "check": ("check", "find a peer's wave service (DNS, disco, wave. guess) step by step"),
     "adduser": ("adduser", "create a console account: adduser USER [--config FILE]"),
     "console": ("console", "chat on a wavebox console: console USER [--host H --port P]"),
-    "status": ("status", "show the federation outbox backlog per destination (reads the store)"),
+    "status": ("status", "is the server running, and what is it doing (streams, outbox)"),
+    "users": ("users", "console accounts: list, delete USER, password USER"),
+    "waves": ("waves", "the wavelets kept: list, show WAVELET"),
+    "outbox": ("outbox", "the federation outbox: list, drop DOMAIN"),
     "backup": ("backup", "copy the SQLite store to a new file, safely while the server runs"),
     "gencert": ("gencert", "make a key and certificate for DOMAIN (or a test CA)"),
 }

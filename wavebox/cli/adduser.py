@@ -4,7 +4,8 @@ import argparse
 import os
 import sys
 
-from wavebox.cli.common import fail, load_config, server_options
+from wavebox.admin import AdminError
+from wavebox.cli.common import fail, load_config, server_or_store, server_options
 from wavebox.config import ConfigError
 from wavebox.console import adduser
 from wavebox.model.errors import InvalidParticipantId
@@ -14,9 +15,10 @@ from wavebox.store import store_path
 def parser():
     p = argparse.ArgumentParser(
         prog="wavebox adduser",
-        parents=[server_options("config", "data-dir", "store", "domain")],
+        parents=[server_options("config", "data-dir", "store", "domain", "admin-socket")],
         description="Create a console account (or, with --replace, set a new password) "
-                    "in the server's store, running or not.  On a terminal the password "
+                    "in the server's store: through the running server when it runs, "
+                    "else in the store itself.  On a terminal the password "
                     "is asked twice; otherwise one line of stdin is read.")
     p.add_argument("user", metavar="USER",
                    help="USER or USER@DOMAIN (USER alone: the first hosted domain)")
@@ -59,9 +61,13 @@ def main(argv):
     except (EOFError, KeyboardInterrupt):
         sys.stderr.write("\n")
         return fail("adduser", "cancelled", 1)
-    error = adduser.store_account(config, address, password, args.replace)
-    if error is not None:
-        return fail("adduser", error, 1)
+    from wavebox.store.accounts import hash_password
+    try:
+        server_or_store(config, "user-password" if args.replace else "user-add",
+                        create=args.create, address=address,
+                        password_hash=hash_password(password))
+    except AdminError as e:
+        return fail("adduser", e, 1)
     sys.stdout.write("%s %s\n" % ("new password for" if args.replace else "created account",
                                   address))
     return 0

@@ -71,3 +71,68 @@ def fail(command, message, status=2):
     """One line on stderr, ``wavebox COMMAND: message``; the exit status."""
     sys.stderr.write("wavebox %s: %s\n" % (command, message))
     return status
+
+
+def server_or_store(config, command, create=False, **arguments):
+    """
+    Run an admin command (:mod:`wavebox.admin`) as the operator expects:
+    through the running server's admin socket when it answers, else on the
+    store itself, under the store lock so that no server starts meanwhile.
+    The command's result; raises :class:`wavebox.admin.AdminError` with the
+    operator's one line.
+    """
+    from wavebox import admin
+    path = admin.socket_path(config)
+    if path:
+        try:
+            return admin.ask(path, command, **arguments)
+        except admin.NotRunning:
+            pass
+    return on_store(config, lambda store: admin.StoreCommands(store, config).table()[command](
+        **arguments), create=create)
+
+
+def on_store(config, work, create=False):
+    """``work(store)`` (a Deferred) on the server's store, locked; made only if ``create``."""
+    import os
+
+    from twisted.internet import defer, task
+
+    from wavebox import admin
+    from wavebox.store import StoreError, open_store, store_path
+    from wavebox.store.lock import StoreLocked, acquire
+
+    path = store_path(config.store, config.data_dir)
+    if path is not None and not os.path.exists(path) and not create:
+        raise admin.AdminError("no store at %s (give the server's --config, or --data-dir "
+                               "and --store)" % (path,))
+    try:
+        lock = acquire(config.store, config.data_dir)
+    except StoreLocked as e:
+        raise admin.AdminError(
+            "%s, but its admin socket %s does not answer (is admin_socket off in its "
+            "config?)" % (e, admin.socket_path(config) or "(none)"))
+    outcome = {}
+
+    @defer.inlineCallbacks
+    def run(reactor):
+        store = open_store(config.store, config.data_dir, reactor=reactor)
+        try:
+            outcome["result"] = yield work(store)
+        except (admin.AdminError, StoreError) as e:
+            outcome["error"] = str(e)
+        finally:
+            yield store.close()
+
+    try:
+        task.react(run)
+    except SystemExit:
+        pass
+    finally:
+        if lock is not None:
+            lock.release()
+    if "error" in outcome:
+        raise admin.AdminError(outcome["error"])
+    if "result" not in outcome:
+        raise admin.AdminError("the store could not be used (see above)")
+    return outcome["result"]

@@ -69,6 +69,14 @@ class ConsoleFactory(protocol.ServerFactory):
         session.factory = self
         return session
 
+    def end_sessions_of(self, address, reason):
+        """Close every session logged in as ``address``, saying why; how many."""
+        ended = [s for s in self.sessions if s.user is not None and s.user.address == address]
+        for session in ended:
+            session.error(reason)
+            session.transport.loseConnection()
+        return len(ended)
+
 
 @implementer(IWaveletListener)
 class _WaveWatcher:

@@ -121,6 +121,7 @@ class DestinationQueue:
         self.attempts = 0
         self.retry_call = None
         self.last_error = None
+        self.stopped = False       # dropped by an operator, or the outbox stopped
 
     @property
     def busy(self):
@@ -178,7 +179,7 @@ class DestinationQueue:
 
     def kick(self):
         """Send what the window allows, unless waiting to retry or busy."""
-        if self.backing_off or self.busy or self.outbox.stopped:
+        if self.backing_off or self.busy or self.stopped or self.outbox.stopped:
             return
         unsent = len(self.items) - self.next_index
         if not self.exhausted and unsent < self.outbox.batch and len(self.items) < MAX_CACHED:
@@ -296,7 +297,7 @@ class DestinationQueue:
 
     def _failed(self, reason):
         """Back off, then send everything unacknowledged again."""
-        if self.backing_off or self.outbox.stopped:
+        if self.backing_off or self.stopped or self.outbox.stopped:
             return
         self._drop_in_flight()
         self.forget_jid()
@@ -333,6 +334,7 @@ class DestinationQueue:
         self.kick()
 
     def stop(self):
+        self.stopped = True
         self._drop_in_flight()
         if self.backing_off:
             self.retry_call.cancel()
@@ -456,6 +458,18 @@ class Outbox:
         if q is not None:
             q.peer_seen()
 
+    def drop(self, destination):
+        """
+        Stop delivering to ``destination`` and forget its queue in memory
+        (the caller drops the stored items): an operator gave up on it.
+        """
+        q = self.queues.pop(destination, None)
+        if q is None:
+            return
+        q.stop()
+        for jid in [j for j, queue in self._by_jid.items() if queue is q]:
+            del self._by_jid[jid]
+
     def status(self):
         """One dict per destination this process is delivering to."""
         return [q.status() for _, q in sorted(self.queues.items())]
@@ -464,24 +478,3 @@ class Outbox:
         self.stopped = True
         for q in self.queues.values():
             q.stop()
-
-
-@defer.inlineCallbacks
-def backlog_report(store, now_ms):
-    """
-    Lines describing every destination's backlog, read from the store (what
-    ``wavebox status`` prints; works whether or not the server runs).
-    """
-    backlog = yield defer.maybeDeferred(store.outbox_backlog)
-    lines = []
-    for destination, pending in sorted(backlog.items()):
-        retry = yield defer.maybeDeferred(store.outbox_get_retry, destination)
-        if retry is not None and retry.failures:
-            wait = (retry.next_attempt_ms - now_ms) / 1000.0
-            state = "unreachable, %d failure(s), %s" % (
-                retry.failures, "next try in %.0fs" % (wait,) if wait >= 0.5
-                else "next try due now")
-        else:
-            state = "delivering"
-        lines.append("%-30s %6d queued  %s" % (destination, pending, state))
-    return lines

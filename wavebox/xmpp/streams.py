@@ -1266,6 +1266,27 @@ class S2SService(service.Service):
             return None
         return (self.interface, 0)
 
+    def describe_streams(self):
+        """Every stream, as plain values (``wavebox status``)."""
+        streams = []
+        for session in list(self.incoming) + list(self.outgoing):
+            streams.append({
+                "direction": session.direction, "peer": session.peer,
+                "tls": session.tls_active, "connected": session.connected,
+                "authenticated": sorted("%s -> %s" % pair if session.direction == "outgoing"
+                                        else "%s <- %s" % (pair[1], pair[0])
+                                        for pair in session.authenticated)})
+        return streams
+
+    def describe_routes(self):
+        """Every (local, remote) route with stanzas waiting or a back-off, as plain values."""
+        now = self.clock.seconds()
+        return [{"local": r.local, "remote": r.remote, "queued": len(r.queue),
+                 "ready": r.ready, "failures": r.failures,
+                 "retry_in": max(0.0, r.retry_at - now) if r.retry_at else None}
+                for (_, _), r in sorted(self.routes.items())
+                if r.queue or r.failures or not r.ready]
+
     def verify_with_authoritative(self, receiving, originating, stream_id, key):
         """For the Receiving Server: ask ``originating``'s Authoritative Server about a key."""
         d = self._stream_to(receiving, originating, authenticate=False)
