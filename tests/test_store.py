@@ -866,9 +866,9 @@ class BackupTests(unittest.TestCase):
         with open(conf, "w") as f:
             f.write("[wavebox]\ndomain = a.test\ndata_dir = %s\nstore = sqlite:live.sqlite3\n"
                     % (self.directory,))
-        destination = os.path.join(self.directory, "by-command.sqlite3")
+        destination = os.path.abspath(self.mktemp())
         self.assertEqual(cli.main(["backup", "-c", conf, destination]), 0)
-        conn = sqlite3.connect(destination)
+        conn = sqlite3.connect(os.path.join(destination, "data", "live.sqlite3"))
         self.addCleanup(conn.close)
         self.assertEqual(conn.execute("SELECT count(*) FROM delta").fetchone()[0], 1)
 

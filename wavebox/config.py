@@ -52,6 +52,15 @@ def _domain(value):
     return value
 
 
+def _label(value):
+    """One DNS label, lower case (peers compare certificate names case-sensitively)."""
+    value = value.strip().lower()
+    if (not value or len(value) > 63 or value.startswith("-") or value.endswith("-")
+            or not all(c.isalnum() or c == "-" for c in value)):
+        raise ValueError("not a DNS label: %r" % (value,))
+    return value
+
+
 def _domains(value):
     """A comma- or space-separated list of domains (the config file form)."""
     parts = [p for p in value.replace(",", " ").split() if p]
@@ -190,7 +199,7 @@ OPTIONS = [
            "at start-up (repeatable; --xmpp_server_ping also works)", repeatable=True),
     Option("dialback-secret", _text, None, "secret for XEP-0185 dialback keys "
            "(default: generated and kept in the data dir)"),
-    Option("wave-service-prefix", _text, "wave", "the wave service JID of DOMAIN "
+    Option("wave-service-prefix", _label, "wave", "the wave service JID of DOMAIN "
            "is PREFIX.DOMAIN (advertised in disco)"),
     Option("dns-timeout", _positive_float, 5.0, "seconds to wait for one DNS answer"),
     Option("log-level", _log_level, "info", "least severe log level to print"),

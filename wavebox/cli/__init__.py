@@ -17,8 +17,10 @@ SUBCOMMANDS = {
     "users": ("users", "console accounts: list, delete USER, password USER"),
     "waves": ("waves", "the wavelets kept: list, show WAVELET"),
     "outbox": ("outbox", "the federation outbox: list, drop DOMAIN"),
-    "backup": ("backup", "copy the SQLite store to a new file, safely while the server runs"),
+    "backup": ("backup", "copy the store, keys, certificates and secret, while the server runs"),
+    "restore": ("restore", "put a backup back into a data directory (server stopped)"),
     "gencert": ("gencert", "make a key and certificate for DOMAIN (or a test CA)"),
+    "cert": ("cert", "cert import DOMAIN [DIR]: take an ACME client's certificate and key"),
 }
 
 

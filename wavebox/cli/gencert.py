@@ -1,9 +1,9 @@
 """``wavebox gencert``: keys and certificates for a domain, or a test CA."""
 
 import argparse
-import re
 import sys
 
+from wavebox.config import options_by_key
 from wavebox.xmpp import certs
 
 
@@ -39,11 +39,14 @@ def main(argv):
         if args.make_ca:
             cert_path, key_path = certs.gencert_ca(args.make_ca, args.out, args.days or 3650)
         else:
-            domain = args.domain.strip().rstrip(".").lower()
-            if not re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", domain) or ".." in domain:
-                parser.error("not a domain name: %r" % (args.domain,))
+            known = options_by_key()
+            try:
+                domain = known["domain"].parse(args.domain)
+                prefix = known["wave_service_prefix"].parse(args.wave_service_prefix)
+            except ValueError as e:
+                parser.error(str(e))
             cert_path, key_path = certs.gencert(domain, args.out, args.ca_cert, args.ca_key,
-                                          args.days or 365, args.wave_service_prefix)
+                                                args.days or 365, prefix)
     except (OSError, ValueError) as e:
         sys.stderr.write("wavebox gencert: %s\n" % (e,))
         return 1

@@ -19,6 +19,7 @@ import re
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 # X.509 generation lives in a module that knows no waves; these names are
@@ -133,16 +134,107 @@ def ensure_self_signed(directory, names, days=365):
     return cert_path, key_path
 
 
+def imported_files(data_dir, domain):
+    """Where ``wavebox cert import`` keeps ``domain``'s chain and key."""
+    directory = os.path.join(data_dir, SELF_SIGNED_DIR)
+    return os.path.join(directory, domain + ".crt"), os.path.join(directory, domain + ".key")
+
+
 def certificate_files(config, names):
     """
     The (certificate chain PEM path, private key PEM path) that speak for
     ``names``: the configured ``certificate``/``private_key`` files, else the
-    self-signed pair kept under ``DATA_DIR/tls`` (see ensure_self_signed).
-    TLS and delta signing both ask here, so they always use the same pair.
+    pair ``wavebox cert import`` put under ``DATA_DIR/tls`` for the first
+    hosted domain, else the self-signed pair kept there (see
+    ensure_self_signed).  TLS and delta signing both ask here, so they always
+    use the same pair.
     """
     if config.certificate:
         return config.certificate, config.private_key
+    if config.domains:
+        imported = imported_files(config.data_dir, config.domains[0])
+        if all(os.path.isfile(p) for p in imported):
+            return imported
     return ensure_self_signed(os.path.join(config.data_dir, SELF_SIGNED_DIR), names)
+
+
+# --- wavebox cert import -------------------------------------------------------
+
+#: Where an ACME client keeps what it got (certbot's layout; prosodyctl cert
+#: import looks there too).
+ACME_LIVE = "/etc/letsencrypt/live"
+
+#: The file names an ACME client's directory may use: (chain, key).
+_ACME_NAMES = [("fullchain.pem", "privkey.pem"), ("{d}.crt", "{d}.key"),
+               ("fullchain.cer", "{d}.key"), ("{d}.pem", "{d}.key")]
+
+
+class ImportRefused(Exception):
+    """The certificate cannot be used for the domain; the text says why."""
+
+
+def find_acme_files(domain, directory=ACME_LIVE):
+    """The (chain, key) paths for ``domain`` under an ACME client's directory."""
+    for base in (os.path.join(directory, domain), directory):
+        for chain, key in _ACME_NAMES:
+            paths = (os.path.join(base, chain.format(d=domain)),
+                     os.path.join(base, key.format(d=domain)))
+            if all(os.path.isfile(p) for p in paths):
+                return paths
+    raise ImportRefused("no certificate for %s in %s (looked for %s)" % (
+        domain, directory, ", ".join("%s + %s" % (c.format(d=domain), k.format(d=domain))
+                                     for c, k in _ACME_NAMES)))
+
+
+def import_certificate(domain, chain_path, key_path, data_dir, names, now=None):
+    """
+    Check an ACME client's chain and key for ``domain`` and copy them where
+    the server looks (:func:`imported_files`, key mode 0600).  Refuses a
+    chain that does not name ``domain``, has expired, or does not match the
+    key.  Returns ``(cert path, key path, leaf, names the leaf lacks)``.
+    """
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+    with open(chain_path, "rb") as f:
+        chain_pem = f.read()
+    with open(key_path, "rb") as f:
+        key_pem_data = f.read()
+    try:
+        chain = x509.load_pem_x509_certificates(chain_pem)
+        key = serialization.load_pem_private_key(key_pem_data, password=None)
+    except ValueError as e:
+        raise ImportRefused("cannot read %s or %s: %s" % (chain_path, key_path, e))
+    leaf = chain[0]
+    der = (Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    if leaf.public_key().public_bytes(*der) != key.public_key().public_bytes(*der):
+        raise ImportRefused("%s is not the key of the certificate in %s" % (key_path,
+                                                                           chain_path))
+    has = [n.lower() for n in certificate_names(leaf)]
+    if not any(name_matches(pattern, domain) for pattern in has):
+        raise ImportRefused("the certificate in %s does not name %s (it names %s)"
+                            % (chain_path, domain, ", ".join(has) or "nothing"))
+    now = now or _now()
+    if leaf.not_valid_after_utc <= now:
+        raise ImportRefused("the certificate in %s expired on %s" % (
+            chain_path, leaf.not_valid_after_utc.date().isoformat()))
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ImportRefused("the key in %s is not RSA: wave deltas are signed with "
+                            "SHA1withRSA by the same key (ask the ACME client for an RSA "
+                            "key, e.g. certbot --key-type rsa)" % (key_path,))
+    missing = [n for n in names if not any(name_matches(p, n) for p in has)]
+    cert_out, key_out = imported_files(data_dir, domain)
+    write_file(key_out, key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()), private=True)
+    write_file(cert_out, chain_pem)
+    return cert_out, key_out, leaf, missing
+
+
+def name_matches(pattern, name):
+    """RFC 6125 DNS-ID matching: exact, or a wildcard for one leftmost label."""
+    pattern, name = pattern.lower().rstrip("."), name.lower().rstrip(".")
+    if pattern.startswith("*."):
+        return "." in name and name.split(".", 1)[1] == pattern[2:]
+    return pattern == name
 
 
 # --- wavebox gencert ---------------------------------------------------------

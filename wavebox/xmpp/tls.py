@@ -28,6 +28,8 @@ Contexts are built once, at start-up, so that a bad key or certificate file
 stops the server at once instead of hanging a stream mid-STARTTLS.
 """
 
+import datetime
+
 from OpenSSL import SSL
 from service_identity import VerificationError
 from service_identity.cryptography import verify_certificate_hostname
@@ -263,12 +265,8 @@ class TLSPolicy:
         return True
 
 
-def _names_match(pattern, name):
-    """RFC 6125 DNS-ID matching: exact, or a wildcard for one leftmost label."""
-    pattern, name = pattern.lower().rstrip("."), name.lower().rstrip(".")
-    if pattern.startswith("*."):
-        return "." in name and name.split(".", 1)[1] == pattern[2:]
-    return pattern == name
+#: A certificate that expires sooner than this is a start-up warning.
+EXPIRY_WARNING = datetime.timedelta(days=14)
 
 
 def _warn_if_unfit(cert_file, names):
@@ -276,20 +274,26 @@ def _warn_if_unfit(cert_file, names):
     A certificate for the wrong domain, or an expired one, still loads; peers
     then refuse every stream, far from here.  Say so at start-up instead.
     """
-    import datetime
     try:
         certificate = certs.load_certificate(cert_file)
     except Exception:
         return              # the policy's own loading says what is wrong
     has = certs.certificate_names(certificate)
-    missing = [n for n in names if not any(_names_match(p, n) for p in has)]
+    missing = [n for n in names if not any(certs.name_matches(p, n) for p in has)]
     if missing:
-        log.warn("--certificate {path} does not name {missing} (it names {has}); peers "
+        log.warn("certificate {path} does not name {missing} (it names {has}); peers "
                  "that check certificates will refuse our streams for those",
                  path=cert_file, missing=", ".join(missing), has=", ".join(has) or "nothing")
-    if certificate.not_valid_after_utc < datetime.datetime.now(datetime.timezone.utc):
-        log.warn("--certificate {path} expired on {date}; peers will refuse it",
-                 path=cert_file, date=certificate.not_valid_after_utc.date().isoformat())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    expires = certificate.not_valid_after_utc
+    if expires < now:
+        log.error("certificate {path} expired on {date}; peers will refuse it",
+                  path=cert_file, date=expires.date().isoformat())
+    elif expires - now < EXPIRY_WARNING:
+        log.warn("certificate {path} expires on {date}, in {days} day(s): renew it "
+                 "(after an ACME client renews, 'wavebox cert import DOMAIN' and a "
+                 "restart)", path=cert_file, date=expires.date().isoformat(),
+                 days=(expires - now).days)
 
 
 def policy_from_config(config, names):
@@ -300,7 +304,7 @@ def policy_from_config(config, names):
     directory.
     """
     cert_file, key_file = certs.certificate_files(config, names)
-    if config.certificate:
+    if config.certificate or not cert_file.endswith(certs.SELF_SIGNED_CERT):
         _warn_if_unfit(cert_file, names)
     else:
         log.warn("No --certificate configured: using the self-signed certificate "
