@@ -12,7 +12,7 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.protocols.basic import LineReceiver
 
 from tests.dnsserver import A, SRV, ZoneServer
-from tests.prosody import poll_until
+from tests.processes import poll_until
 from wavebox import service as wservice
 from wavebox.config import load
 from wavebox.model.docop import DocOpBuilder

@@ -26,9 +26,10 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
+
+from tests.processes import free_port
 
 ROLE = "wave"
 
@@ -44,12 +45,6 @@ def _binaries():
     raise PostgresUnavailable(
         "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/pg_ctl): "
         "apt-get install postgresql (.ci/run does this when run as root)")
-
-
-def _free_port(address):
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((address, 0))
-        return s.getsockname()[1]
 
 
 class PostgresCluster:
@@ -93,7 +88,7 @@ class PostgresCluster:
         self._run("initdb", "-D", self.data, "-A", "trust", "-U", ROLE,
                   "--no-sync", "-E", "UTF8", "--locale=C")
         for attempt in range(5):
-            self.port = _free_port(self.address)
+            self.port = free_port(self.address)
             done = self._run("pg_ctl", "-D", self.data, "-l", self.log_path, "-w", "-t", "60",
                              "-o", "-p %d -k %s -h %s -c fsync=on -c max_connections=200"
                              % (self.port, self.directory, self.address),
