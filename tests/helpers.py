@@ -2,16 +2,20 @@
 Helpers that several test modules share, kept in one place: the telnet-like
 console client and its login, cheap password hashes, a document insertion,
 the wave service JID of the fixtures, a log watcher, and the deployments of
-wavebox beside (and behind) the real Prosody of ``tests/prosody.py``.
+wavebox beside (and behind) the real Prosody of ``tests/prosody.py`` and beside
+the real ejabberd of ``tests/ejabberd.py``.
 """
 
+import os
 import re
 
 from twisted.internet import defer, protocol, reactor
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.protocols.basic import LineReceiver
 
+from tests import pki
 from tests.dnsserver import A, SRV, ZoneServer
+from tests.ejabberd import srv_to
 from tests.processes import poll_until
 from wavebox import service as wservice
 from wavebox.config import load
@@ -224,3 +228,54 @@ def wavebox_behind_prosody(testcase, peer, data_dir, what="the component handsha
     yield poll_until(lambda: top.xmpp.authenticated, timeout=PROSODY_GUARD, what=what,
                      diagnostics=peer.log_text)
     return top
+
+
+# --- wavebox with a real ejabberd ---------------------------------------------------
+
+#: The domain of the standalone wavebox beside ejabberd (on WAVE_IP).
+EJABBERD_WAVE_DOMAIN = "a.test"
+
+
+def ejabberd_zone(peer, wavebox_port, domain=EJABBERD_WAVE_DOMAIN):
+    """
+    DNS records for wavebox ``domain`` (and its wave service) on
+    WAVE_IP:``wavebox_port`` beside the ejabberd ``peer``: SRV records with
+    IP-literal targets for ejabberd (which resolves targets with
+    getaddrinfo), and SRV plus A records of ejabberd's domain for wavebox.
+    """
+    records = {}
+    for name in (domain, service_jid(domain)):
+        records[name] = [A(WAVE_IP)]
+        records["_xmpp-server._tcp." + name] = [srv_to(WAVE_IP, wavebox_port)]
+    if peer.s2s_port is not None:
+        records[peer.domain] = [A(peer.ip)]
+        records["_xmpp-server._tcp." + peer.domain] = [SRV(0, 0, peer.s2s_port, peer.domain)]
+    return records
+
+
+@defer.inlineCallbacks
+def wavebox_beside_ejabberd(testcase, peer, data_dir, **options):
+    """
+    A standalone wavebox for ``a.test`` on WAVE_IP (STARTTLS required, a
+    certificate from the tests' CA, which it trusts), the tests' DNS server,
+    and the ejabberd ``peer`` asking that server; both find each other
+    through it.  ``options`` add to or override wavebox's config.  Fires
+    with (wavebox, zone server) once ejabberd is up.
+    """
+    os.makedirs(data_dir, exist_ok=True)
+    certificate, key, ca = pki.write_domain_files(EJABBERD_WAVE_DOMAIN, data_dir)
+    values = {"domain": [EJABBERD_WAVE_DOMAIN], "data_dir": data_dir,
+              "s2s_interface": WAVE_IP, "s2s_port": "0", "tls_required": "yes",
+              "console_port": "0", "certificate": certificate, "private_key": key,
+              "trusted_ca": ca, "nameserver": "127.0.0.1:1", "dns_timeout": "2"}
+    values.update(options)
+    wavebox = start_wavebox(testcase, values)
+    port = wavebox.s2s.listening_address()[1]
+    # ejabberd is told where the DNS server is before its own port is known.
+    zone = yield ZoneServer.start(records=ejabberd_zone(peer, port))
+    testcase.addCleanup(zone.stop)
+    wavebox.resolver.nameserver = zone.nameserver
+    peer.nameserver = zone.nameserver
+    yield peer.start()
+    zone.serve(ejabberd_zone(peer, port))
+    return wavebox, zone

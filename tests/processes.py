@@ -1,7 +1,8 @@
 """
 What the fixtures of real parts (``tests/prosody.py``, ``tests/ejabberd.py``,
 ``tests/postgres.py``) share: loopback ports from bind(0), waiting on a
-real process, and children that can be reaped and killed as a group.
+real process, children that can be reaped and killed as a group, and the
+process table, for daemons that leave our process group (ejabberd's node).
 """
 
 import os
@@ -128,3 +129,52 @@ def run_command(argv, path, timeout=30.0, reactor=None, env=None):
                                  % (" ".join(argv), timeout, child.text()))
     timer.cancel()
     return child
+
+
+class ProcessEntry:
+    """One line of the process table."""
+
+    def __init__(self, pid, ppid, state, started, uid, command):
+        self.pid, self.ppid, self.state = pid, ppid, state
+        self.started = started          # clock ticks after boot: (pid, started) is unique
+        self.uid = uid
+        self.command = command
+
+    @property
+    def program(self):
+        return os.path.basename(self.command.split()[0]) if self.command else ""
+
+
+def process_table():
+    """``{pid: ProcessEntry}`` of every process on the machine, zombies left out."""
+    table = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name, "rb") as f:
+                stat = f.read().decode("utf-8", "replace")
+            with open("/proc/%s/cmdline" % name, "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+            uid = os.stat("/proc/%s" % name).st_uid
+        except OSError:
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[0] == "Z":
+            continue            # ended; only its parent's reaping is missing
+        table[int(name)] = ProcessEntry(int(name), int(fields[1]), fields[0], int(fields[19]), uid,
+                                 cmdline or stat.split(" ", 2)[1])
+    return table
+
+
+def process_tree(root, table):
+    """``{(pid, started)}`` of ``root`` and all its descendants in ``table``."""
+    found, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, proc in table.items():
+            if proc.ppid == parent and pid not in found:
+                found.add(pid)
+                frontier.append(pid)
+    return {(pid, table[pid].started) for pid in found if pid in table}
