@@ -337,7 +337,8 @@ class ServerCommands(StoreCommands):
         return self.top.wave_server.store
 
     def table(self):
-        return dict(StoreCommands.table(self), version=self.version, status=self.status)
+        return dict(StoreCommands.table(self), version=self.version, status=self.status,
+                    discover=self.discover)
 
     def _console(self):
         return self.top.getServiceNamed("console").factory
@@ -376,3 +377,24 @@ class ServerCommands(StoreCommands):
             "outbox": outbox,
             "console_sessions": len(self._console().sessions),
         }
+
+    @defer.inlineCallbacks
+    def discover(self, domain):
+        """
+        The server's own discovery of ``domain``, afresh (``wavebox check``
+        while the server runs: disco answers come back on the peer's stream
+        to our listener, which only the server has).
+        """
+        from wavebox.xmpp.discovery import DiscoveryFailed
+        discovery = getattr(self.top, "discovery", None)
+        if discovery is None:
+            raise AdminError("in component mode the XMPP server finds peers, not wavebox")
+        discovery.forget(domain)
+        try:
+            result = yield discovery.discover(domain)
+        except DiscoveryFailed as e:
+            return {"found": False, "domain": e.domain, "condition": e.condition,
+                    "reason": e.reason, "trace": list(e.trace)}
+        return {"found": True, "domain": result.domain, "jid": result.jid,
+                "endpoints": [[e.host, e.port, e.target] for e in result.endpoints],
+                "trace": list(result.trace)}

@@ -610,6 +610,8 @@ class OutgoingStream(_Session):
     def connectionLost(self, reason):
         verdict = self.tls_verdict
         why = _describe(reason)
+        if self.peer_error:
+            why = "it sent the stream error <%s/>" % (self.peer_error,)
         if verdict is not None and verdict.error and not self.negotiated.done:
             why = "TLS certificate of %s refused: %s" % (self.remote, verdict.error)
             log.warn("outgoing S2S stream {peer}: {why}", peer=self.peer, why=why)
@@ -1265,6 +1267,22 @@ class S2SService(service.Service):
         if ours.version != theirs.version or ours.is_loopback != theirs.is_loopback:
             return None
         return (self.interface, 0)
+
+    def negotiate(self, address, local, remote):
+        """
+        A new stream from ``local`` to ``remote`` at ``address`` (host, port),
+        carried through STARTTLS and the check of ``remote``'s certificate
+        exactly as for a route, but not authenticated: what ``wavebox check``
+        tries.  Deferred[OutgoingStream]; close it when done.  Fails with the
+        reason the stream did not get there.
+        """
+        stream = self._connect(tuple(address), local, remote)
+        d = stream.negotiated.wait().addTimeout(self.connect_timeout, self.clock)
+
+        def failed(reason):
+            stream.close()
+            return reason
+        return d.addCallbacks(lambda _: stream, failed)
 
     def describe_streams(self):
         """Every stream, as plain values (``wavebox status``)."""
