@@ -77,6 +77,17 @@ class JavaVectorTests(SynchronousTestCase):
         self.assertEqual(total, 1550)
         self.assertEqual(lines[-1], f"{total} passed, 0 failed")
 
+    def test_the_vectors_here_are_the_shared_ones(self):
+        # tests/data keeps the shared vectors in the repository; where the
+        # shared folder is beside the checkout (a developer's machine, CI),
+        # the files must be the same bytes, so every case above is theirs.
+        shared = os.path.join(os.path.dirname(os.path.dirname(TESTS)), "shared", "vectors")
+        if os.path.isdir(shared):
+            for path in VECTOR_FILES:
+                with open(path, "rb") as ours, \
+                        open(os.path.join(shared, os.path.basename(path)), "rb") as theirs:
+                    self.assertEqual(ours.read(), theirs.read(), path)
+
     def test_the_vector_runner_reports_a_case_that_disagrees(self):
         # One Java result changed: a runner that passed it would prove nothing.
         with open(VECTOR_FILES[0], encoding="utf-8") as f:
@@ -460,6 +471,29 @@ class JupiterRuleTests(SynchronousTestCase):
         c.ok("ack", client=0, result=ops_json.submit_result_to_json(result))
         assert_shows_server(self, c, 0, self.server)
         self.assertEqual(self.text(0), "<body><line></line>eabc</body>")
+
+    def test_integer_like_annotation_keys_survive_javascripts_key_order(self):
+        # JSON.parse lists "9" before "10"; Java order is "10" before "9".
+        c = self.clients
+        marks = ops_json.docop_from_json([
+            {"r": 3}, {"ab": {"change": {"10": [None, "x"], "9": [None, "y"]}}}, {"r": 1},
+            {"ab": {"end": ["10", "9"]}}, {"r": 3}])
+        theirs, _ = self.server.local_delta(AUTHORS[1], [MutateDocument("b+1", marks)])
+        raw = ops_json.transformed_delta_to_json(theirs)
+        self.assertEqual(list(raw["operations"][0]["mutate_document"]["operation"][1]["ab"]
+                              ["change"]), ["10", "9"])
+        c.ok("delta", client=0, delta=raw)
+        assert_shows_server(self, c, 0, self.server)
+
+    def test_a_refused_delta_stops_the_client(self):
+        c = self.clients
+        c.ok("local", client=0, op=ins("b+1", 3, "r", self.size))
+        c.ok("take", client=0)
+        refused = c.call("refuse", client=0, reason="ann is not a participant")
+        self.assertFalse(refused["ok"])
+        self.assertIn("the server refused our delta: ann is not a participant", refused["error"])
+        typed = c.call("local", client=0, op=ins("b+1", 4, "s", self.size + 1))
+        self.assertIn("ClientStateError", typed["error"])
 
     def test_a_different_history_hash_stops_the_client(self):
         c = self.clients

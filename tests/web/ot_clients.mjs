@@ -12,6 +12,7 @@
 //   take     {client}: the delta to send, or null
 //   delta    {client, delta}: a server delta; answers the operations applied
 //   ack      {client, result}: the answer to our submit
+//   refuse   {client, reason}: the server refused our delta
 //   state    {client}: the wavelet, version, idle and in-flight flags
 // Every answer is {"ok": true, ...} or {"ok": false, "error": "..."}.
 
@@ -171,6 +172,9 @@ function handle(command) {
       s.wavelet.applyAll(ops);
       return {applied: ops};
     }
+    case "refuse":
+      s.client.receiveRefusal(command.reason);
+      return {};
     case "state":
       return {
         wavelet: s.wavelet.toJSON(),

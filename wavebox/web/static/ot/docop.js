@@ -486,6 +486,17 @@ function checkAnnotationKey(walk, index, key) {
   }
 }
 
+// JavaScript lists an object's integer-like keys ("9", "10") first, in
+// numeric order, whatever order the JSON had them in.  Such keys can only be
+// annotation keys (an attribute name is an XML Name); for them the written
+// order is lost, and the keys are taken in Java order.
+const ARRAY_INDEX = /^(0|[1-9][0-9]*)$/;
+
+function writtenOrder(obj) {
+  const keys = Object.keys(obj);
+  return keys.some((k) => ARRAY_INDEX.test(k) && Number(k) < 4294967295) ? keys.sort() : keys;
+}
+
 function checkBoundary(walk, index, b) {
   if (walk.afterBoundary) {
     ill(walk, index, "adjacent_annotation_boundaries", "adjacent annotation boundaries");
@@ -506,7 +517,7 @@ function checkBoundary(walk, index, b) {
     }
   }
   previous = null;
-  for (const key of Object.keys(change)) {
+  for (const key of writtenOrder(change)) {
     const pair = change[key];
     checkUpdatePair(walk, index, pair, "annotation_key_null", "annotation key is null");
     checkAnnotationKey(walk, index, key);
