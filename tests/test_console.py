@@ -126,6 +126,24 @@ class CommandErrorTests(ConsoleTestCase):
         yield self.command(c, "still here", "^alice@a.test: still here$")
 
     @defer.inlineCallbacks
+    def test_add_refuses_addresses_that_are_not_valid_addresses(self):
+        """Issue 9, finding 7: each is one error line saying why; nobody is added."""
+        c = yield self.login()
+        yield self.command(c, "/new", "^created wave ")
+        cases = [("@b.test", "has no user name"),
+                 ("<x>@a.test", "the user name has '<' at index 0"),
+                 ("\u202ebob@a.test", "bidi control character U+202E"),
+                 ("x" * 5000 + "@a.test", "the user name is longer than 64 bytes"),
+                 ("bob@127.0.0.1", "an IP address is not a domain"),
+                 ("bob@xn--zz.test", "'xn--zz' is not a valid A-label")]
+        for address, reason in cases:
+            match = yield self.command(c, "/add " + address, "^error: /add: ")
+            self.assertIn(reason, match.string)
+        c.send("/view normal")
+        header = yield c.expect("^--- wave ")
+        self.assertIn("participants: alice@a.test ---", header.string)
+
+    @defer.inlineCallbacks
     def test_text_without_an_open_wave_is_an_error(self):
         c = yield self.login()
         yield self.command(c, "hello", "^error: no wave is open")

@@ -16,7 +16,7 @@ from wavebox import crypto
 from wavebox.federation import stanzas as S
 from wavebox.model.delta import HashedVersion, SignedDelta, WaveletDelta
 from wavebox.model.ids import ParticipantId, WaveletName
-from wavebox.model.operations import MutateDocument
+from wavebox.model.operations import AddParticipant, MutateDocument
 from wavebox.server.modelbridge import parse_applied_delta
 from wavebox.wire import convert
 
@@ -474,6 +474,23 @@ class TrustRuleTests(FederationTestCase):
         self.assertIn("Remote verification failed", error.text)
         self.assertLogged("submit", B, error.text)
         self.assertNotIn("b+x", self.a.texts(self.name))
+
+    def test_submit_adding_a_disguised_participant_is_refused(self):
+        """Issue 9, finding 7: an address from the network is checked as the console's is."""
+        self.run_(self.b.say(BOB, self.name, "post the signer first"))
+        delta = WaveletDelta(ParticipantId(BOB), self.a.version(self.name),
+                             [AddParticipant(ParticipantId("zzzeve@b.test"))])
+        honest = convert.serialize_wavelet_delta(delta)
+        # The same length in UTF-8: a right-to-left override makes "eve" show as "bob"-like.
+        data = honest.replace(b"zzzeve@b.test", "\u202eeve@b.test".encode("utf-8"))
+        self.assertNotEqual(data, honest)
+        signed = SignedDelta(data, (self.b.signer.sign(data),))
+        iq = S.build_submit_request(B, A, "s9", S.SubmitRequest(
+            self.name.uri, convert.serialize_signed_delta(signed)))
+        error = self.assertRefused(self.send_raw(B, A, iq))
+        self.assertIn("bidi control character U+202E", error.text)
+        self.assertLogged("submit", B, "U+202E")
+        self.assertEqual(self.a.participants(self.name), [ALICE, BOB])
 
     def test_submit_at_a_version_that_is_not_a_delta_boundary_is_refused(self):
         self.run_(self.a.submit(ALICE, self.name, [MutateDocument("b+1", insert("x")),

@@ -317,7 +317,9 @@ class ConsoleSession(protocol.Protocol):
             raise UsageError("usage: /%s USER@DOMAIN" % (verb,))
         self._need_open_wave()
         try:
-            participant = ParticipantId(rest)
+            # Only a person can be added; a stray domain participant (WIAB's
+            # @domain) can still be removed.
+            participant = (ParticipantId.user if verb == "add" else ParticipantId)(rest)
         except InvalidParticipantId as e:
             raise UsageError("/%s: %s" % (verb, e))
         # Say it in the user's terms; the model would name an operation of a
