@@ -17,6 +17,7 @@ from wavebox.federation import stanzas as S
 from wavebox.model.delta import HashedVersion, SignedDelta, WaveletDelta
 from wavebox.model.ids import ParticipantId, WaveletName
 from wavebox.model.operations import AddParticipant, MutateDocument
+from wavebox.server import errors as server_errors
 from wavebox.server.modelbridge import parse_applied_delta
 from wavebox.wire import convert
 
@@ -219,6 +220,24 @@ class OutageTests(FederationTestCase):
         self.assertEqual(self.b.texts(name), self.a.texts(name))
         self.assertEqual(self.b.version(name), self.a.version(name))
         self.assertEqual(self.successResultOf(self.a.store.outbox_backlog()), {})
+
+    def test_a_submit_to_a_host_that_is_down_fails_as_host_unreachable(self):
+        """Issue 9, finding 8: the core's own error, which the console words for people."""
+        name = self.wave_with_bob()
+        self.net.down.add(A)
+        failure = self.failed(self.b.say(BOB, name, "anyone?"))
+        failure.trap(server_errors.HostUnreachable)
+        self.assertEqual(str(failure.value), "a.test cannot be reached")
+        self.assertEqual(self.b.texts(name), {})
+
+    def test_a_submit_the_host_refuses_fails_as_remote_host_error_saying_why(self):
+        name = self.wave_with_bob()
+        stale = HashedVersion(self.b.version(name).version + 7, b"\x01" * 20)
+        failure = self.failed(self.b.submit(BOB, name, [MutateDocument("b+x", insert("x"))],
+                                            stale))
+        failure.trap(server_errors.RemoteHostError)
+        self.assertNotIsInstance(failure.value, server_errors.HostUnreachable)
+        self.assertIn("a.test refused it: bad-request", str(failure.value))
 
     def test_remote_server_restarts_and_catches_up_from_its_store(self):
         name = self.wave_with_bob()

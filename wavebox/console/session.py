@@ -24,7 +24,7 @@ from wavebox.model.delta import HashedVersion, WaveletDelta
 from wavebox.model.errors import InvalidParticipantId, ModelError
 from wavebox.model.ids import IdGenerator, ParticipantId
 from wavebox.model.operations import AddParticipant, RemoveParticipant
-from wavebox.server.errors import WaveServerError
+from wavebox.server.errors import RemoteHostError, WaveServerError
 from wavebox.server.interfaces import IWaveletListener
 from wavebox.store.accounts import verify_password_in_thread
 
@@ -194,7 +194,14 @@ class ConsoleSession(protocol.Protocol):
         return d
 
     def _failed(self, failure, line):
-        if failure.check(UsageError, ModelError, WaveServerError):
+        if failure.check(RemoteHostError):
+            # The wave's host did not take it: say so, and that nothing was
+            # done here either, so the user knows to type it again later.
+            command = line.strip().partition(" ")[0]
+            undone = ("%s was not done" % (command,) if command.startswith("/")
+                      else "your line was not sent")
+            self.error("%s; %s" % (failure.value, undone))
+        elif failure.check(UsageError, ModelError, WaveServerError):
             self.error(str(failure.value))
         else:
             log.failure("console command {line!r} failed", failure, line=line[:80])
