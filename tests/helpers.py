@@ -8,11 +8,13 @@ the real ejabberd of ``tests/ejabberd.py``.
 
 import os
 import re
+import sys
 
 from twisted.internet import defer, protocol, reactor
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.protocols.basic import LineReceiver
 
+import wavebox
 from tests import pki
 from tests.dnsserver import A, SRV, ZoneServer
 from tests.ejabberd import srv_to
@@ -132,6 +134,71 @@ def console_login(testcase, port, user, password, address=""):
     client.send("/login %s %s" % (user, password))
     yield client.expect("^logged in as " + address)
     return client
+
+
+# --- the real program: twistd -n wavebox in a child process ---------------------------
+
+#: The checkout whose code the child runs (put first on its PYTHONPATH).
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(wavebox.__file__)))
+#: What the child runs: twistd, as the ``twistd`` script does.
+TWISTD = "from twisted.scripts.twistd import run; run()"
+_CONSOLE_LISTENING = re.compile(rb"console listening on 127\.0\.0\.1:(\d+)")
+#: How long a test waits for the server to start or stop before it fails.
+TWISTD_TIMEOUT = 60
+
+
+class ServerProcess(protocol.ProcessProtocol):
+    """A ``twistd -n wavebox`` child: its output, its console port, its end."""
+
+    def __init__(self):
+        self.output = b""
+        self.port = defer.Deferred()
+        self.ended = defer.Deferred()
+        self.running = True
+
+    def outReceived(self, data):
+        self.output += data
+        m = _CONSOLE_LISTENING.search(self.output)
+        if m and not self.port.called:
+            self.port.callback(int(m.group(1)))
+
+    errReceived = outReceived
+
+    def processEnded(self, reason):
+        self.running = False
+        if not self.port.called:
+            self.port.errback(AssertionError("server ended before listening:\n"
+                                             + self.output.decode("utf-8", "replace")))
+        self.ended.callback((reason.value.exitCode, reason.value.signal))
+
+    def count(self, text):
+        """How many times ``text`` (bytes) is in the output so far."""
+        return self.output.count(text)
+
+
+def _reap(proc):
+    if proc.running:
+        proc.transport.signalProcess("KILL")
+        return proc.ended
+
+
+@defer.inlineCallbacks
+def start_twistd_wavebox(testcase, directory, args, main=TWISTD):
+    """
+    ``twistd -n wavebox ARGS`` started in ``directory`` (its console on
+    127.0.0.1, port 0); fires with (the ServerProcess, its console port)
+    once it listens.  Killed at the end of the test if still running.
+    ``main`` is the Python the child runs (tests may wrap twistd).
+    """
+    proc = ServerProcess()
+    argv = [sys.executable, "-c", main, "-n", "--pidfile=", "--logfile=-", "wavebox"] + args
+    env = dict(os.environ, PYTHONPATH=CHECKOUT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    reactor.spawnProcess(proc, sys.executable, argv, env=env, path=directory)
+    testcase.addCleanup(_reap, proc)
+    timer = reactor.callLater(TWISTD_TIMEOUT, proc.port.cancel)
+    port = yield proc.port
+    timer.cancel()
+    return proc, port
 
 
 # --- logs -------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from twisted.trial import unittest
 
 from tests.helpers import connect_console, console_login, quick_hash
 from wavebox.console.session import ConsoleFactory
+from wavebox.server.login import LoginGuard
 from wavebox.server.modelbridge import parse_applied_delta
 from wavebox.server.waveserver import WaveServer
 from wavebox.store.accounts import verify_password
@@ -81,6 +82,26 @@ class LoginTests(ConsoleTestCase):
             c.send("/login alice nope")
         yield c.closed
         self.assertIn("error: login failed; too many tries, goodbye", c.lines)
+
+    @defer.inlineCallbacks
+    def test_guessing_backs_off_and_the_back_off_ends(self):
+        """Issue 9, finding 5: the console uses the server's login guard and says when."""
+        self.factory.login_guard = LoginGuard(
+            self.server, clock=self.clock, account_failures=2,
+            verify=lambda p, h: defer.succeed(verify_password(p, h)))
+        c = yield self.connect()
+        for _ in range(2):
+            yield self.command(c, "/login alice nope",
+                               "^error: login failed: wrong user or password$")
+        c.send("/login alice nope")
+        yield c.expect("^error: login failed: wrong user or password; "
+                       "the next try must wait 1 s$")
+        yield c.closed                      # the third failure in a session ends it
+        c = yield self.connect()
+        yield self.command(c, "/login alice pw-ali",
+                           "^error: login refused: too many failed logins; try again in 1 s$")
+        self.clock.advance(1)
+        yield self.command(c, "/login alice pw-ali", "^logged in as alice@a.test")
 
     @defer.inlineCallbacks
     def test_login_needs_user_and_password(self):

@@ -20,7 +20,7 @@ from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
 import wavebox
-from tests.test_restart import ROOT, ServerProcess, TIMEOUT
+from tests.helpers import CHECKOUT as ROOT, ServerProcess, TWISTD_TIMEOUT as TIMEOUT
 from wavebox import config as wconfig
 from wavebox.cli.common import load_config
 from wavebox.store import lock as store_lock

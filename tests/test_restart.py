@@ -9,44 +9,12 @@ version.
 import os
 import re
 import signal
-import sys
 
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import defer
 from twisted.trial import unittest
 
-import wavebox
-from tests.helpers import console_login, quick_hash
+from tests.helpers import console_login, quick_hash, start_twistd_wavebox
 from wavebox.store import open_store
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(wavebox.__file__)))
-LISTENING = re.compile(rb"console listening on 127\.0\.0\.1:(\d+)")
-#: How long a test waits for the server to start or stop before it fails.
-TIMEOUT = 60
-
-
-class ServerProcess(protocol.ProcessProtocol):
-    """A ``twistd -n wavebox`` child: its output, its console port, its end."""
-
-    def __init__(self):
-        self.output = b""
-        self.port = defer.Deferred()
-        self.ended = defer.Deferred()
-        self.running = True
-
-    def outReceived(self, data):
-        self.output += data
-        m = LISTENING.search(self.output)
-        if m and not self.port.called:
-            self.port.callback(int(m.group(1)))
-
-    errReceived = outReceived
-
-    def processEnded(self, reason):
-        self.running = False
-        if not self.port.called:
-            self.port.errback(AssertionError("server ended before listening:\n"
-                                             + self.output.decode("utf-8", "replace")))
-        self.ended.callback((reason.value.exitCode, reason.value.signal))
 
 
 class RestartTests(unittest.TestCase):
@@ -65,27 +33,12 @@ class RestartTests(unittest.TestCase):
         finally:
             yield store.close()
 
-    @defer.inlineCallbacks
     def start(self):
-        proc = ServerProcess()
-        args = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-                "-n", "--pidfile=", "--logfile=-", "wavebox",
-                "--domain", "a.test", "--data-dir", self.data,
-                "--console-interface", "127.0.0.1", "--console-port", "0",
-                "--s2s-interface", "127.0.0.1", "--s2s-port", "0",
-                "--snapshot-interval", "4"]
-        env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        reactor.spawnProcess(proc, sys.executable, args, env=env, path=self.dir)
-        self.addCleanup(self._reap, proc)
-        timer = reactor.callLater(TIMEOUT, proc.port.cancel)
-        port = yield proc.port
-        timer.cancel()
-        return proc, port
-
-    def _reap(self, proc):
-        if proc.running:
-            proc.transport.signalProcess("KILL")
-            return proc.ended
+        return start_twistd_wavebox(self, self.dir, [
+            "--domain", "a.test", "--data-dir", self.data,
+            "--console-interface", "127.0.0.1", "--console-port", "0",
+            "--s2s-interface", "127.0.0.1", "--s2s-port", "0",
+            "--snapshot-interval", "4"])
 
     def console(self, port):
         return console_login(self, port, "alice", "secret", "alice@a.test")

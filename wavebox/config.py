@@ -138,6 +138,22 @@ def _positive_int(value):
     return n
 
 
+def _byte_size(value):
+    """A number of bytes: ``65536``, ``64K``, ``4M`` (K and M are 1024 and 1024**2)."""
+    text = str(value).strip().upper().rstrip("B")
+    scale = 1
+    if text[-1:] in ("K", "M"):
+        scale = 1024 if text[-1] == "K" else 1024 * 1024
+        text = text[:-1]
+    try:
+        n = int(text)
+    except ValueError:
+        raise ValueError("not a size in bytes (such as 65536, 64K or 4M): %r" % (value,))
+    if n <= 0:
+        raise ValueError("must be positive, not %r" % (value,))
+    return n * scale
+
+
 def _store_url(value):
     from wavebox.store import parse_store_url
     value = value.strip()
@@ -233,6 +249,17 @@ OPTIONS += [
     Option("admin-socket", _path_or_off, "admin.sock", "UNIX socket (relative to "
            "--data-dir) where 'wavebox status', 'users', 'waves' and 'outbox' reach the "
            "running server; mode 0600 ('' or off: none)"),
+]
+
+# Issue 9: logins (the console's, and any other front end's) and the console's limits.
+OPTIONS += [
+    Option("login-account-failures", _positive_int, 5, "failed logins of one account "
+           "before each further try must wait (1 s, doubling up to --login-backoff-max)"),
+    Option("login-ip-failures", _positive_int, 20, "failed logins from one client address "
+           "(an IPv6 client: its /64), all accounts together, before each further try "
+           "must wait"),
+    Option("login-backoff-max", _positive_float, 300.0, "longest wait, in seconds, "
+           "between two login tries after repeated failures"),
 ]
 
 # Issue 5: the wave federation protocol.

@@ -352,6 +352,7 @@ def _make_signers(config):
 def _make_wave_services(config, top):
     """The store, the wave server core and the console, added to ``top``."""
     from wavebox.console.session import ConsoleFactory
+    from wavebox.server.login import LoginGuard
     from wavebox.server.waveserver import WaveServer
 
     try:
@@ -365,7 +366,9 @@ def _make_wave_services(config, top):
     wave_server = WaveServer(None, config.domains, signers=signers,
                              snapshot_interval=config.snapshot_interval)
     WaveServerService(config, wave_server).setServiceParent(top)
-    console = ConsoleFactory(wave_server, config.domains)
+    # One login guard for every front end, so that they share its limits.
+    top.login_guard = LoginGuard.from_config(wave_server, config)
+    console = ConsoleFactory(wave_server, config.domains, login_guard=top.login_guard)
     ConsoleService(console, config.console_port, config.console_interface).setServiceParent(top)
     return wave_server
 

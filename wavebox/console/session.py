@@ -26,6 +26,7 @@ from wavebox.model.ids import IdGenerator, ParticipantId
 from wavebox.model.operations import AddParticipant, RemoveParticipant
 from wavebox.server.errors import RemoteHostError, WaveServerError
 from wavebox.server.interfaces import IWaveletListener
+from wavebox.server.login import LoginGuard, LoginRefused, TooManyFailures
 from wavebox.store.accounts import verify_password_in_thread
 
 log = Logger()
@@ -57,10 +58,17 @@ class ConsoleFactory(protocol.ServerFactory):
 
     noisy = False
 
-    def __init__(self, wave_server, domains, verify_password=verify_password_in_thread):
+    def __init__(self, wave_server, domains, verify_password=verify_password_in_thread,
+                 login_guard=None, clock=None):
+        if clock is None:
+            from twisted.internet import reactor as clock
         self.wave_server = wave_server
         self.domains = list(domains)
-        self.verify_password = verify_password
+        self.clock = clock
+        # The login policy (timing, rate limits) is the server's, shared
+        # with every other front end that logs people in.
+        self.login_guard = login_guard or LoginGuard(wave_server, clock=clock,
+                                                     verify=verify_password)
         self.id_generators = {d: IdGenerator(d) for d in self.domains}
         self.sessions = set()
 
@@ -122,6 +130,11 @@ class ConsoleSession(protocol.Protocol):
     @property
     def server(self):
         return self.factory.wave_server
+
+    @property
+    def client(self):
+        """The client's address, as the login guard counts it."""
+        return getattr(self.transport.getPeer(), "host", "unknown")
 
     # -- connection -------------------------------------------------------------
 
@@ -241,22 +254,19 @@ class ConsoleSession(protocol.Protocol):
         if not name or not password:
             raise UsageError("usage: /login USER PASSWORD")
         try:
-            user = self._participant(name)
-        except InvalidParticipantId:
-            user = None
-        account = None
-        if user is not None and user.domain in self.factory.domains:
-            account = yield self.server.store.get_account(user.address)
-        ok = False
-        if account is not None:
-            ok = yield self.factory.verify_password(password, account.password_hash)
-        if not ok:
+            user = yield self.factory.login_guard.login(name, password, self.client)
+        except LoginRefused as e:
             self.login_failures += 1
+            why = "login %s: %s" % ("refused" if isinstance(e, TooManyFailures) else "failed", e)
             if self.login_failures >= MAX_LOGIN_FAILURES:
+                if e.retry_after:
+                    self.error(why)
                 self.error("login failed; too many tries, goodbye")
                 self.transport.loseConnection()
                 return
-            raise UsageError("login failed: wrong user or password")
+            raise UsageError(why)
+        if self.closed:
+            return
         self.user = user
         self.server.subscribe_participant(user, self._inbox_watcher)
         inbox = yield self.server.inbox(user)
@@ -456,8 +466,3 @@ class ConsoleSession(protocol.Protocol):
         elif self.user in update.removed:
             self.say("* %s removed you from wave %s"
                      % (update.author, view.wave_label(update.wavelet_name)))
-
-    def _participant(self, name):
-        if "@" not in name:
-            name = "%s@%s" % (name, self.factory.domains[0])
-        return ParticipantId(name)
