@@ -8,11 +8,12 @@ timed.
 import os
 import re
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, protocol, reactor, task
 from twisted.trial import unittest
 
 from tests import scrypt_counter
-from tests.helpers import connect_console, start_twistd_wavebox
+from tests.helpers import Client, connect_console, console_login, quick_hash, \
+    start_twistd_wavebox
 from wavebox.store import open_store
 from wavebox.store.accounts import DEFAULT_N, DEFAULT_P, DEFAULT_R, hash_password
 
@@ -24,7 +25,7 @@ class ConsoleProcessTestCase(unittest.TestCase):
 
     timeout = 120
     #: Extra command-line options of the server.
-    options = []
+    options = ["--console-max-sessions-per-ip", "3"]
 
     def setUp(self):
         self.dir = os.path.abspath(self.mktemp())
@@ -38,6 +39,8 @@ class ConsoleProcessTestCase(unittest.TestCase):
         try:
             # As 'wavebox adduser' makes them: the parameters a login must cost.
             yield store.add_account("alice@a.test", hash_password("secret"))
+            for user in ("bob@a.test", "mallory@a.test"):
+                yield store.add_account(user, quick_hash("pw"))
         finally:
             yield store.close()
 
@@ -111,3 +114,64 @@ class LoginBackOffTests(ConsoleProcessTestCase):
         yield task.deferLater(reactor, int(match.group(1)), lambda: None)
         answer, spent = yield self.login(client, "alice", "secret", "^logged in as|^error")
         self.assertTrue(answer.startswith("logged in as alice@a.test"), answer)
+
+
+class FloodTests(ConsoleProcessTestCase):
+    """One user floods the console; another keeps typing."""
+
+    options = ["--console-max-sessions-per-ip", "3"]
+
+    def login_as(self, user):
+        return console_login(self, self.port, user, "pw", user)
+
+    @defer.inlineCallbacks
+    def version_of(self, client):
+        """The open wave's version, as the server shows it now."""
+        client.send("/view normal")
+        header = yield client.expect(r"^--- wave \S+, version (\d+) ")
+        return int(header.group(1))
+
+    @defer.inlineCallbacks
+    def test_a_flooder_is_closed_while_another_users_lines_get_through(self):
+        yield self.start()
+        mallory = yield self.login_as("mallory@a.test")
+        mallory.send("/new")
+        flood_wave = (yield mallory.expect(r"^created wave (\S+)$")).group(1)
+        bob = yield self.login_as("bob@a.test")
+        bob.send("/new")
+        yield bob.expect("^created wave ")
+        # 2,000 lines of 1,000 bytes at once: far past the 256 KiB that may wait.
+        mallory.transport.write((b"x" * 1000 + b"\r\n") * 2000)
+        for i in range(5):
+            bob.send("bob's line %d" % i)
+            yield bob.expect("^bob@a.test: bob's line %d$" % i)
+        yield mallory.expect("^error: too much input waiting \\(over 256 KiB\\); "
+                             "slow down -- goodbye$")
+        yield mallory.closed
+        handled = sum(1 for l in mallory.lines if l.startswith("mallory@a.test: xxx"))
+        self.assertLess(handled, 2000)
+
+        # What the flooder left is gone with it: its wave no longer grows.
+        watcher = yield self.login_as("mallory@a.test")
+        watcher.send("/list")
+        row = yield watcher.expect(r"^ +(\d+) .*" + re.escape(flood_wave))
+        watcher.send("/open " + row.group(1))
+        yield watcher.expect("^--- wave ")
+        before = yield self.version_of(watcher)
+        for i in range(5, 10):
+            bob.send("bob's line %d" % i)
+            yield bob.expect("^bob@a.test: bob's line %d$" % i)
+        after = yield self.version_of(watcher)
+        self.assertEqual(after, before)
+
+    @defer.inlineCallbacks
+    def test_sessions_from_one_address_are_capped(self):
+        yield self.start()
+        for _ in range(3):
+            yield self.connect()
+        extra = yield protocol.ClientCreator(reactor, Client).connectTCP("127.0.0.1", self.port)
+        line = yield extra.expect("^error: ")
+        self.assertEqual(line.string, "error: too many console sessions from your address "
+                                      "(3); try again later; goodbye")
+        yield extra.closed
+        self.assertIn(b"console session refused (127.0.0.1)", self.proc.output)

@@ -260,6 +260,22 @@ OPTIONS += [
            "must wait"),
     Option("login-backoff-max", _positive_float, 300.0, "longest wait, in seconds, "
            "between two login tries after repeated failures"),
+    Option("console-max-sessions", _positive_int, 100, "console sessions open at once; "
+           "one more is told the console is full and closed"),
+    Option("console-max-sessions-per-ip", _positive_int, 20, "console sessions open at "
+           "once from one client address"),
+    Option("console-login-timeout", _positive_float, 60.0, "seconds a console session "
+           "may stay open without logging in"),
+    Option("console-idle-timeout", _positive_float, 3600.0, "seconds a logged-in console "
+           "session may go without a line typed before it is closed"),
+    Option("console-line-rate", _positive_float, 20.0, "lines a second one console "
+           "session is served, after a burst of --console-line-burst; faster lines wait"),
+    Option("console-line-burst", _positive_int, 200, "lines one console session may send "
+           "at once (a paste) before --console-line-rate applies"),
+    Option("console-input-limit", _byte_size, 256 * 1024, "bytes of typed lines one "
+           "console session may have waiting; a session that sends more is closed"),
+    Option("console-output-limit", _byte_size, 4 * 1024 * 1024, "bytes one console "
+           "session may have unsent because its client does not read; then it is closed"),
 ]
 
 # Issue 5: the wave federation protocol.

@@ -351,6 +351,7 @@ def _make_signers(config):
 
 def _make_wave_services(config, top):
     """The store, the wave server core and the console, added to ``top``."""
+    from wavebox.console.limits import ConsoleLimits
     from wavebox.console.session import ConsoleFactory
     from wavebox.server.login import LoginGuard
     from wavebox.server.waveserver import WaveServer
@@ -368,7 +369,8 @@ def _make_wave_services(config, top):
     WaveServerService(config, wave_server).setServiceParent(top)
     # One login guard for every front end, so that they share its limits.
     top.login_guard = LoginGuard.from_config(wave_server, config)
-    console = ConsoleFactory(wave_server, config.domains, login_guard=top.login_guard)
+    console = ConsoleFactory(wave_server, config.domains, login_guard=top.login_guard,
+                             limits=ConsoleLimits.from_config(config))
     ConsoleService(console, config.console_port, config.console_interface).setServiceParent(top)
     return wave_server
 
