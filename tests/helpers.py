@@ -183,16 +183,17 @@ def _reap(proc):
 
 
 @defer.inlineCallbacks
-def start_twistd_wavebox(testcase, directory, args, main=TWISTD):
+def start_twistd_wavebox(testcase, directory, args, main=TWISTD, checkout=CHECKOUT):
     """
     ``twistd -n wavebox ARGS`` started in ``directory`` (its console on
     127.0.0.1, port 0); fires with (the ServerProcess, its console port)
     once it listens.  Killed at the end of the test if still running.
-    ``main`` is the Python the child runs (tests may wrap twistd).
+    ``main`` is the Python the child runs (tests may wrap twistd);
+    ``checkout`` the code it runs (benchmarks compare two).
     """
     proc = ServerProcess()
     argv = [sys.executable, "-c", main, "-n", "--pidfile=", "--logfile=-", "wavebox"] + args
-    env = dict(os.environ, PYTHONPATH=CHECKOUT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, PYTHONPATH=checkout + os.pathsep + os.environ.get("PYTHONPATH", ""))
     reactor.spawnProcess(proc, sys.executable, argv, env=env, path=directory)
     testcase.addCleanup(_reap, proc)
     timer = reactor.callLater(TWISTD_TIMEOUT, proc.port.cancel)

@@ -235,7 +235,16 @@ class ConsoleSession(protocol.Protocol, TimeoutMixin):
         self.say(last_line)
         self.closing = True
         self._lines.close()
-        self.transport.loseConnection()
+        # A registered producer would keep a paused transport open.
+        self.transport.unregisterProducer()
+        # Half-close: the last line goes out, and what the client still sends
+        # is read and dropped (dataReceived) until it hangs up -- closing with
+        # unread input would send a reset, and the client could lose the line.
+        half_close = getattr(self.transport, "loseWriteConnection", None)
+        if half_close is not None:
+            half_close()
+        else:
+            self.transport.loseConnection()
         self._abort_call = self.factory.clock.callLater(CLOSE_GRACE, self._abort)
 
     def _abort(self):
