@@ -194,6 +194,7 @@ def start_twistd_wavebox(testcase, directory, args, main=TWISTD, checkout=CHECKO
     proc = ServerProcess()
     argv = [sys.executable, "-c", main, "-n", "--pidfile=", "--logfile=-", "wavebox"] + args
     env = dict(os.environ, PYTHONPATH=checkout + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("WAVEBOX_CONFIG", None)     # only the options given
     reactor.spawnProcess(proc, sys.executable, argv, env=env, path=directory)
     testcase.addCleanup(_reap, proc)
     timer = reactor.callLater(TWISTD_TIMEOUT, proc.port.cancel)
