@@ -48,7 +48,8 @@ from twisted.protocols.basic import LineReceiver  # noqa: E402
 
 from benchmarks.limits import Limits  # noqa: E402
 from tests.dnsserver import ZoneServer, standard_records  # noqa: E402
-from tests.federation_stack import ADDRESSES, write_domain_pki  # noqa: E402
+from tests.federation_stack import ADDRESSES  # noqa: E402
+from tests.pki import write_domain_files  # noqa: E402
 from tests.helpers import quick_hash  # noqa: E402
 from tests.twistd_process import start_wavebox  # noqa: E402
 from wavebox.store import open_store  # noqa: E402
@@ -280,7 +281,9 @@ class Deployment:
         for domain in (HOST, OTHER):
             home = os.path.join(self.directory, domain)
             data = os.path.join(home, "data")
-            cert, key, ca = write_domain_pki(domain, os.path.join(home, "pki"))
+            pki_dir = os.path.join(home, "pki")
+            os.makedirs(pki_dir, exist_ok=True)
+            cert, key, ca = write_domain_files(domain, pki_dir)
             store = open_store("sqlite:wavebox.sqlite3", data)
             try:
                 hashed = quick_hash(PASSWORD)

@@ -206,6 +206,13 @@ class _Factory(server.DNSServerFactory):
         return d
 
 
+def _authorities(records, zones):
+    texts = list(zones) + (zone_texts(records) if records else [])
+    if not texts:
+        raise ValueError("no zone: give records or zones")
+    return [_TextAuthority(t) for t in texts]
+
+
 class ZoneServer:
     """An authoritative DNS server on 127.0.0.1 (UDP and TCP, one port)."""
 
@@ -215,14 +222,20 @@ class ZoneServer:
             from twisted.internet import reactor
         self.reactor = reactor
         self.interface = interface
-        texts = list(zones) + (zone_texts(records) if records else [])
-        if not texts:
-            raise ValueError("no zone: give records or zones")
-        self.authorities = [_TextAuthority(t) for t in texts]
         self.gate = _Gate(servfail, silent)
+        self.authorities = _authorities(records, zones)
         self.factory = _Factory([self.gate] + self.authorities)
         self.port = None
         self._udp = self._tcp = None
+
+    def serve(self, records=None, zones=()):
+        """
+        Answer from these zones from now on, instead of the ones given so
+        far: for peers whose ports are known only after they have been told
+        where this server is.
+        """
+        self.authorities = _authorities(records, zones)
+        self.factory.resolver.resolvers[1:] = self.authorities
 
     @classmethod
     def start(cls, records=None, zones=(), servfail=(), silent=(), reactor=None):

@@ -10,7 +10,6 @@ Every port is ephemeral: the S2S services listen first (``wave.a.test`` on
 zone is made with the ports they got.
 """
 
-import functools
 import os
 
 from twisted.internet import defer, reactor
@@ -31,6 +30,7 @@ from wavebox.xmpp.resolver import DnspythonResolver, resolve_server
 from wavebox.xmpp.streams import S2SService
 from wavebox.xmpp.tls import TLSPolicy
 
+from tests import pki
 from tests.dnsserver import TEST_HOSTS, ZoneServer, standard_records
 from tests.helpers import quick_hash, service_jid
 
@@ -38,34 +38,6 @@ log = Logger()
 
 ADDRESSES = {"a.test": "127.0.0.2", "b.test": "127.0.0.3"}
 PASSWORD = "secret"
-
-
-@functools.lru_cache(maxsize=None)
-def stack_ca():
-    return certs.make_ca("Wavebox Federation Test CA")
-
-
-@functools.lru_cache(maxsize=None)
-def domain_certificate(domain):
-    """(key, certificate) for ``domain`` and ``wave.domain``, issued by the test CA."""
-    return certs.make_server_certificate(certs.server_names(domain), ca=stack_ca())
-
-
-def write_domain_pki(domain, directory):
-    """
-    The domain's certificate chain, its key and the test CA as PEM files in
-    ``directory`` (made if need be): ``(cert, key, ca)`` paths, what
-    ``--certificate``, ``--private-key`` and ``--trusted-ca`` take.
-    """
-    os.makedirs(directory, exist_ok=True)
-    key, cert = domain_certificate(domain)
-    ca_cert = stack_ca()[1]
-    paths = tuple(os.path.join(directory, n) for n in ("cert.pem", "key.pem", "ca.pem"))
-    for path, data in zip(paths, (certs.cert_pem(cert, ca_cert), certs.key_pem(key),
-                                  certs.cert_pem(ca_cert))):
-        with open(path, "wb") as f:
-            f.write(data)
-    return paths
 
 
 class WaveStack:
@@ -81,10 +53,11 @@ class WaveStack:
         self.users = list(users)
         self.federation_options = federation_options
         self.interface = ADDRESSES.get(domain, "127.0.0.1")
-        self.cert_file, self.key_file, self.ca_file = write_domain_pki(domain, directory)
-        key, cert = domain_certificate(domain)
-        self.signer = crypto.Signer(certs.key_pem(key), certs.cert_pem(cert, stack_ca()[1]),
-                                    domain)
+        os.makedirs(directory, exist_ok=True)
+        key, cert = pki.domain_certificate(domain)
+        ca_cert = pki.ca()[1]
+        self.cert_file, self.key_file, self.ca_file = pki.write_domain_files(domain, directory)
+        self.signer = crypto.Signer(certs.key_pem(key), certs.cert_pem(cert, ca_cert), domain)
         self.s2s = None
         self.console_port = None
 
@@ -118,7 +91,7 @@ class WaveStack:
         self.s2s.disco.add_feature(jid, NS_WAVE)
         self.s2s.add_handler(PingResponder())
         self.signers = SignerInfos(self.store, own=[self.signer.signer_info],
-                                   trusted_roots=[stack_ca()[1]])
+                                   trusted_roots=[pki.ca()[1]])
         self.federation = FederationService(self.server, S2STransport(self.s2s, self.discovery),
                                             service_jid, self.signers,
                                             **self.federation_options)

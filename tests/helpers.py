@@ -2,17 +2,23 @@
 Helpers that several test modules share, kept in one place: the telnet-like
 console client and its login, cheap password hashes, a document insertion,
 the wave service JID of the fixtures, a log watcher, and the deployments of
-wavebox beside (and behind) the real Prosody of ``tests/prosody.py``.
+wavebox beside (and behind) the real Prosody of ``tests/prosody.py`` and beside
+the real ejabberd of ``tests/ejabberd.py``.
 """
 
+import os
 import re
+import sys
 
 from twisted.internet import defer, protocol, reactor
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.protocols.basic import LineReceiver
 
+import wavebox
+from tests import pki
 from tests.dnsserver import A, SRV, ZoneServer
-from tests.prosody import poll_until
+from tests.ejabberd import srv_to
+from tests.processes import poll_until
 from wavebox import service as wservice
 from wavebox.config import load
 from wavebox.model.docop import DocOpBuilder
@@ -130,6 +136,73 @@ def console_login(testcase, port, user, password, address=""):
     return client
 
 
+# --- the real program: twistd -n wavebox in a child process ---------------------------
+
+#: The checkout whose code the child runs (put first on its PYTHONPATH).
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(wavebox.__file__)))
+#: What the child runs: twistd, as the ``twistd`` script does.
+TWISTD = "from twisted.scripts.twistd import run; run()"
+_CONSOLE_LISTENING = re.compile(rb"console listening on 127\.0\.0\.1:(\d+)")
+#: How long a test waits for the server to start or stop before it fails.
+TWISTD_TIMEOUT = 60
+
+
+class ServerProcess(protocol.ProcessProtocol):
+    """A ``twistd -n wavebox`` child: its output, its console port, its end."""
+
+    def __init__(self):
+        self.output = b""
+        self.port = defer.Deferred()
+        self.ended = defer.Deferred()
+        self.running = True
+
+    def outReceived(self, data):
+        self.output += data
+        m = _CONSOLE_LISTENING.search(self.output)
+        if m and not self.port.called:
+            self.port.callback(int(m.group(1)))
+
+    errReceived = outReceived
+
+    def processEnded(self, reason):
+        self.running = False
+        if not self.port.called:
+            self.port.errback(AssertionError("server ended before listening:\n"
+                                             + self.output.decode("utf-8", "replace")))
+        self.ended.callback((reason.value.exitCode, reason.value.signal))
+
+    def count(self, text):
+        """How many times ``text`` (bytes) is in the output so far."""
+        return self.output.count(text)
+
+
+def _reap(proc):
+    if proc.running:
+        proc.transport.signalProcess("KILL")
+        return proc.ended
+
+
+@defer.inlineCallbacks
+def start_twistd_wavebox(testcase, directory, args, main=TWISTD, checkout=CHECKOUT):
+    """
+    ``twistd -n wavebox ARGS`` started in ``directory`` (its console on
+    127.0.0.1, port 0); fires with (the ServerProcess, its console port)
+    once it listens.  Killed at the end of the test if still running.
+    ``main`` is the Python the child runs (tests may wrap twistd);
+    ``checkout`` the code it runs (benchmarks compare two).
+    """
+    proc = ServerProcess()
+    argv = [sys.executable, "-c", main, "-n", "--pidfile=", "--logfile=-", "wavebox"] + args
+    env = dict(os.environ, PYTHONPATH=checkout + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("WAVEBOX_CONFIG", None)     # only the options given
+    reactor.spawnProcess(proc, sys.executable, argv, env=env, path=directory)
+    testcase.addCleanup(_reap, proc)
+    timer = reactor.callLater(TWISTD_TIMEOUT, proc.port.cancel)
+    port = yield proc.port
+    timer.cancel()
+    return proc, port
+
+
 # --- logs -------------------------------------------------------------------------
 
 class LogWatch:
@@ -224,3 +297,54 @@ def wavebox_behind_prosody(testcase, peer, data_dir, what="the component handsha
     yield poll_until(lambda: top.xmpp.authenticated, timeout=PROSODY_GUARD, what=what,
                      diagnostics=peer.log_text)
     return top
+
+
+# --- wavebox with a real ejabberd ---------------------------------------------------
+
+#: The domain of the standalone wavebox beside ejabberd (on WAVE_IP).
+EJABBERD_WAVE_DOMAIN = "a.test"
+
+
+def ejabberd_zone(peer, wavebox_port, domain=EJABBERD_WAVE_DOMAIN):
+    """
+    DNS records for wavebox ``domain`` (and its wave service) on
+    WAVE_IP:``wavebox_port`` beside the ejabberd ``peer``: SRV records with
+    IP-literal targets for ejabberd (which resolves targets with
+    getaddrinfo), and SRV plus A records of ejabberd's domain for wavebox.
+    """
+    records = {}
+    for name in (domain, service_jid(domain)):
+        records[name] = [A(WAVE_IP)]
+        records["_xmpp-server._tcp." + name] = [srv_to(WAVE_IP, wavebox_port)]
+    if peer.s2s_port is not None:
+        records[peer.domain] = [A(peer.ip)]
+        records["_xmpp-server._tcp." + peer.domain] = [SRV(0, 0, peer.s2s_port, peer.domain)]
+    return records
+
+
+@defer.inlineCallbacks
+def wavebox_beside_ejabberd(testcase, peer, data_dir, **options):
+    """
+    A standalone wavebox for ``a.test`` on WAVE_IP (STARTTLS required, a
+    certificate from the tests' CA, which it trusts), the tests' DNS server,
+    and the ejabberd ``peer`` asking that server; both find each other
+    through it.  ``options`` add to or override wavebox's config.  Fires
+    with (wavebox, zone server) once ejabberd is up.
+    """
+    os.makedirs(data_dir, exist_ok=True)
+    certificate, key, ca = pki.write_domain_files(EJABBERD_WAVE_DOMAIN, data_dir)
+    values = {"domain": [EJABBERD_WAVE_DOMAIN], "data_dir": data_dir,
+              "s2s_interface": WAVE_IP, "s2s_port": "0", "tls_required": "yes",
+              "console_port": "0", "certificate": certificate, "private_key": key,
+              "trusted_ca": ca, "nameserver": "127.0.0.1:1", "dns_timeout": "2"}
+    values.update(options)
+    wavebox = start_wavebox(testcase, values)
+    port = wavebox.s2s.listening_address()[1]
+    # ejabberd is told where the DNS server is before its own port is known.
+    zone = yield ZoneServer.start(records=ejabberd_zone(peer, port))
+    testcase.addCleanup(zone.stop)
+    wavebox.resolver.nameserver = zone.nameserver
+    peer.nameserver = zone.nameserver
+    yield peer.start()
+    zone.serve(ejabberd_zone(peer, port))
+    return wavebox, zone

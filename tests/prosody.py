@@ -30,15 +30,15 @@ import datetime
 import os
 import shutil
 import signal
-import socket
-import sys
 import tempfile
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
-from twisted.internet import defer, error, protocol, task
+from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from tests.processes import (ChildProcess, accepts_connections, free_port, run_command,
+                             signal_group, spawn_in_own_group)
 from wavebox import certgen
 
 log = Logger()
@@ -48,33 +48,12 @@ PLUGIN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prosody")
 # Logged by tests/prosody/mod_wavebox_test.lua when Prosody's start-up is over.
 STARTED_MARKER = "wavebox_test: all hosts and ports are set up"
 
-# Put the exec'd program in a process group of its own, so that stop() can
-# signal everything Prosody may have started, and nothing of the test run's.
-_NEW_PROCESS_GROUP = "import os, sys; os.setpgrp(); os.execvp(sys.argv[1], sys.argv[1:])"
-
-
 class ProsodyUnavailable(Exception):
     """Prosody is not installed or did not start; the message says which."""
 
 
 class _PortTaken(Exception):
     """Prosody could not bind one of its ports (another process took it)."""
-
-
-def free_port(address):
-    """A port that was free on ``address`` a moment ago (bind to port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((address, 0))
-        return s.getsockname()[1]
-
-
-def accepts_connections(address, port):
-    """True if something accepts a TCP connection there (loopback: instant)."""
-    try:
-        socket.create_connection((address, port), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
 
 
 def write_self_signed(domain, certificate_path, key_path, days=7):
@@ -94,62 +73,8 @@ def write_self_signed(domain, certificate_path, key_path, days=7):
         f.write(certgen.cert_pem(certificate))
 
 
-@defer.inlineCallbacks
-def poll_until(predicate, timeout=20.0, what="the condition", step=0.05, reactor=None,
-               diagnostics=None):
-    """
-    Fire once ``predicate()`` is true; fail with ``what`` (and the text of
-    ``diagnostics()``, e.g. Prosody's log) after ``timeout`` seconds.  For
-    waiting on real processes; unit tests use task.Clock instead.
-    """
-    if reactor is None:
-        from twisted.internet import reactor
-    waited = 0.0
-    while not predicate():
-        if waited >= timeout:
-            detail = ("\n" + diagnostics()) if diagnostics else ""
-            raise AssertionError("gave up after %.0f s waiting for %s%s" % (timeout, what, detail))
-        yield task.deferLater(reactor, step, lambda: None)
-        waited += step
-
-
 def _lua_string(value):
     return '"%s"' % (str(value).replace("\\", "\\\\").replace('"', '\\"'),)
-
-
-class _Process(protocol.ProcessProtocol):
-    """Collects a child's output and tells when it has been reaped."""
-
-    def __init__(self):
-        self.output = []
-        self.status = None
-        self._ended = []
-
-    def outReceived(self, data):
-        self.output.append(data)
-
-    errReceived = outReceived
-
-    def processEnded(self, reason):
-        self.status = reason.value
-        waiting, self._ended = self._ended, []
-        for d in waiting:
-            d.callback(reason.value)
-
-    @property
-    def running(self):
-        return self.status is None
-
-    def text(self):
-        return b"".join(self.output).decode("utf-8", "replace")
-
-    def ended(self):
-        """A Deferred that fires once the process has been reaped."""
-        if self.status is not None:
-            return defer.succeed(self.status)
-        d = defer.Deferred()
-        self._ended.append(d)
-        return d
 
 
 def _program(name):
@@ -342,11 +267,10 @@ class ProsodyPeer:
             return defer.fail(RuntimeError("this Prosody is already running"))
         self.write_files()
         self._log_offset = len(self.log_text())
-        self._process = _Process()
-        argv = [sys.executable, "-c", _NEW_PROCESS_GROUP, prosody,
-                "--config", self.config_path, "-F"]
-        transport = self.reactor.spawnProcess(self._process, sys.executable, argv,
-                                              env=dict(os.environ), path=self.directory)
+        self._process = ChildProcess()
+        transport = spawn_in_own_group(self.reactor, self._process,
+                                       [prosody, "--config", self.config_path, "-F"],
+                                       self.directory)
         self.pid = transport.pid
         return self._wait_until_ready(timeout)
 
@@ -418,10 +342,7 @@ class ProsodyPeer:
             self._socket_directory = None
 
     def _signal_group(self, signum):
-        try:
-            os.killpg(self.pid, signum)
-        except ProcessLookupError:
-            pass
+        signal_group(self.pid, signum)
 
     @defer.inlineCallbacks
     def restart(self, down_for=0.0):
@@ -442,25 +363,8 @@ class ProsodyPeer:
         ``"Result: pong from wave.test in 0.2s"``.
         """
         prosodyctl = _program("prosodyctl")
-        process = _Process()
-        argv = [sys.executable, "-c", _NEW_PROCESS_GROUP, prosodyctl,
-                "--config", self.config_path, "shell", command]
-        transport = self.reactor.spawnProcess(process, sys.executable, argv,
-                                              env=dict(os.environ), path=self.directory)
-        ended = process.ended()
-        timer = self.reactor.callLater(timeout, ended.cancel)
-        try:
-            yield ended
-        except defer.CancelledError:
-            try:
-                os.killpg(transport.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            yield process.ended()
-            raise error.TimeoutError("prosodyctl shell %r did not finish in %s s; output: %s"
-                                     % (command, timeout, process.text()))
-        else:
-            timer.cancel()
+        process = yield run_command([prosodyctl, "--config", self.config_path, "shell", command],
+                                    self.directory, timeout=timeout, reactor=self.reactor)
         return process.text()
 
     def ping(self, to, timeout=20):

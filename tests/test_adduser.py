@@ -27,12 +27,13 @@ class AddUserTests(unittest.TestCase):
         self.data = os.path.abspath(self.mktemp())
 
     def test_user_without_domain_gets_the_first_domain(self):
-        r = adduser("Alice", "--data-dir", self.data, "--domain", "a.test", "--domain", "b.test")
+        r = adduser("Alice", "--data-dir", self.data, "--domain", "a.test", "--domain", "b.test",
+                    "--create")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout, "created account alice@a.test\n")
 
     def test_password_is_read_from_a_pipe_and_hashed(self):
-        r = adduser("bob@b.test", "--data-dir", self.data, stdin="p4ss word\n")
+        r = adduser("bob@b.test", "--data-dir", self.data, "--create", stdin="p4ss word\n")
         self.assertEqual(r.returncode, 0, r.stderr)
         return self._check("bob@b.test", "p4ss word")
 
@@ -49,7 +50,8 @@ class AddUserTests(unittest.TestCase):
         return d
 
     def test_existing_account_is_refused_unless_replaced(self):
-        self.assertEqual(adduser("carol@a.test", "--data-dir", self.data).returncode, 0)
+        self.assertEqual(adduser("carol@a.test", "--data-dir", self.data, "--create").returncode,
+                         0)
         r = adduser("carol@a.test", "--data-dir", self.data, stdin="other\n")
         self.assertEqual(r.returncode, 1)
         self.assertIn("already has an account", r.stderr)
@@ -61,10 +63,18 @@ class AddUserTests(unittest.TestCase):
         conf = os.path.abspath(self.mktemp())
         with open(conf, "w") as f:
             f.write("[wavebox]\ndomain = z.test\ndata_dir = %s\n" % (self.data,))
-        r = adduser("dave", "--config", conf)
+        r = adduser("dave", "--config", conf, "--create")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout, "created account dave@z.test\n")
         return self._check("dave@z.test", "secret")
+
+    def test_a_missing_store_is_refused_without_create_and_nothing_is_made(self):
+        r = adduser("zed", "--data-dir", self.data, "--domain", "a.test")
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stderr, "wavebox adduser: no store at %s: give the server's "
+                         "--config (or --data-dir and --store), or --create to make a new "
+                         "store there\n" % (os.path.join(self.data, "wavebox.sqlite3"),))
+        self.assertFalse(os.path.exists(self.data))
 
     def test_user_outside_the_hosted_domains_is_refused(self):
         r = adduser("eve@elsewhere.test", "--data-dir", self.data, "--domain", "a.test")
@@ -72,7 +82,8 @@ class AddUserTests(unittest.TestCase):
         self.assertIn("not in a hosted domain", r.stderr)
 
     def test_empty_password_is_refused(self):
-        r = adduser("frank", "--data-dir", self.data, "--domain", "a.test", stdin="\n")
+        r = adduser("frank", "--data-dir", self.data, "--domain", "a.test", "--create",
+                    stdin="\n")
         self.assertEqual(r.returncode, 2)
         self.assertIn("password is empty", r.stderr)
 

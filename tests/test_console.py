@@ -11,6 +11,7 @@ from twisted.trial import unittest
 
 from tests.helpers import connect_console, console_login, quick_hash
 from wavebox.console.session import ConsoleFactory
+from wavebox.server.login import LoginGuard
 from wavebox.server.modelbridge import parse_applied_delta
 from wavebox.server.waveserver import WaveServer
 from wavebox.store.accounts import verify_password
@@ -83,6 +84,26 @@ class LoginTests(ConsoleTestCase):
         self.assertIn("error: login failed; too many tries, goodbye", c.lines)
 
     @defer.inlineCallbacks
+    def test_guessing_backs_off_and_the_back_off_ends(self):
+        """Issue 9, finding 5: the console uses the server's login guard and says when."""
+        self.factory.login_guard = LoginGuard(
+            self.server, clock=self.clock, account_failures=2,
+            verify=lambda p, h: defer.succeed(verify_password(p, h)))
+        c = yield self.connect()
+        for _ in range(2):
+            yield self.command(c, "/login alice nope",
+                               "^error: login failed: wrong user or password$")
+        c.send("/login alice nope")
+        yield c.expect("^error: login failed: wrong user or password; "
+                       "the next try must wait 1 s$")
+        yield c.closed                      # the third failure in a session ends it
+        c = yield self.connect()
+        yield self.command(c, "/login alice pw-ali",
+                           "^error: login refused: too many failed logins; try again in 1 s$")
+        self.clock.advance(1)
+        yield self.command(c, "/login alice pw-ali", "^logged in as alice@a.test")
+
+    @defer.inlineCallbacks
     def test_login_needs_user_and_password(self):
         c = yield self.connect()
         yield self.command(c, "/login alice", "^error: usage: /login USER PASSWORD")
@@ -124,6 +145,24 @@ class CommandErrorTests(ConsoleTestCase):
         yield self.command(c, "/add alice@a.test",
                            "^error: alice@a.test is already a participant$")
         yield self.command(c, "still here", "^alice@a.test: still here$")
+
+    @defer.inlineCallbacks
+    def test_add_refuses_addresses_that_are_not_valid_addresses(self):
+        """Issue 9, finding 7: each is one error line saying why; nobody is added."""
+        c = yield self.login()
+        yield self.command(c, "/new", "^created wave ")
+        cases = [("@b.test", "has no user name"),
+                 ("<x>@a.test", "the user name has '<' at index 0"),
+                 ("\u202ebob@a.test", "bidi control character U+202E"),
+                 ("x" * 5000 + "@a.test", "the user name is longer than 64 bytes"),
+                 ("bob@127.0.0.1", "an IP address is not a domain"),
+                 ("bob@xn--zz.test", "'xn--zz' is not a valid A-label")]
+        for address, reason in cases:
+            match = yield self.command(c, "/add " + address, "^error: /add: ")
+            self.assertIn(reason, match.string)
+        c.send("/view normal")
+        header = yield c.expect("^--- wave ")
+        self.assertIn("participants: alice@a.test ---", header.string)
 
     @defer.inlineCallbacks
     def test_text_without_an_open_wave_is_an_error(self):

@@ -9,7 +9,7 @@ from cryptography.x509.oid import NameOID
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests import wave_certs
-from wavebox import crypto
+from wavebox import certgen, certpath, crypto
 from wavebox.crypto import (
     AuthorityError, CertificateChainError, ChainValidator, InvalidSignatureError, Signer,
     SignerInfo, SignatureError, UnknownSignerError, check_authority,
@@ -132,7 +132,14 @@ def build_cert(key, subject, issuer_key, issuer_name, ca=False, critical_oids=()
 
 
 class Pki:
-    """A root CA and keys for a.test, made once: RSA key generation is the slow part."""
+    """
+    The certificates of these tests, made once: RSA key generation is the
+    slow part.  Two roots, both trusted where a test says so; an
+    intermediate under ``root``; leaves for a.test (with the critical wave
+    extension) under ``root`` and under ``intermediate``; ``other_leaf``
+    (b.test) under ``root``; ``untrusted``, a root nobody trusts; and
+    :meth:`issue` for one-off certificates (expired, not a CA, ...).
+    """
 
     _made = None
 
@@ -149,6 +156,35 @@ class Pki:
             "a.test", key_size=1024, issuer=(self.root_key, self.root), now=NOW)
         self.other_key, self.self_signed = generate_key_and_certificate(
             "a.test", key_size=1024, now=NOW)
+        self.other_root_key, self.other_root = generate_key_and_certificate(
+            "Other Root", key_size=1024, ca=True, wave_extension=False, now=NOW)
+        self.intermediate_key, self.intermediate = self.issue(
+            "Test Intermediate", (self.root_key, self.root), ca=True)
+        _, self.leaf_via_intermediate = generate_key_and_certificate(
+            "a.test", key_size=1024, issuer=(self.intermediate_key, self.intermediate),
+            now=NOW)
+        _, self.other_leaf = self.issue("b.test", (self.root_key, self.root))
+        self.untrusted_key, self.untrusted = generate_key_and_certificate(
+            "Untrusted Root", key_size=1024, ca=True, wave_extension=False, now=NOW)
+
+    def issue(self, name, issuer, ca=False, path_length=None, key_usage=None,
+              now=NOW, days=365, backdate=datetime.timedelta(days=1)):
+        """
+        ``(key, certificate)`` for ``name``, issued by ``issuer`` = (key,
+        certificate), valid from ``backdate`` before ``now`` for ``days``;
+        ``key_usage`` is a dict of ``x509.KeyUsage`` flags set (the rest off).
+        """
+        key = certgen.new_private_key(1024)
+        extensions = [(x509.BasicConstraints(ca=ca, path_length=path_length), True)]
+        if key_usage is not None:
+            flags = dict.fromkeys(
+                ["digital_signature", "content_commitment", "key_encipherment",
+                 "data_encipherment", "key_agreement", "key_cert_sign", "crl_sign",
+                 "encipher_only", "decipher_only"], False)
+            flags.update(key_usage)
+            extensions.append((x509.KeyUsage(**flags), True))
+        return key, certgen.issue(name, key, extensions, issuer=issuer, days=days,
+                                         now=now, backdate=backdate)
 
 
 def delta_by(author, address_path=()):
@@ -257,8 +293,174 @@ class ChainValidatorTests(SynchronousTestCase):
         self.assertRaises(CertificateChainError, validator.validate, [self.pki.leaf],
                           NOW + datetime.timedelta(days=400))
 
+    def test_own_chain_is_accepted_as_configured(self):
+        # Our own deltas come back to us; whoever issued our certificate.
+        own = [self.pki.leaf_via_intermediate, self.pki.intermediate]
+        validator = ChainValidator([], own=[own])
+        validator.validate(own, LATER)
+        self.assertRaises(CertificateChainError, validator.validate,
+                          [self.pki.leaf_via_intermediate], LATER)
+        self.assertRaises(CertificateChainError, validator.validate,
+                          [self.pki.leaf, self.pki.intermediate], LATER)
+
     def test_disabled_validator_accepts_anything(self):
         ChainValidator([], disabled=True).validate([self.pki.self_signed], LATER)
+
+
+class WholePathTests(SynchronousTestCase):
+    """
+    A chain is one certification path, as sent (RFC 5280 section 6.1; Java's
+    PKIX CertPathValidator, which WIAB's CachedCertPathValidator calls):
+    each certificate issued by the next, the last by a trusted root.  The
+    first four are the chains of issue 9, finding 9, that passed before.
+    """
+
+    def setUp(self):
+        self.pki = Pki.get()
+
+    def refused(self, chain, roots, *words, now=LATER):
+        e = self.assertRaises(CertificateChainError, validate_chain, chain, roots, now)
+        for word in words:
+            self.assertIn(word, str(e))
+        return e
+
+    # -- the chains of the finding
+    def test_root_before_its_leaf_is_refused(self):
+        self.refused([self.pki.root, self.pki.leaf], [self.pki.root],
+                     "CN=Test Root is issued by CN=Test Root, not by the certificate "
+                     "after it, CN=a.test")
+
+    def test_another_trusted_root_after_the_root_is_refused(self):
+        self.refused([self.pki.leaf, self.pki.root, self.pki.other_root],
+                     [self.pki.root, self.pki.other_root], "CN=Other Root")
+
+    def test_another_leaf_after_the_root_is_refused(self):
+        self.refused([self.pki.leaf, self.pki.root, self.pki.other_leaf], [self.pki.root],
+                     "not by the certificate after it, CN=b.test")
+
+    def test_an_untrusted_certificate_after_the_root_is_refused(self):
+        self.refused([self.pki.leaf_via_intermediate, self.pki.intermediate, self.pki.root,
+                      self.pki.untrusted], [self.pki.root], "CN=Untrusted Root")
+
+    def test_an_untrusted_root_after_the_trusted_one_is_refused_even_when_both_are_trusted(self):
+        # Trusting the last certificate does not excuse the link before it.
+        self.refused([self.pki.leaf, self.pki.root, self.pki.untrusted],
+                     [self.pki.root, self.pki.untrusted], "CN=Untrusted Root")
+
+    # -- good chains
+    def test_leaf_issued_by_a_trusted_root_validates(self):
+        validate_chain([self.pki.leaf], [self.pki.root], LATER)
+
+    def test_leaf_and_its_trusted_root_validate(self):
+        validate_chain([self.pki.leaf, self.pki.root], [self.pki.root], LATER)
+
+    def test_leaf_intermediate_and_root_validate(self):
+        validate_chain([self.pki.leaf_via_intermediate, self.pki.intermediate, self.pki.root],
+                       [self.pki.root], LATER)
+
+    def test_leaf_and_intermediate_validate_with_the_root_only_trusted(self):
+        validate_chain([self.pki.leaf_via_intermediate, self.pki.intermediate],
+                       [self.pki.root], LATER)
+
+    def test_self_signed_leaf_that_is_itself_trusted_validates(self):
+        validate_chain([self.pki.self_signed], [self.pki.self_signed], LATER)
+
+    def test_right_root_is_found_among_several_of_the_same_name(self):
+        # Same subject, other key: that anchor is skipped, not the chain refused.
+        _, impostor = generate_key_and_certificate(
+            "Test Root", key_size=1024, ca=True, wave_extension=False, now=NOW)
+        validate_chain([self.pki.leaf], [impostor, self.pki.root], LATER)
+        self.refused([self.pki.leaf], [impostor], "does not verify with the key of the "
+                     "trusted root CN=Test Root")
+
+    def test_trusted_leaf_alone_is_refused_unless_self_signed(self):
+        # Java's rule: an anchor must have issued the chain's last certificate.
+        # A self-signed leaf issues itself; a CA-issued one does not.
+        self.refused([self.pki.leaf], [self.pki.leaf], "issued by CN=Test Root, which is "
+                     "not a trusted root")
+
+    # -- each certificate of the path
+    def test_expired_certificate_is_refused(self):
+        _, expired = self.pki.issue("a.test", (self.pki.root_key, self.pki.root),
+                                    now=NOW - datetime.timedelta(days=400), days=30)
+        self.refused([expired], [self.pki.root], "CN=a.test is not valid at 2030-01-02")
+
+    def test_not_yet_valid_certificate_is_refused(self):
+        _, early = self.pki.issue("a.test", (self.pki.root_key, self.pki.root),
+                                  now=LATER + datetime.timedelta(days=1),
+                                  backdate=datetime.timedelta(0))
+        self.refused([early], [self.pki.root], "is not valid at")
+
+    def test_expired_intermediate_is_refused(self):
+        key, old = self.pki.issue("Old Intermediate", (self.pki.root_key, self.pki.root),
+                                  ca=True, now=NOW - datetime.timedelta(days=400), days=30)
+        _, leaf = self.pki.issue("a.test", (key, old))
+        self.refused([leaf, old], [self.pki.root], "CN=Old Intermediate is not valid at")
+
+    def test_expired_root_in_the_chain_is_refused_but_not_as_an_anchor(self):
+        # Java's rule and RFC 5280's: an anchor is taken as configured; a copy
+        # of it in the chain is a certificate of the path like any other.
+        key, root = self.pki.issue("Old Root", None, ca=True,
+                                   now=NOW - datetime.timedelta(days=400), days=30)
+        _, leaf = self.pki.issue("a.test", (key, root))
+        validate_chain([leaf], [root], LATER)
+        self.refused([leaf, root], [root], "CN=Old Root is not valid at")
+
+    def test_issuer_that_is_not_a_ca_is_refused(self):
+        key, not_ca = self.pki.issue("a.test", (self.pki.root_key, self.pki.root))
+        _, leaf = self.pki.issue("c.test", (key, not_ca))
+        self.refused([leaf, not_ca], [self.pki.root],
+                     "CN=a.test issues CN=c.test but is not a CA")
+
+    def test_issuer_without_key_cert_sign_is_refused(self):
+        key, ca = self.pki.issue("Signing Only CA", (self.pki.root_key, self.pki.root),
+                                 ca=True, key_usage={"digital_signature": True})
+        _, leaf = self.pki.issue("a.test", (key, ca))
+        self.refused([leaf, ca], [self.pki.root], "CN=Signing Only CA issues CN=a.test but "
+                     "its key usage does not allow keyCertSign")
+
+    def test_issuer_with_key_cert_sign_validates(self):
+        key, ca = self.pki.issue("Signing CA", (self.pki.root_key, self.pki.root), ca=True,
+                                 key_usage={"key_cert_sign": True, "crl_sign": True})
+        _, leaf = self.pki.issue("a.test", (key, ca))
+        validate_chain([leaf, ca], [self.pki.root], LATER)
+
+    def test_ca_below_a_path_length_of_zero_is_refused(self):
+        key0, zero = self.pki.issue("CA Zero", (self.pki.root_key, self.pki.root), ca=True,
+                                    path_length=0)
+        key1, below = self.pki.issue("CA Below", (key0, zero), ca=True)
+        _, leaf = self.pki.issue("a.test", (key1, below))
+        self.refused([leaf, below, zero], [self.pki.root],
+                     "CN=CA Below is one CA too many: CN=CA Zero allows a path length of 0")
+        validate_chain([leaf], [below], LATER)
+        _, direct = self.pki.issue("a.test", (key0, zero))
+        validate_chain([direct, zero], [self.pki.root], LATER)
+
+    def test_path_length_of_a_root_in_the_chain_counts(self):
+        key, root = self.pki.issue("Short Root", None, ca=True, path_length=0)
+        ikey, intermediate = self.pki.issue("Below Short Root", (key, root), ca=True)
+        _, leaf = self.pki.issue("a.test", (ikey, intermediate))
+        # Like Java: the anchor's own constraints are not applied...
+        validate_chain([leaf, intermediate], [root], LATER)
+        # ...those of a certificate in the chain are, a root copy included.
+        self.refused([leaf, intermediate, root], [root], "allows a path length of 0")
+
+    def test_signer_leaf_whose_key_usage_excludes_signatures_is_refused(self):
+        _, leaf = self.pki.issue("a.test", (self.pki.root_key, self.pki.root),
+                                 key_usage={"key_encipherment": True})
+        self.refused([leaf], [self.pki.root], "CN=a.test may not be used for "
+                     "digital_signature")
+        _, signing = self.pki.issue("a.test", (self.pki.root_key, self.pki.root),
+                                    key_usage={"digital_signature": True})
+        validate_chain([signing], [self.pki.root], LATER)
+
+    def test_tls_leaf_key_usage_is_left_to_openssl(self):
+        _, leaf = self.pki.issue("a.test", (self.pki.root_key, self.pki.root),
+                                 key_usage={"key_encipherment": True})
+        certpath.validate_path([leaf], [self.pki.root], LATER)
+
+    def test_empty_chain_is_refused(self):
+        self.refused([], [self.pki.root], "empty certificate chain")
 
 
 class AuthorityTests(SynchronousTestCase):

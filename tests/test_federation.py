@@ -16,7 +16,8 @@ from wavebox import crypto
 from wavebox.federation import stanzas as S
 from wavebox.model.delta import HashedVersion, SignedDelta, WaveletDelta
 from wavebox.model.ids import ParticipantId, WaveletName
-from wavebox.model.operations import MutateDocument
+from wavebox.model.operations import AddParticipant, MutateDocument
+from wavebox.server import errors as server_errors
 from wavebox.server.modelbridge import parse_applied_delta
 from wavebox.wire import convert
 
@@ -220,6 +221,24 @@ class OutageTests(FederationTestCase):
         self.assertEqual(self.b.version(name), self.a.version(name))
         self.assertEqual(self.successResultOf(self.a.store.outbox_backlog()), {})
 
+    def test_a_submit_to_a_host_that_is_down_fails_as_host_unreachable(self):
+        """Issue 9, finding 8: the core's own error, which the console words for people."""
+        name = self.wave_with_bob()
+        self.net.down.add(A)
+        failure = self.failed(self.b.say(BOB, name, "anyone?"))
+        failure.trap(server_errors.HostUnreachable)
+        self.assertEqual(str(failure.value), "a.test cannot be reached")
+        self.assertEqual(self.b.texts(name), {})
+
+    def test_a_submit_the_host_refuses_fails_as_remote_host_error_saying_why(self):
+        name = self.wave_with_bob()
+        stale = HashedVersion(self.b.version(name).version + 7, b"\x01" * 20)
+        failure = self.failed(self.b.submit(BOB, name, [MutateDocument("b+x", insert("x"))],
+                                            stale))
+        failure.trap(server_errors.RemoteHostError)
+        self.assertNotIsInstance(failure.value, server_errors.HostUnreachable)
+        self.assertIn("a.test refused it: bad-request", str(failure.value))
+
     def test_remote_server_restarts_and_catches_up_from_its_store(self):
         name = self.wave_with_bob()
         self.run_(self.a.say(ALICE, name, "before", document="b+0"))
@@ -353,6 +372,29 @@ class HostServiceTests(FederationTestCase):
         error = self.assertRefused(self.send_raw(B, A, iq))
         self.assertIn("verification failure from domain b.test", error.text)
 
+    def test_signer_post_whose_chain_goes_on_after_the_trusted_root_is_refused(self):
+        # Issue 9, finding 9: [leaf, trusted root, another root] used to pass
+        # as soon as the trusted root was reached.
+        der = serialization.Encoding.DER
+        key, leaf = crypto.generate_key_and_certificate("b.test", issuer=fixture_ca(),
+                                                        key_size=1024)
+        _, other_root = crypto.generate_key_and_certificate(
+            "Other Root", key_size=1024, ca=True, wave_extension=False)
+        chain = (leaf.public_bytes(der), fixture_ca()[1].public_bytes(der),
+                 other_root.public_bytes(der))
+        iq = S.build_signer_post(B, A, "p2", S.SignerInfoPayload("b.test", "SHA256", chain))
+        error = self.assertRefused(self.send_raw(B, A, iq))
+        self.assertIn("verification failure from domain b.test: Remote verification failed: "
+                      "CN=Wavebox Test CA is "
+                      "issued by CN=Wavebox Test CA, not by the certificate after it, "
+                      "CN=Other Root", error.text)
+        self.assertIsNone(self.successResultOf(self.a.store.get_signer_info(
+            crypto.SignerInfo("b.test", chain).signer_id)))
+        iq = S.build_signer_post(B, A, "p3", S.SignerInfoPayload("b.test", "SHA256",
+                                                                 chain[:2]))
+        [answer] = self.send_raw(B, A, iq)
+        self.assertEqual(answer["type"], "result")
+
     def test_malformed_request_gets_bad_request(self):
         iq = element('<iq type="set" id="m1"><pubsub xmlns="%s"><publish node="wavelet"/>'
                      '</pubsub></iq>' % S.NS_PUBSUB)
@@ -451,6 +493,23 @@ class TrustRuleTests(FederationTestCase):
         self.assertIn("Remote verification failed", error.text)
         self.assertLogged("submit", B, error.text)
         self.assertNotIn("b+x", self.a.texts(self.name))
+
+    def test_submit_adding_a_disguised_participant_is_refused(self):
+        """Issue 9, finding 7: an address from the network is checked as the console's is."""
+        self.run_(self.b.say(BOB, self.name, "post the signer first"))
+        delta = WaveletDelta(ParticipantId(BOB), self.a.version(self.name),
+                             [AddParticipant(ParticipantId("zzzeve@b.test"))])
+        honest = convert.serialize_wavelet_delta(delta)
+        # The same length in UTF-8: a right-to-left override makes "eve" show as "bob"-like.
+        data = honest.replace(b"zzzeve@b.test", "\u202eeve@b.test".encode("utf-8"))
+        self.assertNotEqual(data, honest)
+        signed = SignedDelta(data, (self.b.signer.sign(data),))
+        iq = S.build_submit_request(B, A, "s9", S.SubmitRequest(
+            self.name.uri, convert.serialize_signed_delta(signed)))
+        error = self.assertRefused(self.send_raw(B, A, iq))
+        self.assertIn("bidi control character U+202E", error.text)
+        self.assertLogged("submit", B, "U+202E")
+        self.assertEqual(self.a.participants(self.name), [ALICE, BOB])
 
     def test_submit_at_a_version_that_is_not_a_delta_boundary_is_refused(self):
         self.run_(self.a.submit(ALICE, self.name, [MutateDocument("b+1", insert("x")),

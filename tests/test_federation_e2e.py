@@ -6,11 +6,13 @@ loopback.  alice@a.test makes a wave, adds bob@b.test and types; bob finds
 it in his inbox, opens it, replies; alice sees the reply.
 """
 
+import re
+
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
 from tests.federation_stack import PASSWORD, Federation, WaveStack
-from tests.helpers import console_login, insert
+from tests.helpers import LogWatch, console_login, insert, quick_hash
 from wavebox.model.delta import HashedVersion, WaveletDelta
 from wavebox.model.ids import IdGenerator, ParticipantId
 from wavebox.model.operations import AddParticipant, MutateDocument
@@ -243,3 +245,52 @@ class ComingBackOverS2STests(StackTestCase):
         yield wait_until(lambda: a.store.outbox_backlog(), {})
         # Delivered before a.test's own retry was due: b.test's start-up did it.
         self.assertLess(reactor.seconds(), retry_at)
+
+
+class HostDownTests(StackTestCase):
+    """
+    Issue 9, finding 8: bob@b.test types into a wave hosted at a.test while
+    a.test is stopped.  The console refuses the line in one line that says
+    so -- never "internal error", never a traceback in the log -- and the
+    session goes on; once a.test is back, the same line goes through.
+    """
+
+    @defer.inlineCallbacks
+    def test_a_line_for_a_host_that_is_down_is_refused_in_one_line(self):
+        a, b = self.federation["a.test"], self.federation["b.test"]
+        yield a.store.add_account("alice@a.test", quick_hash(PASSWORD))
+        yield b.store.add_account("bob@b.test", quick_hash(PASSWORD))
+        logs = LogWatch(self)
+        alice = yield console_login(self, a.console_port.getHost().port, "alice@a.test",
+                                    PASSWORD, "alice@a.test")
+        bob = yield console_login(self, b.console_port.getHost().port, "bob@b.test",
+                                  PASSWORD, "bob@b.test")
+        alice.send("/new")
+        created = yield alice.expect("^created wave (a.test/w\\S+)$")
+        alice.send("/add bob@b.test")
+        yield bob.expect("^\\* alice@a.test added you to wave " + re.escape(created.group(1)))
+        bob.send("/list")
+        line = yield bob.expect("^ +(\\d+) .*" + re.escape(created.group(1)))
+        bob.send("/open " + line.group(1))
+        yield bob.expect("^--- wave " + re.escape(created.group(1)))
+        yield self.federation.down("a.test")
+
+        bob.send("are you there?")
+        refusal = yield bob.expect("^error: ")
+        self.assertEqual(refusal.string,
+                         "error: a.test cannot be reached; your line was not sent")
+        bob.send("/add carol@b.test")
+        refusal = yield bob.expect("^error: ")
+        self.assertEqual(refusal.string, "error: a.test cannot be reached; /add was not done")
+        bob.send("/view normal")
+        yield bob.expect("^--- wave ")
+        bob.send("/help")
+        yield bob.expect("^commands:")
+        self.assertNotIn("bob@b.test: are you there?", bob.lines)
+        self.assertFalse([l for l in bob.lines if "internal error" in l], bob.lines)
+        self.assertFalse([l for l in logs.lines if "Traceback" in l], logs.lines)
+        self.assertEqual(logs.count("was not taken: a.test cannot be reached"), 2, logs.lines)
+
+        yield self.federation.up("a.test")
+        bob.send("are you there?")
+        yield bob.expect("^bob@b.test: are you there\\?$")

@@ -6,6 +6,7 @@ exponential backoff while the peer is unreachable, resumption after a restart.
 from twisted.internet import defer, task
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from wavebox.cli import status as status_command
 from wavebox.federation import outbox as O
 from wavebox.federation import stanzas as S
 from wavebox.store.memory import MemoryStore
@@ -273,14 +274,19 @@ class OutboxTests(SynchronousTestCase):
                          [b"delta %d" % n for n in range(1, 13)])
 
     def test_backlog_report_names_unreachable_destinations(self):
+        from wavebox.admin import StoreCommands
+        from wavebox.cli.outbox import describe
         self.peer.reachable = False
         self.successResultOf(self.outbox.enqueue("b.test", A_JID, [update(1)]))
-        [line] = self.successResultOf(O.backlog_report(self.store, self.clock.seconds() * 1000))
+        commands = StoreCommands(self.store, None)
+        commands._live_outbox = lambda: {q["destination"]: q for q in self.outbox.status()}
+        [row] = self.successResultOf(commands.outbox())
+        line = describe(row, self.clock.seconds() * 1000)
         self.assertIn("b.test", line)
         self.assertIn("1 queued", line)
         self.assertIn("unreachable, 1 failure(s), next try in 2s", line)
-        [line] = self.successResultOf(O.backlog_report(
-            self.store, (self.clock.seconds() + 5) * 1000))
+        self.assertIn(row["last_error"], line)
+        line = describe(row, (self.clock.seconds() + 5) * 1000)
         self.assertIn("unreachable, 1 failure(s), next try due now", line)
 
 
@@ -351,7 +357,8 @@ class StatusCommandTests(TestCase):
         out, err, code = yield utils.getProcessOutputAndValue(
             sys.executable, ["-m", "wavebox.cli", "status", "--data-dir", data_dir],
             env=dict(os.environ, PYTHONPATH=os.path.dirname(root)), path=data_dir)
-        self.assertEqual((code, err), (0, b""))
+        self.assertEqual((code, err), (3, b""))      # 3: the server does not run
+        self.assertIn(b"server: not running\n", out)
         self.assertIn(b"b.test", out)
         self.assertIn(b"2 queued  unreachable, 3 failure(s)", out)
 
@@ -362,19 +369,9 @@ class StatusCommandTests(TestCase):
         data_dir = os.path.abspath(self.mktemp())
         err, out = io.StringIO(), io.StringIO()
         self.patch(sys, "stderr", err)
-        self.assertEqual(O.status_command(["--data-dir", data_dir], out=out), 1)
+        self.assertEqual(status_command.main(["--data-dir", data_dir], out=out), 1)
         self.assertEqual(out.getvalue(), "")
         self.assertIn("no store at %s" % (os.path.join(data_dir, "wavebox.sqlite3"),),
                       err.getvalue())
         self.assertFalse(os.path.exists(data_dir))
 
-    def test_status_settings_take_the_command_line_over_the_config_file(self):
-        conf = self.mktemp()
-        with open(conf, "w") as f:
-            f.write("[wavebox]\ndomain = a.test\ndata_dir = /from/file\nstore = memory:\n")
-        self.assertEqual(O._status_settings(["-c", conf, "--data-dir", "/cli"]),
-                         ("/cli", "memory:"))
-
-    def test_status_refuses_unknown_arguments(self):
-        from wavebox.config import ConfigError
-        self.assertRaises(ConfigError, O._status_settings, ["--frobnicate"])

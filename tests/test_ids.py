@@ -161,6 +161,79 @@ class ParticipantIdTests(SynchronousTestCase):
         self.assertRaises(InvalidId, ParticipantId, 42)
 
 
+class ParticipantAddressTests(SynchronousTestCase):
+    """
+    Issue 9, finding 7: an address is a user name of allowed characters and
+    bounded length at a domain that is a valid IDNA host name.  Each refusal
+    is one line that says what is wrong.
+    """
+
+    def refused(self, address, reason, make=ParticipantId):
+        e = self.assertRaises(InvalidParticipantId, make, address)
+        self.assertIn(reason, str(e))
+        self.assertNotIn("\n", str(e))
+        return str(e)
+
+    def test_a_person_needs_a_user_name(self):
+        self.refused("@b.test", "has no user name before the '@'", ParticipantId.user)
+
+    def test_markup_characters_are_refused(self):
+        for ch in '<>"&\'':
+            self.refused("%sx@a.test" % (ch,), "the user name has %r at index 0" % (ch,))
+
+    def test_a_right_to_left_override_is_refused_by_name(self):
+        self.refused("\u202ebob@a.test", "bidi control character U+202E at index 0")
+        self.refused("bob@\u202ea.test", "the domain has a bidi control character U+202E")
+
+    def test_other_bidi_and_invisible_characters_are_refused(self):
+        for ch in "\u200e\u200f\u2066\u2069\u061c":
+            self.refused("b%sob@a.test" % (ch,), "bidi control character")
+        self.refused("b\u200bob@a.test", "invisible format character U+200B")
+
+    def test_control_characters_and_spaces_are_refused(self):
+        self.refused("b\x07ob@a.test", "control character U+0007 at index 1")
+        self.refused("b\u00a0ob@a.test", "a space U+00A0 at index 1")
+        self.refused("b\u2028ob@a.test", "line separator U+2028")
+
+    def test_a_5000_character_user_name_is_refused_and_not_echoed_whole(self):
+        message = self.refused("x" * 5000 + "@a.test", "the user name is longer than 64 bytes")
+        self.assertLess(len(message), 200)
+        self.assertIn("(5007 characters)", message)
+
+    def test_64_bytes_of_user_name_are_enough(self):
+        self.assertEqual(ParticipantId("x" * 64 + "@a.test").name, "x" * 64)
+        self.refused("\u00e9" * 33 + "@a.test", "longer than 64 bytes")
+
+    def test_an_ip_address_is_not_a_domain(self):
+        self.refused("bob@127.0.0.1", "an IP address is not a domain")
+        self.refused("bob@[::1]", "the domain has '['")
+
+    def test_an_invalid_a_label_is_refused(self):
+        self.refused("bob@xn--zz.test", "'xn--zz' is not a valid A-label")
+
+    def test_a_unicode_domain_is_kept_as_its_a_labels(self):
+        self.assertEqual(ParticipantId("Bob@B\u00fccher.TEST").address,
+                         "bob@xn--bcher-kva.test")
+        self.assertEqual(ParticipantId("bob@xn--bcher-kva.test").domain, "xn--bcher-kva.test")
+
+    def test_a_unicode_domain_that_idna_forbids_is_refused(self):
+        self.refused("bob@\u2603\u00ad.test", "not a valid IDNA host name")
+
+    def test_host_name_rules(self):
+        self.refused("bob@a_b.test", "the domain has '_'")
+        self.refused("bob@a.test:5269", "the domain has ':'")
+        self.refused("bob@-a.test", "begins or ends with '-'")
+        self.refused("bob@a..test", "empty label")
+        self.refused("bob@" + "a" * 64 + ".test", "label longer than 63")
+        self.refused("bob@" + "a." * 127 + "test", "longer than 253")
+
+    def test_ordinary_addresses_stay_valid(self):
+        for address in ("bob@a.test", "k@x", "first.last+tag@mail.example.com",
+                        "caf\u00e9@a.test", "o'brien@a.test".replace("'", "-"),
+                        "user_1@a-b.test", "x@localhost"):
+            self.assertEqual(ParticipantId(address).address, address.lower())
+
+
 class TokenTests(SynchronousTestCase):
     """The web64_counter_token vectors of section 9."""
 

@@ -5,6 +5,7 @@ packaging files the README's ``pip install .`` relies on are there.
 """
 
 import configparser
+import fnmatch
 import os
 import re
 
@@ -82,3 +83,21 @@ class PackagingTests(unittest.SynchronousTestCase):
         parser.read_string(read("setup.cfg"))
         self.assertEqual(parser.get("options.entry_points", "console_scripts").split(),
                          ["wavebox", "=", "wavebox.cli:main"])
+
+    def test_the_browsers_static_files_are_package_data(self):
+        # The web client is served from the installed package (no CDN): every
+        # file under wavebox/web/static must match a package_data glob, and
+        # every glob must match something.
+        parser = configparser.ConfigParser()
+        parser.read_string(read("setup.cfg"))
+        globs = parser.get("options.package_data", "wavebox.web").split()
+        package = os.path.join(CHECKOUT, "wavebox", "web")
+        files = [os.path.relpath(os.path.join(root, name), package).replace(os.sep, "/")
+                 for root, dirs, names in os.walk(os.path.join(package, "static"))
+                 for name in names]
+        self.assertIn("static/ot/index.js", files)
+        for name in files:
+            self.assertTrue(any(fnmatch.fnmatch(name, g) and name.count("/") == g.count("/")
+                                for g in globs), name)
+        for g in globs:
+            self.assertTrue(any(fnmatch.fnmatch(name, g) for name in files), g)

@@ -11,7 +11,8 @@ from tx_xmpp.ping import PingHandler
 from tx_xmpp.subprotocols import XMPPHandler
 
 from tests.helpers import wavebox_behind_prosody
-from tests.prosody import ProsodyPeer, poll_until
+from tests.processes import poll_until
+from tests.prosody import ProsodyPeer
 from wavebox.xmpp.component import Backoff, ExternalComponent
 
 

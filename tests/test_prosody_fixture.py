@@ -8,7 +8,8 @@ import os
 from twisted.internet import defer, protocol, reactor
 from twisted.trial import unittest
 
-from tests.prosody import ProsodyPeer, ProsodyUnavailable, accepts_connections
+from tests.processes import accepts_connections
+from tests.prosody import ProsodyPeer, ProsodyUnavailable
 
 
 def _process_exists(pid):

@@ -341,6 +341,20 @@ class ZoneServerFixtureTests(ZoneServerMixin, unittest.TestCase):
         self.assertEqual(endpoints, [Endpoint("127.0.0.7", 5269, "wave.example")])
 
     @defer.inlineCallbacks
+    def test_serve_replaces_the_zones_on_the_same_port(self):
+        # A peer told where the server is before its own port is known.
+        zone = yield self.start_zone({"a.test": [A("127.0.0.2")]})
+        port = zone.port
+        zone.serve(standard_records({"b.test": 5270}))
+        resolver = DnspythonResolver(nameserver=zone.nameserver, timeout=2.0)
+        endpoints = yield resolve_server(resolver, "b.test", ListTrace())
+        self.assertEqual(endpoints, [Endpoint("127.0.0.3", 5270, "wave.b.test")])
+        zone.serve({"c.test": [A("127.0.0.4")]})
+        self.assertEqual((yield resolver.lookup_addresses("c.test")), ["127.0.0.4"])
+        self.assertEqual((yield resolver.lookup_addresses("wave.b.test")), [])
+        self.assertEqual(zone.port, port)
+
+    @defer.inlineCallbacks
     def test_soa_on_one_line_does_not_swallow_the_records_after_it(self):
         text = ("$ORIGIN example.\n$TTL 60\n"
                 "@ IN SOA ns.example. hostmaster.example. ( 1 3600 600 86400 60 )\n"

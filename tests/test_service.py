@@ -71,6 +71,16 @@ class MakeServiceTests(unittest.TestCase):
         config = config_for(self, certificate=path, private_key=path)
         self.assertRaises(ConfigError, wservice.makeService, config)
 
+    def test_a_trusted_ca_that_holds_no_certificate_is_a_config_error_naming_it(self):
+        path = os.path.abspath(self.mktemp())
+        with open(path, "w") as f:
+            f.write("not a certificate")
+        for mode in ({}, {"component": "127.0.0.1:5347", "component_secret": "s"}):
+            e = self.assertRaises(ConfigError, wservice.makeService,
+                                  config_for(self, trusted_ca=path, **mode))
+            self.assertTrue(str(e).startswith("--trusted-ca: cannot use %s: " % (path,)),
+                            (mode, str(e)))
+
     @defer.inlineCallbacks
     def test_console_port_in_use_is_a_config_error_naming_it(self):
         taken = reactor.listenTCP(0, protocol.Factory(), interface="127.0.0.1")

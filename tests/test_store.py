@@ -341,6 +341,18 @@ class StoreContract:
         yield self.store.set_password("bob@a.test", "new")
         self.assertEqual((yield self.store.get_account("bob@a.test")).password_hash, "new")
 
+    @defer.inlineCallbacks
+    def test_accounts_are_listed_and_deleted(self):
+        self.assertEqual((yield self.store.accounts()), [])
+        for address in ("carol@a.test", "alice@a.test", "bob@b.test"):
+            yield self.store.add_account(address, "h")
+        self.assertEqual((yield self.store.accounts()),
+                         ["alice@a.test", "bob@b.test", "carol@a.test"])
+        yield self.store.delete_account("bob@b.test")
+        self.assertIsNone((yield self.store.get_account("bob@b.test")))
+        self.assertEqual((yield self.store.accounts()), ["alice@a.test", "carol@a.test"])
+        yield self.assertFailure(self.store.delete_account("bob@b.test"), UnknownAccount)
+
     # -- signer infos --
 
     @defer.inlineCallbacks
@@ -418,6 +430,18 @@ class StoreContract:
         self.assertIsNone((yield self.store.outbox_get_retry("c.test")))
         yield self.store.outbox_set_retry("b.test", 0, 0)
         self.assertIsNone((yield self.store.outbox_get_retry("b.test")))
+
+    @defer.inlineCallbacks
+    def test_outbox_drop_forgets_one_destination_and_its_retry_state(self):
+        for dest in ["b.test", "c.test", "b.test"]:
+            yield self.store.outbox_enqueue(dest, b"x")
+        yield self.store.outbox_set_retry("b.test", 4, 1700000060000)
+        self.assertEqual((yield self.store.outbox_drop("b.test")), 2)
+        self.assertEqual((yield self.store.outbox_backlog()), {"c.test": 1})
+        self.assertIsNone((yield self.store.outbox_get_retry("b.test")))
+        self.assertEqual((yield self.store.outbox_drop("b.test")), 0)
+        later = yield self.store.outbox_enqueue("b.test", b"y")
+        self.assertEqual([p.id for p in (yield self.store.outbox_pending("b.test"))], [later])
 
     @defer.inlineCallbacks
     def test_append_queues_outbox_items_with_the_delta(self):
@@ -856,13 +880,13 @@ class BackupTests(unittest.TestCase):
         with open(conf, "w") as f:
             f.write("[wavebox]\ndomain = a.test\ndata_dir = %s\nstore = sqlite:live.sqlite3\n"
                     % (self.directory,))
-        destination = os.path.join(self.directory, "by-command.sqlite3")
+        destination = os.path.abspath(self.mktemp())
         self.assertEqual(cli.main(["backup", "-c", conf, destination]), 0)
-        conn = sqlite3.connect(destination)
+        conn = sqlite3.connect(os.path.join(destination, "data", "live.sqlite3"))
         self.addCleanup(conn.close)
         self.assertEqual(conn.execute("SELECT count(*) FROM delta").fetchone()[0], 1)
 
     def test_backup_command_refuses_a_memory_store(self):
         destination = os.path.join(self.directory, "never.sqlite3")
-        self.assertEqual(backup.main(["--store", "memory:", destination]), 1)
+        self.assertEqual(cli.main(["backup", "--store", "memory:", destination]), 1)
         self.assertFalse(os.path.exists(destination))

@@ -315,7 +315,9 @@ class ParserFuzzTests(SynchronousTestCase):
 _names = st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True)
 _texts = st.text(st.characters(max_codepoint=0xFFFC, blacklist_categories=("Cs",)),
                  min_size=1, max_size=12)
-_participants = st.builds(lambda n, d: f"{n}@{d}.test", _names, _names)
+# A participant's domain is a host name: no '_' (wavebox.model.ids.host_name).
+_hosts = st.from_regex(r"[a-z][a-z0-9-]{0,5}[a-z0-9]", fullmatch=True)
+_participants = st.builds(lambda n, d: f"{n}@{d}.test", _names, _hosts)
 
 
 @st.composite

@@ -1,5 +1,6 @@
 """``wavebox gencert``, the self-signed fallback, and the TLS policy built from them."""
 
+import datetime
 import io
 import os
 import stat
@@ -96,7 +97,7 @@ class SelfSignedTests(unittest.SynchronousTestCase):
                        "certificate": cert_path, "private_key": key_path})
         tls.policy_from_config(config, ["a.test", "wave.a.test"])
         self.assertEqual(logs.count(
-            "--certificate %s does not name a.test, wave.a.test (it names b.test, "
+            "certificate %s does not name a.test, wave.a.test (it names b.test, "
             "wave.b.test)" % (cert_path,)), 1)
 
     def test_wildcard_certificate_names_the_wave_service(self):
@@ -123,3 +124,92 @@ class SelfSignedTests(unittest.SynchronousTestCase):
         other_key = certs.key_pem(certs.new_private_key())
         certs.write_file(key_path, other_key, private=True)
         self.assertRaises(Exception, tls.TLSPolicy, cert_path, key_path)
+
+
+class CertificateForRealDeploymentsTests(unittest.TestCase):
+    """Issue 13 item 8: names peers compare exactly, ACME certificates, expiry."""
+
+    def acme_dir(self, domain, names=None, days=90, key=None, ca=True):
+        """An ACME client's live directory (certbot's layout) for ``domain``."""
+        live = os.path.abspath(self.mktemp())
+        issuer = certs.make_ca("Test ACME CA") if ca else None
+        key = key or certs.new_private_key()
+        _, leaf = certs.make_server_certificate(names or [domain, "wave." + domain],
+                                                key=key, ca=issuer, days=days)
+        chain = certs.cert_pem(leaf, issuer[1]) if issuer else certs.cert_pem(leaf)
+        certs.write_file(os.path.join(live, domain, "fullchain.pem"), chain)
+        certs.write_file(os.path.join(live, domain, "privkey.pem"), certs.key_pem(key),
+                         private=True)
+        return live
+
+    def cert(self, *argv):
+        from wavebox.cli import cert
+        out, err = io.StringIO(), io.StringIO()
+        self.patch(sys, "stderr", err)
+        return cert.main(list(argv), out=out), out.getvalue(), err.getvalue()
+
+    def test_gencert_writes_lower_case_names_and_a_cn(self):
+        out = self.mktemp()
+        self.assertEqual(cli.main(["gencert", "A.Test", "--wave-service-prefix", "Wave",
+                                   "--out", out]), 0)
+        leaf = certs.load_certificate(os.path.join(out, "a.test.crt"))
+        self.assertEqual(certs.certificate_names(leaf), ["a.test", "wave.a.test"])
+        self.assertEqual(leaf.subject.rfc4514_string(), "CN=a.test")
+
+    def test_import_copies_the_acme_chain_and_the_server_uses_it(self):
+        live = self.acme_dir("a.test")
+        data = os.path.abspath(self.mktemp())
+        status, out, err = self.cert("import", "a.test", live, "--data-dir", data)
+        self.assertEqual((status, err), (0, ""))
+        self.assertIn("restart wavebox to use it", out)
+        cert_path, key_path = certs.imported_files(data, "a.test")
+        self.assertEqual(os.stat(key_path).st_mode & 0o777, 0o600)
+        with open(cert_path, "rb") as f, \
+                open(os.path.join(live, "a.test", "fullchain.pem"), "rb") as g:
+            self.assertEqual(f.read(), g.read())
+        config = load({"domain": ["a.test"], "data_dir": data})
+        self.assertEqual(certs.certificate_files(config, ["a.test", "wave.a.test"]),
+                         (cert_path, key_path))
+
+    def test_import_refuses_a_certificate_for_another_domain(self):
+        live = self.acme_dir("a.test", names=["b.test"])
+        status, out, err = self.cert("import", "a.test", live, "--data-dir", self.mktemp())
+        self.assertEqual(status, 1)
+        self.assertIn("does not name a.test (it names b.test)", err)
+
+    def test_import_refuses_an_expired_certificate(self):
+        live = self.acme_dir("a.test", days=90)
+        later = certs._now() + datetime.timedelta(days=91)
+        self.patch(certs, "_now", lambda: later)
+        status, out, err = self.cert("import", "a.test", live, "--data-dir", self.mktemp())
+        self.assertEqual(status, 1)
+        self.assertIn("expired on", err)
+
+    def test_import_refuses_a_key_that_is_not_the_certificates(self):
+        live = self.acme_dir("a.test")
+        certs.write_file(os.path.join(live, "a.test", "privkey.pem"),
+                         certs.key_pem(certs.new_private_key()), private=True)
+        status, out, err = self.cert("import", "a.test", live, "--data-dir", self.mktemp())
+        self.assertEqual(status, 1)
+        self.assertIn("is not the key of the certificate", err)
+
+    def test_import_warns_when_the_wave_service_is_not_named(self):
+        live = self.acme_dir("a.test", names=["a.test"])
+        status, out, err = self.cert("import", "a.test", live, "--data-dir", self.mktemp())
+        self.assertEqual(status, 0, err)
+        self.assertIn("warning: it does not name wave.a.test", out)
+
+    def test_a_certificate_expiring_within_14_days_is_a_start_up_warning(self):
+        from tests.xmpp_fakes import LogCapture
+        for days, warned in ((10, 1), (20, 0)):
+            logs = LogCapture(self)
+            key, leaf = certs.make_server_certificate(["a.test", "wave.a.test"], days=days)
+            out = self.mktemp()
+            os.makedirs(out)
+            cert_path, key_path = os.path.join(out, "c.crt"), os.path.join(out, "c.key")
+            certs.write_file(cert_path, certs.cert_pem(leaf))
+            certs.write_file(key_path, certs.key_pem(key), private=True)
+            config = load({"domain": ["a.test"], "data_dir": self.mktemp(),
+                           "certificate": cert_path, "private_key": key_path})
+            tls.policy_from_config(config, ["a.test", "wave.a.test"])
+            self.assertEqual(logs.count("expires on"), warned, days)

@@ -82,10 +82,16 @@ class TwoServers(unittest.TestCase):
         if self.zone is not None:
             yield self.zone.stop()
 
-    def start(self, domain, ping=(), certificate_for=None, ca=None):
-        """Start a server for ``domain``; :meth:`publish_dns` makes it known."""
+    def start(self, domain, ping=(), certificate_for=None, ca=None, chain=()):
+        """
+        Start a server for ``domain``; :meth:`publish_dns` makes it known.
+        ``chain``: PEM files whose certificates it sends after its own.
+        """
         ca_cert, ca_key = ca or (self.ca_cert, self.ca_key)
         cert, key = certs.gencert(certificate_for or domain, self.dir, ca_cert, ca_key)
+        for path in chain:
+            with open(path, "rb") as extra, open(cert, "ab") as f:
+                f.write(extra.read())
         values = {
             "domain": [domain], "data_dir": "%s/%s-data" % (self.dir, domain),
             "s2s_interface": HOSTS[domain], "s2s_port": "0", "certificate": cert,
@@ -242,6 +248,75 @@ class FederationTests(TwoServers):
             GUARD, reactor)
         self.assertEqual(answer["type"], "result")
         self.assertEqual(len(self.s2s("a.test").outgoing), 1)
+
+
+class WholeChainTests(TwoServers):
+    """
+    Issue 9, finding 9: the chain a peer sends must itself be one path to a
+    CA we trust.  c.test sends its certificate, the test CA that issued it
+    (trusted), then another root (trusted too): OpenSSL builds the path
+    c.test -> test CA and ignores the rest, so only our own check refuses it.
+    """
+
+    def setUp(self):
+        directory = self.mktemp()
+        os.makedirs(directory)
+        self.other_root, _ = certs.gencert_ca("another trusted root", directory)
+        return TwoServers.setUp(self)
+
+    def adjust(self, values):
+        both = os.path.join(self.dir, "trusted.pem")
+        with open(both, "wb") as f:
+            for path in (self.ca_cert, self.other_root):
+                with open(path, "rb") as pem:
+                    f.write(pem.read())
+        values["trusted_ca"] = both
+
+    @defer.inlineCallbacks
+    def start_c_with_a_root_after_its_root(self):
+        self.start("c.test", chain=[self.ca_cert, self.other_root])
+        yield self.publish_dns()
+
+    @defer.inlineCallbacks
+    def test_peer_that_sends_another_root_after_its_root_is_refused(self):
+        yield self.start_c_with_a_root_after_its_root()
+        d = self.s2s("a.test").request(ping_iq("a.test", "c.test"))
+        failure = yield self.assertFailure(d.addTimeout(GUARD, reactor), error.StanzaError)
+        self.assertEqual(failure.condition, "remote-server-timeout")
+        [line] = [line for line in self.log.lines
+                  if line.startswith("outgoing S2S stream") and "c.test refused" in line]
+        self.assertIn("refused: the chain it sent is not one path to trusted_ca: "
+                      "CN=wavebox test CA is issued by CN=wavebox test CA, not by the "
+                      "certificate after it, CN=another trusted root", line)
+        self.assertNotIn("\n", line)
+        self.assertFalse([s for s in self.s2s("c.test").incoming if s.authenticated])
+
+    @defer.inlineCallbacks
+    def test_peer_that_sends_such_a_chain_to_us_proves_nothing_by_it(self):
+        # c.test connects to a.test: its certificate is no proof of c.test, so
+        # dialback asks c.test's Authoritative Server, which a.test reaches
+        # only over TLS, where the same chain is refused.
+        yield self.start_c_with_a_root_after_its_root()
+        d = self.s2s("c.test").request(ping_iq("c.test", "a.test"))
+        yield self.assertFailure(d.addTimeout(GUARD, reactor), error.StanzaError)
+        self.assertEqual(self.log.count(
+            "its TLS certificate proves no domain: the chain it sent is not one path to "
+            "trusted_ca: CN=wavebox test CA is issued by CN=wavebox test CA"), 1,
+            self.log.lines)
+        self.assertFalse(self.log.count("c.test -> a.test accepted: its certificate proves"))
+        self.assertFalse([s for s in self.s2s("a.test").incoming if s.authenticated])
+
+    @defer.inlineCallbacks
+    def test_the_same_servers_federate_with_a_chain_that_is_one_path(self):
+        self.start("c.test", chain=[self.ca_cert])
+        yield self.publish_dns()
+        answer = yield self.s2s("a.test").request(ping_iq("a.test", "c.test")).addTimeout(
+            GUARD, reactor)
+        self.assertEqual(answer["type"], "result")
+        answer = yield self.s2s("c.test").request(ping_iq("c.test", "a.test")).addTimeout(
+            GUARD, reactor)
+        self.assertEqual(answer["type"], "result")
+        self.assertEqual(self.log.count("c.test -> a.test accepted: its certificate proves"), 1)
 
 
 class SystemTrustStoreTests(TwoServers):

@@ -34,6 +34,12 @@ def _text(value):
     return value
 
 
+def _path_or_off(value):
+    """A path, or '' (or 'off') for none."""
+    value = value.strip()
+    return "" if value.lower() in ("", "off", "none") else value
+
+
 def _domain(value):
     value = value.strip().rstrip(".").lower()
     if not value or len(value) > 253:
@@ -43,6 +49,15 @@ def _domain(value):
             raise ValueError("not a domain name: %r" % (value,))
         if not all(c.isalnum() or c == "-" for c in label):
             raise ValueError("not a domain name: %r" % (value,))
+    return value
+
+
+def _label(value):
+    """One DNS label, lower case (peers compare certificate names case-sensitively)."""
+    value = value.strip().lower()
+    if (not value or len(value) > 63 or value.startswith("-") or value.endswith("-")
+            or not all(c.isalnum() or c == "-" for c in value)):
+        raise ValueError("not a DNS label: %r" % (value,))
     return value
 
 
@@ -123,11 +138,34 @@ def _positive_int(value):
     return n
 
 
+def _byte_size(value):
+    """A number of bytes: ``65536``, ``64K``, ``4M`` (K and M are 1024 and 1024**2)."""
+    text = str(value).strip().upper().rstrip("B")
+    scale = 1
+    if text[-1:] in ("K", "M"):
+        scale = 1024 if text[-1] == "K" else 1024 * 1024
+        text = text[:-1]
+    try:
+        n = int(text)
+    except ValueError:
+        raise ValueError("not a size in bytes (such as 65536, 64K or 4M): %r" % (value,))
+    if n <= 0:
+        raise ValueError("must be positive, not %r" % (value,))
+    return n * scale
+
+
 def _store_url(value):
     from wavebox.store import parse_store_url
     value = value.strip()
     parse_store_url(value)
     return value
+
+
+def _log_format(value):
+    v = value.strip().lower()
+    if v not in ("text", "json"):
+        raise ValueError("must be text or json")
+    return v
 
 
 def _log_level(value):
@@ -146,6 +184,7 @@ class Option:
     short: str = None
     repeatable: bool = False  # may be given several times; collects a list
     flag: bool = False        # takes no value on the command line (means "yes")
+    aliases: tuple = ()       # other command-line spellings
 
     @property
     def key(self):
@@ -176,10 +215,13 @@ OPTIONS = [
            "at start-up (repeatable; --xmpp_server_ping also works)", repeatable=True),
     Option("dialback-secret", _text, None, "secret for XEP-0185 dialback keys "
            "(default: generated and kept in the data dir)"),
-    Option("wave-service-prefix", _text, "wave", "the wave service JID of DOMAIN "
+    Option("wave-service-prefix", _label, "wave", "the wave service JID of DOMAIN "
            "is PREFIX.DOMAIN (advertised in disco)"),
     Option("dns-timeout", _positive_float, 5.0, "seconds to wait for one DNS answer"),
     Option("log-level", _log_level, "info", "least severe log level to print"),
+    Option("log-format", _log_format, "text", "text, or json: twisted.logger's JSON, "
+           "one event per line, for a log collector (--logformat also works)",
+           aliases=("logformat",)),
     Option("store", _store_url, "sqlite:wavebox.sqlite3", "where wavelets are kept: "
            "sqlite:PATH (relative to --data-dir) or memory: (lost at exit; tests only)"),
     Option("snapshot-interval", _positive_int, 100, "keep a wavelet snapshot every "
@@ -211,6 +253,40 @@ OPTIONS += [
            "server (default: the wave service JID, PREFIX.DOMAIN)"),
 ]
 
+# Issue 13: running it for real.
+OPTIONS += [
+    Option("admin-socket", _path_or_off, "admin.sock", "UNIX socket (relative to "
+           "--data-dir) where 'wavebox status', 'users', 'waves' and 'outbox' reach the "
+           "running server; mode 0600 ('' or off: none)"),
+]
+
+# Issue 9: logins (the console's, and any other front end's) and the console's limits.
+OPTIONS += [
+    Option("login-account-failures", _positive_int, 5, "failed logins of one account "
+           "before each further try must wait (1 s, doubling up to --login-backoff-max)"),
+    Option("login-ip-failures", _positive_int, 20, "failed logins from one client address "
+           "(an IPv6 client: its /64), all accounts together, before each further try "
+           "must wait"),
+    Option("login-backoff-max", _positive_float, 300.0, "longest wait, in seconds, "
+           "between two login tries after repeated failures"),
+    Option("console-max-sessions", _positive_int, 100, "console sessions open at once; "
+           "one more is told the console is full and closed"),
+    Option("console-max-sessions-per-ip", _positive_int, 20, "console sessions open at "
+           "once from one client address"),
+    Option("console-login-timeout", _positive_float, 60.0, "seconds a console session "
+           "may stay open without logging in"),
+    Option("console-idle-timeout", _positive_float, 3600.0, "seconds a logged-in console "
+           "session may go without a line typed before it is closed"),
+    Option("console-line-rate", _positive_float, 20.0, "lines a second one console "
+           "session is served, after a burst of --console-line-burst; faster lines wait"),
+    Option("console-line-burst", _positive_int, 200, "lines one console session may send "
+           "at once (a paste) before --console-line-rate applies"),
+    Option("console-input-limit", _byte_size, 256 * 1024, "bytes of typed lines one "
+           "console session may have waiting; a session that sends more is closed"),
+    Option("console-output-limit", _byte_size, 4 * 1024 * 1024, "bytes one console "
+           "session may have unsent because its client does not read; then it is closed"),
+]
+
 # Issue 5: the wave federation protocol.
 OPTIONS += [
     Option("verify-signatures", _yes_no, True, "check the signature of every delta "
@@ -230,6 +306,9 @@ class Config:
     Validated configuration values, as attributes named by config key
     (``config.s2s_port``).  Built by :func:`load`.
     """
+
+    #: How the config file was found (see :func:`find_config_file`), for the log.
+    config_source = None
 
     def __init__(self, values):
         self.__dict__.update(values)
@@ -288,11 +367,44 @@ def read_config_file(path):
     return values
 
 
-def load(cli_values, environ=None):
+#: A packaged wavebox's configuration, read when present and no other is named.
+SYSTEM_CONFIG = "/etc/wavebox/wavebox.conf"
+
+
+def find_config_file(given, environ=None):
+    """
+    The config file the server and every ``wavebox`` command read:
+    ``--config``, else ``$WAVEBOX_CONFIG``, else :data:`SYSTEM_CONFIG` if it
+    exists, else none (the defaults).  ``(path, where it came from)``.
+    """
+    environ = os.environ if environ is None else environ
+    if given.get("config"):
+        return given["config"], "--config"
+    if environ.get("WAVEBOX_CONFIG"):
+        return environ["WAVEBOX_CONFIG"], "WAVEBOX_CONFIG"
+    if os.path.isfile(SYSTEM_CONFIG):
+        return SYSTEM_CONFIG, "the system's config file"
+    return None, None
+
+
+def discover(cli_values, environ=None, need_domain=True):
+    """:func:`load`, with the config file found by :func:`find_config_file`."""
+    path, where = find_config_file(cli_values, environ)
+    values = dict(cli_values)
+    if path:
+        values["config"] = path
+    config = load(values, need_domain=need_domain)
+    config.config_source = where
+    return config
+
+
+def load(cli_values, environ=None, need_domain=True):
     """
     Build a :class:`Config` from command-line values (``{key: raw}``, only those
     given) on top of the config file (if ``config`` is among them) on top of
-    the defaults.  Raises :class:`ConfigError`.
+    the defaults.  Raises :class:`ConfigError`.  ``need_domain=False`` is for
+    the commands that read the store or the network but host nothing
+    (``wavebox status``, ``check``, ``backup``).
     """
     known = options_by_key()
     result = {}
@@ -311,12 +423,12 @@ def load(cli_values, environ=None):
             result[key] = [_convert(option, r, "command line") for r in raw]
         else:
             result[key] = _convert(option, raw, "command line")
-    return _check(Config(result))
+    return _check(Config(result), need_domain)
 
 
-def _check(config):
+def _check(config, need_domain=True):
     """Cross-option checks, after every value has been parsed."""
-    if not config.domain:
+    if need_domain and not config.domain:
         raise ConfigError("--domain: no hosted domain; give --domain DOMAIN "
                           "or 'domain = ...' in the config file")
     seen = set()
@@ -398,11 +510,13 @@ class Options(usage.Options):
         if options is None:
             import sys
             options = sys.argv[1:]
+        aliases = {"--" + a: "--" + o.name for o in OPTIONS for a in o.aliases}
         fixed = []
         for arg in options:
-            if arg.startswith("--") and "_" in arg.partition("=")[0]:
+            if arg.startswith("--"):
                 name, eq, value = arg.partition("=")
-                arg = name.replace("_", "-") + eq + value
+                name = aliases.get(name, name.replace("_", "-"))
+                arg = name + eq + value
             fixed.append(arg)
         try:
             return usage.Options.parseOptions(self, fixed)
@@ -416,4 +530,4 @@ class Options(usage.Options):
 
     def config(self):
         """The validated :class:`Config`; raises :class:`ConfigError`."""
-        return load(self.given)
+        return discover(self.given)

@@ -14,16 +14,14 @@ author's domain.
 """
 
 import datetime
-import ssl
-import warnings
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import ExtensionOID, NameOID
 
-from wavebox import certgen
+from wavebox import certgen, certpath
 from wavebox.model.delta import SHA1_RSA, Signature, SignedDelta
 from wavebox.model.errors import ModelError
 from wavebox.model.signer import SHA256, SHA512, SignerInfo, pkipath, signer_id  # noqa: F401
@@ -32,21 +30,6 @@ from wavebox.wire import convert
 #: The "wave" certificate extension; certificates may mark it critical so
 #: that they cannot double as TLS server certificates.
 WAVE_EXTENSION_OID = x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.1.1")
-
-# Critical extensions a chain may carry: the ones the checks below (or
-# Java's PKIX validator, for the policy ones, which never restrict a path
-# without an explicit policy set) understand, plus the wave extension.
-_UNDERSTOOD_CRITICAL = frozenset([
-    ExtensionOID.BASIC_CONSTRAINTS,
-    ExtensionOID.KEY_USAGE,
-    ExtensionOID.EXTENDED_KEY_USAGE,
-    ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
-    ExtensionOID.CERTIFICATE_POLICIES,
-    ExtensionOID.POLICY_CONSTRAINTS,
-    ExtensionOID.INHIBIT_ANY_POLICY,
-    WAVE_EXTENSION_OID,
-])
-
 
 class SignatureError(Exception):
     """A signed delta or signer info does not verify; the message says why."""
@@ -102,12 +85,10 @@ def load_certificates(data):
         data = data.encode("ascii")
     try:
         if b"-----BEGIN" in data:
-            certs = x509.load_pem_x509_certificates(data)
-        else:
-            certs = [x509.load_der_x509_certificate(data)]
-    except ValueError as e:
-        raise CertificateChainError(f"cannot parse certificate: {e}") from None
-    return certs
+            return certpath.load_pem(data)
+        return [certpath.parse(data)]
+    except certpath.PathError as e:
+        raise CertificateChainError(str(e)) from None
 
 
 def load_chain(chain):
@@ -125,43 +106,10 @@ def load_chain(chain):
 
 
 def _certificate(cert):
-    if isinstance(cert, x509.Certificate):
-        return cert
     try:
-        return x509.load_der_x509_certificate(bytes(cert))
-    except ValueError as e:
-        raise CertificateChainError(f"cannot parse DER certificate: {e}") from None
-
-
-def system_trusted_roots():
-    """
-    The platform's default CA bundle (the JVM-default-trust-roots analogue), or [].
-
-    Certificates are loaded one by one: a bundle may hold an old root that
-    today's ``cryptography`` frowns on (a non-positive serial number, say),
-    and one such root must not cost us all the others.
-    """
-    paths = ssl.get_default_verify_paths()
-    for path in (paths.cafile, paths.openssl_cafile):
-        if not path:
-            continue
-        try:
-            with open(path, "rb") as f:
-                bundle = f.read()
-        except OSError:
-            continue
-        roots = []
-        end = b"-----END CERTIFICATE-----"
-        for block in bundle.split(end)[:-1]:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                try:
-                    roots.extend(load_certificates(block + end))
-                except CertificateChainError:
-                    continue
-        if roots:
-            return roots
-    return []
+        return certpath.parse(cert)
+    except certpath.PathError as e:
+        raise CertificateChainError(str(e)) from None
 
 
 # --- signing -----------------------------------------------------------------------
@@ -247,125 +195,51 @@ def check_authority(domain, certificate):
         f"certificate {cert.subject.rfc4514_string()} does not speak for {domain!r}")
 
 
-def _verify_issued_by(cert, issuer):
-    if cert.issuer != issuer.subject:
-        raise CertificateChainError(
-            f"{cert.subject.rfc4514_string()} is issued by {cert.issuer.rfc4514_string()}, "
-            f"not by the next certificate {issuer.subject.rfc4514_string()}")
-    public_key = issuer.public_key()
-    try:
-        params = cert.signature_algorithm_parameters
-        if isinstance(public_key, rsa.RSAPublicKey):
-            public_key.verify(cert.signature, cert.tbs_certificate_bytes, params,
-                              cert.signature_hash_algorithm)
-        elif isinstance(public_key, ec.EllipticCurvePublicKey):
-            public_key.verify(cert.signature, cert.tbs_certificate_bytes, params)
-        elif isinstance(public_key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
-            public_key.verify(cert.signature, cert.tbs_certificate_bytes)
-        else:
-            raise CertificateChainError(
-                f"unsupported issuer key type {type(public_key).__name__}")
-    except InvalidSignature:
-        raise CertificateChainError(
-            f"the signature on {cert.subject.rfc4514_string()} does not verify with "
-            f"{issuer.subject.rfc4514_string()}'s key") from None
-    except (UnsupportedAlgorithm, ValueError, TypeError) as e:
-        raise CertificateChainError(
-            f"cannot check the signature on {cert.subject.rfc4514_string()}: {e}") from None
-
-
-def _check_certificate(cert, now):
-    name = cert.subject.rfc4514_string()
-    if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
-        raise CertificateChainError(
-            f"{name} is not valid at {now:%Y-%m-%d %H:%M:%S}Z (valid "
-            f"{cert.not_valid_before_utc:%Y-%m-%d} to {cert.not_valid_after_utc:%Y-%m-%d})")
-    try:
-        extensions = cert.extensions
-    except ValueError as e:
-        raise CertificateChainError(f"{name} has malformed extensions: {e}") from None
-    for ext in extensions:
-        if ext.critical and ext.oid not in _UNDERSTOOD_CRITICAL:
-            raise CertificateChainError(
-                f"{name} has an unrecognised critical extension {ext.oid.dotted_string}")
-    return extensions
-
-
-def _check_ca(cert, extensions, below):
-    """``below`` = how many non-leaf certificates sit between this CA and the leaf."""
-    name = cert.subject.rfc4514_string()
-    try:
-        bc = extensions.get_extension_for_oid(ExtensionOID.BASIC_CONSTRAINTS).value
-    except x509.ExtensionNotFound:
-        raise CertificateChainError(f"{name} issues certificates but is not a CA") from None
-    if not bc.ca:
-        raise CertificateChainError(f"{name} issues certificates but is not a CA")
-    if bc.path_length is not None and below > bc.path_length:
-        raise CertificateChainError(f"{name} allows a path length of {bc.path_length}, "
-                                    f"but {below} CA certificate(s) follow it")
-    try:
-        ku = extensions.get_extension_for_oid(ExtensionOID.KEY_USAGE).value
-    except x509.ExtensionNotFound:
-        return
-    if not ku.key_cert_sign:
-        raise CertificateChainError(f"{name} may not sign certificates (key usage)")
-
-
 def validate_chain(certificates, trusted_roots, now=None):
     """
-    Check a chain (leaf first) the way Java's PKIX validator does for wave
-    servers: each certificate is valid at ``now`` and signed by the next,
-    the issuers are CAs within their path length, no unknown critical
-    extension except the wave one, no revocation checking, and the chain ends
-    at, or is issued by, one of ``trusted_roots``.  Raises CertificateChainError.
+    Check a signer's chain (leaf first) as one certification path from one
+    of ``trusted_roots`` (:func:`wavebox.certpath.validate_path`: Java's PKIX
+    validator, which WIAB's ``CachedCertPathValidator`` calls, with no
+    revocation checking and the wave extension understood).  The leaf signs
+    deltas, so when it has a keyUsage it must allow digitalSignature.
+    Raises CertificateChainError.
     """
-    now = now or datetime.datetime.now(datetime.timezone.utc)
-    chain = [_certificate(c) for c in certificates]
-    roots = [_certificate(r) for r in trusted_roots]
-    if not chain:
-        raise CertificateChainError("empty certificate chain")
-    root_ders = {r.public_bytes(serialization.Encoding.DER) for r in roots}
-    for i, cert in enumerate(chain):
-        if cert.public_bytes(serialization.Encoding.DER) in root_ders:
-            # Reached a trust anchor: what it says about itself is not checked.
-            return
-        extensions = _check_certificate(cert, now)
-        if i > 0:
-            _check_ca(cert, extensions, i - 1)
-        if i + 1 < len(chain):
-            _verify_issued_by(cert, chain[i + 1])
-    last = chain[-1]
-    for root in roots:
-        if root.subject == last.issuer:
-            try:
-                _verify_issued_by(last, root)
-            except CertificateChainError:
-                continue
-            return
-    raise CertificateChainError(
-        f"the chain ends at {last.subject.rfc4514_string()}, issued by "
-        f"{last.issuer.rfc4514_string()}, which is not a trusted root")
+    try:
+        certpath.validate_path(certificates, trusted_roots, now,
+                               leaf_key_usage="digital_signature",
+                               understood=(WAVE_EXTENSION_OID,))
+    except certpath.PathError as e:
+        raise CertificateChainError(str(e)) from None
+
+
+def _ders(certificates):
+    return tuple(bytes(c) if not isinstance(c, x509.Certificate)
+                 else c.public_bytes(serialization.Encoding.DER) for c in certificates)
 
 
 class ChainValidator:
     """
     ``validate_chain`` with the results remembered (WIAB
     ``CachedCertPathValidator``): a chain once found good stays good until
-    its first certificate expiry.  ``disabled`` accepts every chain, as
-    ``waveserver_disable_signer_verification`` does.
+    its first certificate expiry.  ``own`` are chains accepted as they are,
+    ours as configured: our own deltas come back to us in the updates of
+    wavelets hosted elsewhere, whoever issued our certificate.  ``disabled``
+    accepts every chain, as ``waveserver_disable_signer_verification`` does.
     """
 
-    def __init__(self, trusted_roots, disabled=False):
+    def __init__(self, trusted_roots, disabled=False, own=()):
         self.trusted_roots = list(trusted_roots)
         self.disabled = disabled
+        self.own = {_ders(chain) for chain in own}
         self._good_until = {}
 
     def validate(self, certificates, now=None):
         if self.disabled:
             return
         now = now or datetime.datetime.now(datetime.timezone.utc)
-        key = tuple(bytes(c) if not isinstance(c, x509.Certificate)
-                    else c.public_bytes(serialization.Encoding.DER) for c in certificates)
+        key = _ders(certificates)
+        if key in self.own:
+            return
         until = self._good_until.get(key)
         if until is not None and now <= until:
             return

@@ -16,20 +16,15 @@ API (send, request, add_handler, disco) and the same handlers.
 
 import errno
 import os
-import re
+import signal
 import sys
 
 from twisted.application import service
+from twisted.internet import defer
 from twisted.internet.error import CannotListenError
-from twisted.logger import (
-    FilteringLogObserver,
-    ILogObserver,
-    LogLevel,
-    LogLevelFilterPredicate,
-    Logger,
-    PredicateResult,
-)
+from twisted.logger import ILogObserver, Logger
 
+from wavebox import __version__, logsetup, sdnotify
 from wavebox.config import ConfigError
 
 log = Logger()
@@ -39,33 +34,32 @@ WAVE_IDENTITY_NAME = "wavebox"
 
 class WaveboxService(service.MultiService):
     """
-    The top service.  Under twistd it also filters the log by ``log_level``:
-    twistd looks for an ``ILogObserver`` on the application *after* the
-    plugin made its service, so the service puts a filtering observer there,
-    wrapped around the observer twistd would have used (stdout, ``--logfile``
-    or syslog, from twistd's own options).
+    The top service.  Under twistd it also sets up the log
+    (:mod:`wavebox.logsetup`: twistd's destination, ``--log-format``,
+    filtered by ``--log-level``; twistd looks for an ``ILogObserver`` on the
+    application *after* the plugin made its service), tells systemd when the
+    ports listen (:mod:`wavebox.sdnotify`), and makes SIGTERM a clean stop
+    that exits 0.
     """
 
-    def __init__(self, log_level="info"):
+    def __init__(self, log_level="info", log_format="text", domains=()):
         service.MultiService.__init__(self)
+        self.domains = list(domains)
         self.log_level = log_level
+        self.log_format = log_format
         self.twistd_options = None
+        self.started_at = None
 
     def setServiceParent(self, parent):
         service.MultiService.setServiceParent(self, parent)
-        if self.twistd_options is None or self.twistd_options.get("logger"):
+        if self.twistd_options is None:
             return
         get = getattr(parent, "getComponent", None)
         if get is None or get(ILogObserver, None) is not None:
             return
-        try:
-            from twisted.scripts.twistd import _SomeApplicationRunner
-            base = _SomeApplicationRunner.loggerFactory(self.twistd_options)._getLogObserver()
-        except Exception:
-            return          # twistd changed: keep its own observer, unfiltered
-        level = LogLevel.levelWithName(self.log_level)
-        parent.setComponent(ILogObserver, FilteringLogObserver(
-            base, [LogLevelFilterPredicate(defaultLogLevel=level), _drop_port_chatter]))
+        observer = logsetup.observer(self.twistd_options, self.log_level, self.log_format)
+        if observer is not None:
+            parent.setComponent(ILogObserver, observer)
 
     def startService(self):
         # A port that is taken is the commonest start-up mistake.  Under
@@ -78,6 +72,7 @@ class WaveboxService(service.MultiService):
         except ConfigError as e:
             error = e
         else:
+            self._started()
             return
         if self.twistd_options is None:
             raise error
@@ -86,20 +81,31 @@ class WaveboxService(service.MultiService):
         _remove_own_pidfile(self.twistd_options.get("pidfile"))
         raise SystemExit(2)
 
+    def _started(self):
+        from twisted.internet import reactor
+        self.started_at = reactor.seconds()
+        # The reactor installs its signal handlers while it starts, after the
+        # services started: ours, and then READY, once it runs.
+        reactor.callWhenRunning(self._running)
 
-_PORT_CHATTER = re.compile(r"^(\S+ starting on \d+|\(\w+ Port \d+ Closed\))$")
+    def _running(self):
+        if self.twistd_options is not None:
+            # The reactor's own SIGTERM handler makes twistd end by killing
+            # itself with the signal after a clean stop; an init system
+            # (and an operator's script) reads that as a failure.
+            signal.signal(signal.SIGTERM, _stop_on_sigterm)
+        sdnotify.notify("READY=1", "STATUS=serving %s" % (", ".join(self.domains),),
+                        "MAINPID=%d" % (os.getpid(),))
+
+    def stopService(self):
+        sdnotify.notify("STOPPING=1")
+        return service.MultiService.stopService(self)
 
 
-def _drop_port_chatter(event):
-    """
-    Twisted's own "ConsoleFactory starting on 9876" and "(TCP Port 9876
-    Closed)": our "console listening on 127.0.0.1:9876" says it better, and
-    names the address.
-    """
-    text = event.get("log_text") if event.get("log_namespace") == "log_legacy" else None
-    if isinstance(text, str) and _PORT_CHATTER.match(text):
-        return PredicateResult.no
-    return PredicateResult.maybe
+def _stop_on_sigterm(number, frame):
+    from twisted.internet import reactor
+    log.info("Received SIGTERM, shutting down.")
+    reactor.callFromThread(reactor.stop)
 
 
 def listen_error(prefix, e):
@@ -142,10 +148,23 @@ def _remove_own_pidfile(path):
         pass
 
 
+def version_line(config):
+    """The first line wavebox logs: what runs, and which configuration it read."""
+    import twisted
+    where = ("config %s (%s)" % (config.config, config.config_source)
+             if config.config else "no config file")
+    return "wavebox %s (Python %s, Twisted %s) for %s; %s" % (
+        __version__, sys.version.split()[0], twisted.__version__,
+        ", ".join(config.domains), where)
+
+
 def makeServiceFromOptions(options):
     """Entry point of the twistd plugin: a bad value stops start-up with one line."""
     try:
         config = options.config()
+        # Logged before twistd starts its own log; twisted.logger keeps
+        # early events and replays them, so this is the first line.
+        log.info("{line}", line=version_line(config))
         top = makeService(config)
     except ConfigError as e:
         sys.stderr.write("wavebox: %s\n" % (e,))
@@ -170,6 +189,7 @@ def advertise(s2s, config):
 
 
 def makeService(config, reactor=None):
+    from wavebox import certpath
     from wavebox.xmpp import streams
     from wavebox.xmpp.discovery import WaveServiceDiscovery
     from wavebox.xmpp.ping import PingResponder, ServerPinger
@@ -178,7 +198,7 @@ def makeService(config, reactor=None):
     if reactor is None:
         from twisted.internet import reactor
 
-    top = WaveboxService(config.log_level)
+    top = WaveboxService(config.log_level, config.log_format, config.domains)
     top.setName("wavebox")
     # First in, last out: the store closes after everything that uses it.
     top.wave_server = _make_wave_services(config, top)
@@ -188,12 +208,15 @@ def makeService(config, reactor=None):
         component = top.xmpp
         _make_federation(config, top, top.wave_server, component,
                          component.locate_wave_service, service_jid=lambda domain: component.jid)
+        _make_admin(config, top, reactor)
         return top
 
     resolver = DnspythonResolver(config.nameserver, config.dns_timeout)
     try:
         s2s = streams.service_from_config(config, resolver, port=config.s2s_port,
                                           reactor=reactor)
+    except certpath.PathError as e:
+        raise ConfigError("--trusted-ca: %s" % (e,))
     except Exception as e:
         # Unreadable certificate or key, mismatched pair: stop with one line.
         raise ConfigError("--certificate: cannot use the TLS certificate and key: %s" % (e,))
@@ -219,7 +242,17 @@ def makeService(config, reactor=None):
     top.xmpp = s2s
     top.resolver = resolver
     _make_federation(config, top, top.wave_server, s2s, locate, forget=discovery.forget)
+    _make_admin(config, top, reactor)
     return top
+
+
+def _make_admin(config, top, reactor):
+    """The admin socket (``wavebox status`` and friends), last in: it reads everything."""
+    from wavebox.admin import AdminService, ServerCommands, socket_path
+    path = socket_path(config)
+    if path is not None:
+        AdminService(path, ServerCommands(top, config, reactor).table(),
+                     reactor=reactor).setServiceParent(top)
 
 
 # --- the wave server core and the console (issue 4) ---------------------------
@@ -236,6 +269,7 @@ class WaveServerService(service.Service):
     """
 
     name = "wave-server"
+    lock = None
 
     def __init__(self, config, wave_server):
         self.config = config
@@ -247,8 +281,13 @@ class WaveServerService(service.Service):
 
     def startService(self):
         from wavebox.store import StoreError, open_store
+        from wavebox.store.lock import acquire
         try:
+            self.lock = acquire(self.config.store, self.config.data_dir)
             self.wave_server.store = open_store(self.config.store, self.config.data_dir)
+        except OSError as e:
+            raise ConfigError("--data-dir: cannot lock the store under %s: %s"
+                              % (self.config.data_dir, e.strerror or e))
         except StoreError as e:
             # Not a database, a directory we may not write to: the operator's
             # to fix, so one line that names the option.
@@ -262,8 +301,14 @@ class WaveServerService(service.Service):
         if self.wave_server.signing_pool is not None:
             self.wave_server.signing_pool.stop()
         store = self.wave_server.store
-        if store is not None:
-            return store.close()
+        d = defer.maybeDeferred(store.close) if store is not None else defer.succeed(None)
+        return d.addBoth(self._unlock)
+
+    def _unlock(self, result):
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+        return result
 
 
 class ConsoleService(service.Service):
@@ -310,7 +355,9 @@ def _make_signers(config):
 
 def _make_wave_services(config, top):
     """The store, the wave server core and the console, added to ``top``."""
+    from wavebox.console.limits import ConsoleLimits
     from wavebox.console.session import ConsoleFactory
+    from wavebox.server.login import LoginGuard
     from wavebox.server.waveserver import SigningPool, WaveServer
 
     try:
@@ -328,7 +375,10 @@ def _make_wave_services(config, top):
                              max_loaded=config.max_loaded_wavelets,
                              idle_time=config.wavelet_idle_time)
     WaveServerService(config, wave_server).setServiceParent(top)
-    console = ConsoleFactory(wave_server, config.domains)
+    # One login guard for every front end, so that they share its limits.
+    top.login_guard = LoginGuard.from_config(wave_server, config)
+    console = ConsoleFactory(wave_server, config.domains, login_guard=top.login_guard,
+                             limits=ConsoleLimits.from_config(config))
     ConsoleService(console, config.console_port, config.console_interface).setServiceParent(top)
     return wave_server
 
@@ -378,12 +428,13 @@ def _component_mode(top, config, reactor):
 # --- the wave federation protocol (issue 5) ------------------------------------
 
 def _trusted_roots(config):
-    """The CA certificates that delta signers' chains must lead to."""
-    from wavebox import crypto
-    if config.trusted_ca:
-        with open(config.trusted_ca, "rb") as f:
-            return crypto.load_certificates(f.read())
-    return crypto.system_trusted_roots()
+    """The CA certificates that delta signers' chains must lead to (TLS trusts the same)."""
+    from wavebox import certpath
+    try:
+        return certpath.trust_anchors(config.trusted_ca)
+    except (certpath.PathError, OSError) as e:
+        raise ConfigError("--trusted-ca: cannot use %s: %s" % (
+            config.trusted_ca, getattr(e, "strerror", None) or e))
 
 
 def _make_federation(config, top, wave_server, xmpp, locate, forget=None, service_jid=None):

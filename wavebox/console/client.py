@@ -1,17 +1,17 @@
 """
-``wavebox console USER``: the console client, the counterpart of FedOne's
-``run-client-console.sh <username>`` (wave protocol notes section 10.2).
+The console client (``wavebox console USER``, :mod:`wavebox.cli.console`),
+the counterpart of FedOne's ``run-client-console.sh <username>`` (wave
+protocol notes section 10.2).
 
 It connects to the console port, asks for the password, logs in with
-``/login`` (a refused login ends it, status 1), and then relays: what you type goes to the server line by line
-(with readline editing and history when stdin is a terminal), and what the
+``/login`` (a refused login ends it, status 1), and then relays: what you
+type goes to the server line by line (with readline editing and history when stdin is a terminal), and what the
 server says is printed as soon as it arrives, above the line being typed.
 
 Deliberately small and Twisted-free: one thread reads the socket, the main
 thread reads the keyboard.  Everything it knows about waves is on the server.
 """
 
-import argparse
 import getpass
 import os
 import signal
@@ -19,47 +19,7 @@ import socket
 import sys
 import threading
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 9876
 PROMPT = "> "
-
-
-def parse_args(argv):
-    p = argparse.ArgumentParser(
-        prog="wavebox console",
-        description="Connect to a wavebox console, log in as USER and chat.")
-    p.add_argument("user", metavar="USER",
-                   help="user name, USER or USER@DOMAIN (the server's first "
-                        "domain when left out)")
-    p.add_argument("--host", default=None,
-                   help="console address (default: console_interface of --config, "
-                        "else %s)" % DEFAULT_HOST)
-    p.add_argument("--port", type=int, default=None,
-                   help="console port (default: console_port of --config, else %d)"
-                        % DEFAULT_PORT)
-    p.add_argument("--config", "-c", default=None,
-                   help="read console_interface/console_port from this config file")
-    return p.parse_args(argv)
-
-
-def _target(args):
-    host, port = DEFAULT_HOST, DEFAULT_PORT
-    if args.config:
-        from wavebox.config import read_config_file, ConfigError
-        try:
-            values = read_config_file(args.config)
-        except ConfigError as e:
-            raise SystemExit("wavebox console: %s" % (e,))
-        interface = values.get("console_interface", "").strip()
-        if interface not in ("", "*", "0.0.0.0", "::"):
-            host = interface
-        if values.get("console_port", "").strip():
-            port = int(values["console_port"])
-    if args.host:
-        host = args.host
-    if args.port is not None:
-        port = args.port
-    return host, port
 
 
 def read_password(prompt="Password: ", stdin=None):
@@ -171,9 +131,8 @@ def _reader(sock, terminal, done, buf=b"", quitting=None):
         os.kill(os.getpid(), signal.SIGINT)
 
 
-def run(argv):
-    args = parse_args(argv)
-    host, port = _target(args)
+def run(user, host, port):
+    """The client's life: connect, log in as ``user``, relay; the exit status."""
     interactive = sys.stdin.isatty()
     try:
         sock = socket.create_connection((host, port), timeout=10)
@@ -189,7 +148,7 @@ def run(argv):
         sys.stderr.write("\nwavebox console: cancelled\n")
         return 1
     terminal = Terminal(sys.stdout, interactive)
-    refused, rest = _login(sock, args.user, password, terminal)
+    refused, rest = _login(sock, user, password, terminal)
     if refused is not None:
         sock.close()
         sys.stderr.write("wavebox console: %s\n" % (refused,))
@@ -237,8 +196,3 @@ def run(argv):
         if interactive and quitting.is_set() and not said_quit:
             sys.stdout.write("\n")     # Ctrl-D or Ctrl-C: end the prompt's line
     return 1 if done.is_set() and not quitting.is_set() else 0
-
-
-def main(argv):
-    """``wavebox console``: the sub-command entry point."""
-    return run(argv)

@@ -13,19 +13,26 @@ announced with a one-line notice.
 
 Lines are handled one at a time, in order: a command that waits for the
 store holds back the lines typed after it, so their output never overtakes it.
+How many may wait, how fast they are taken, what a session that does not
+read may cost, and how many sessions there are, is :mod:`wavebox.console.limits`.
 """
 
-from twisted.internet import defer, protocol
+import collections
+
+from twisted.internet import defer, interfaces, protocol
 from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
 from wavebox.console import view
+from wavebox.console.limits import CLOSE_GRACE, ConsoleLimits, LineQueue, SessionRefusal
 from wavebox.model.delta import HashedVersion, WaveletDelta
 from wavebox.model.errors import InvalidParticipantId, ModelError
 from wavebox.model.ids import IdGenerator, ParticipantId
 from wavebox.model.operations import AddParticipant, RemoveParticipant
-from wavebox.server.errors import WaveServerError
+from wavebox.server.errors import RemoteHostError, WaveServerError
 from wavebox.server.interfaces import IWaveletListener
+from wavebox.server.login import LoginGuard, LoginRefused, TooManyFailures, client_key
 from wavebox.store.accounts import verify_password_in_thread
 
 log = Logger()
@@ -57,17 +64,62 @@ class ConsoleFactory(protocol.ServerFactory):
 
     noisy = False
 
-    def __init__(self, wave_server, domains, verify_password=verify_password_in_thread):
+    def __init__(self, wave_server, domains, verify_password=verify_password_in_thread,
+                 login_guard=None, clock=None, limits=None):
+        if clock is None:
+            from twisted.internet import reactor as clock
         self.wave_server = wave_server
         self.domains = list(domains)
-        self.verify_password = verify_password
+        self.clock = clock
+        self.limits = limits or ConsoleLimits()
+        # The login policy (timing, rate limits) is the server's, shared
+        # with every other front end that logs people in.
+        self.login_guard = login_guard or LoginGuard(wave_server, clock=clock,
+                                                     verify=verify_password)
         self.id_generators = {d: IdGenerator(d) for d in self.domains}
         self.sessions = set()
+        self.per_client = collections.Counter()     # client_key -> sessions open
+        self._refusing = set()      # what is refused now ("all" or a client), logged once
 
     def buildProtocol(self, addr):
+        client = client_key(getattr(addr, "host", "unknown"))
+        if len(self.sessions) >= self.limits.max_sessions:
+            return self._refuse("all", "the console is full (%d sessions); try again later"
+                                % (self.limits.max_sessions,))
+        if self.per_client[client] >= self.limits.max_sessions_per_ip:
+            return self._refuse(client, "too many console sessions from your address (%d); "
+                                "try again later" % (self.limits.max_sessions_per_ip,))
         session = ConsoleSession()
         session.factory = self
         return session
+
+    def end_sessions_of(self, address, reason):
+        """Close every session logged in as ``address``, saying why; how many."""
+        ended = [s for s in self.sessions if s.user is not None and s.user.address == address]
+        for session in ended:
+            session.close("error: " + reason)
+        return len(ended)
+
+    def _refuse(self, what, reason):
+        if what not in self._refusing:
+            self._refusing.add(what)
+            log.warn("console session refused ({who}): {reason}",
+                     who="the console is full" if what == "all" else what, reason=reason)
+        return SessionRefusal(reason)
+
+    def session_opened(self, session):
+        self.sessions.add(session)
+        self.per_client[session.client_key] += 1
+
+    def session_closed(self, session):
+        if session not in self.sessions:
+            return
+        self.sessions.discard(session)
+        self.per_client[session.client_key] -= 1
+        if self.per_client[session.client_key] <= 0:
+            del self.per_client[session.client_key]
+        self._refusing.discard("all")
+        self._refusing.discard(session.client_key)
 
 
 @implementer(IWaveletListener)
@@ -92,7 +144,8 @@ class _InboxWatcher:
         self.session.inbox_changed(update)
 
 
-class ConsoleSession(protocol.Protocol):
+@implementer(interfaces.IPushProducer)
+class ConsoleSession(protocol.Protocol, TimeoutMixin):
     #: Longest line accepted, in bytes; longer ones are refused whole.
     MAX_LENGTH = 16384
 
@@ -106,66 +159,169 @@ class ConsoleSession(protocol.Protocol):
         self.login_failures = 0
         self._buffer = b""
         self._discarding = False
-        self._queue = defer.succeed(None)
+        self._lines = None             # the LineQueue, made when connected
+        self._unsent = 0               # bytes said while the client did not read
+        self._abort_call = None        # aborts a closing session that does not go
         self._wave_watcher = _WaveWatcher(self)
         self._inbox_watcher = _InboxWatcher(self)
+        self.closing = False           # on its way out: nothing more is handled or said
         self.closed = False
 
     @property
     def server(self):
         return self.factory.wave_server
 
+    @property
+    def client(self):
+        """The client's address, as the login guard counts it."""
+        return getattr(self.transport.getPeer(), "host", "unknown")
+
+    @property
+    def client_key(self):
+        return client_key(self.client)
+
+    @property
+    def limits(self):
+        return self.factory.limits
+
     # -- connection -------------------------------------------------------------
 
     def connectionMade(self):
-        self.factory.sessions.add(self)
+        self.factory.session_opened(self)
+        self.callLater = self.factory.clock.callLater       # TimeoutMixin's clock
+        self._lines = LineQueue(self._handle, self.factory.clock, self.limits,
+                                self._slow_down, self._flooded)
+        self.transport.registerProducer(self, True)
+        # The login timeout runs from the connection, whatever is typed.
+        self.setTimeout(self.limits.login_timeout)
         self.say("wavebox console for %s.  /login USER PASSWORD to begin; /help lists "
                  "the commands." % (", ".join(self.factory.domains),))
 
     def connectionLost(self, reason):
-        self.closed = True
-        self.factory.sessions.discard(self)
+        self.closed = self.closing = True
+        self.setTimeout(None)
+        if self._abort_call is not None and self._abort_call.active():
+            self._abort_call.cancel()
+        # What a closed session had queued is dropped with it.
+        self._lines.close()
+        self._buffer = b""
+        self.factory.session_closed(self)
         self._close_wave()
         if self.user is not None:
             self.server.unsubscribe_participant(self.user, self._inbox_watcher)
 
     def say(self, text):
         """Send lines of text, CRLF-terminated as telnet expects."""
-        if self.closed or self.transport is None:
+        if self.closing or self.transport is None:
             return
         for line in text.split("\n"):
-            self.transport.write(line.encode("utf-8") + b"\r\n")
+            data = line.encode("utf-8") + b"\r\n"
+            self.transport.write(data)
+            if self._lines.paused:
+                self._unsent += len(data)
+        if self._unsent > self.limits.output_limit:
+            self._not_reading()
 
     def error(self, text):
         self.say("error: " + text)
 
+    def close(self, last_line):
+        """
+        Say ``last_line``, handle nothing more, hang up; abort the connection
+        if the client does not take the last words in time.
+        """
+        if self.closing:
+            return
+        self.say(last_line)
+        self.closing = True
+        self._lines.close()
+        # A registered producer would keep a paused transport open.
+        self.transport.unregisterProducer()
+        # Half-close: the last line goes out, and what the client still sends
+        # is read and dropped (dataReceived) until it hangs up -- closing with
+        # unread input would send a reset, and the client could lose the line.
+        half_close = getattr(self.transport, "loseWriteConnection", None)
+        if half_close is not None:
+            half_close()
+        else:
+            self.transport.loseConnection()
+        self._abort_call = self.factory.clock.callLater(CLOSE_GRACE, self._abort)
+
+    def _abort(self):
+        self._abort_call = None
+        if not self.closed:
+            self.transport.abortConnection()
+
+    # -- limits -------------------------------------------------------------------
+
+    def pauseProducing(self):
+        """The client does not read: handle no more lines, count what is said."""
+        self._lines.pause()
+
+    def resumeProducing(self):
+        self._unsent = 0
+        self._lines.resume()
+
+    def stopProducing(self):
+        pass            # connectionLost follows, and does the work
+
+    def _not_reading(self):
+        log.info("console session of {who} from {client} closed: over {limit} bytes unsent "
+                 "(the client does not read)", who=self.user or "nobody", client=self.client,
+                 limit=self.limits.output_limit)
+        self.closing = True
+        self._lines.close()
+        self.transport.abortConnection()
+
+    def _slow_down(self):
+        self.error("slow down: over %g lines a second; your lines wait their turn"
+                   % (self.limits.line_rate,))
+
+    def _flooded(self):
+        log.info("console session of {who} from {client} closed: over {limit} bytes of "
+                 "lines waiting", who=self.user or "nobody", client=self.client,
+                 limit=self.limits.input_limit)
+        self.close("error: too much input waiting (over %d KiB); slow down -- goodbye"
+                   % (self.limits.input_limit // 1024,))
+
+    def timeoutConnection(self):
+        if self.user is None:
+            self.close("error: no login in %g s; goodbye" % (self.limits.login_timeout,))
+        else:
+            self.close("error: idle for %g s; goodbye" % (self.limits.idle_timeout,))
+
     # -- lines in ---------------------------------------------------------------
 
     def dataReceived(self, data):
-        """Split into lines at LF (a CR before it is dropped); skip over-long lines."""
-        self._buffer += data
-        while not self.closed:
-            end = self._buffer.find(b"\n")
-            if self._discarding:
-                if end < 0:
-                    self._buffer = b""
-                    return
-                self._buffer = self._buffer[end + 1:]
-                self._discarding = False
-                continue
+        """
+        Split into lines at LF (a CR before it is dropped); skip over-long
+        lines.  Each byte is looked at once, however the data is cut.
+        """
+        if self.closing:
+            return
+        if self.user is not None:
+            self.resetTimeout()
+        buffer = self._buffer + data if self._buffer else data
+        start = 0
+        while not self.closing:
+            end = buffer.find(b"\n", start)
             if end < 0:
-                if len(self._buffer) > self.MAX_LENGTH:
-                    self._too_long()
-                    self._buffer = b""
-                    self._discarding = True
-                return
-            line, self._buffer = self._buffer[:end], self._buffer[end + 1:]
-            if len(line) > self.MAX_LENGTH:
+                break
+            line, start = buffer[start:end], end + 1
+            if self._discarding:
+                self._discarding = False
+            elif len(line) > self.MAX_LENGTH:
                 self._too_long()
-                continue
-            self.lineReceived(line)
-            if self.transport is None or self.transport.disconnecting:
-                return
+            else:
+                self.lineReceived(line)
+        rest = buffer[start:] if not self.closing else b""
+        if self._discarding:
+            rest = b""
+        elif len(rest) > self.MAX_LENGTH:
+            self._too_long()
+            rest = b""
+            self._discarding = True
+        self._buffer = rest
 
     def _too_long(self):
         self.error("line too long (over %d bytes); ignored" % (self.MAX_LENGTH,))
@@ -178,7 +334,7 @@ class ConsoleSession(protocol.Protocol):
         except UnicodeDecodeError:
             self.error("the line is not valid UTF-8; ignored")
             return
-        self._queue.addCallback(lambda _: self._handle(line))
+        self._lines.put(line, len(raw))
 
     def _handle(self, line):
         d = defer.maybeDeferred(self.dispatch, line)
@@ -186,7 +342,14 @@ class ConsoleSession(protocol.Protocol):
         return d
 
     def _failed(self, failure, line):
-        if failure.check(UsageError, ModelError, WaveServerError):
+        if failure.check(RemoteHostError):
+            # The wave's host did not take it: say so, and that nothing was
+            # done here either, so the user knows to type it again later.
+            command = line.strip().partition(" ")[0]
+            undone = ("%s was not done" % (command,) if command.startswith("/")
+                      else "your line was not sent")
+            self.error("%s; %s" % (failure.value, undone))
+        elif failure.check(UsageError, ModelError, WaveServerError):
             self.error(str(failure.value))
         else:
             log.failure("console command {line!r} failed", failure, line=line[:80])
@@ -215,8 +378,7 @@ class ConsoleSession(protocol.Protocol):
         self.say(HELP)
 
     def cmd_quit(self, rest):
-        self.say("bye")
-        self.transport.loseConnection()
+        self.close("bye")
 
     @defer.inlineCallbacks
     def cmd_login(self, rest):
@@ -226,23 +388,20 @@ class ConsoleSession(protocol.Protocol):
         if not name or not password:
             raise UsageError("usage: /login USER PASSWORD")
         try:
-            user = self._participant(name)
-        except InvalidParticipantId:
-            user = None
-        account = None
-        if user is not None and user.domain in self.factory.domains:
-            account = yield self.server.store.get_account(user.address)
-        ok = False
-        if account is not None:
-            ok = yield self.factory.verify_password(password, account.password_hash)
-        if not ok:
+            user = yield self.factory.login_guard.login(name, password, self.client)
+        except LoginRefused as e:
             self.login_failures += 1
+            why = "login %s: %s" % ("refused" if isinstance(e, TooManyFailures) else "failed", e)
             if self.login_failures >= MAX_LOGIN_FAILURES:
-                self.error("login failed; too many tries, goodbye")
-                self.transport.loseConnection()
+                if e.retry_after:
+                    self.error(why)
+                self.close("error: login failed; too many tries, goodbye")
                 return
-            raise UsageError("login failed: wrong user or password")
+            raise UsageError(why)
+        if self.closing:
+            return
         self.user = user
+        self.setTimeout(self.limits.idle_timeout)
         self.server.subscribe_participant(user, self._inbox_watcher)
         inbox = yield self.server.inbox(user)
         unread = sum(1 for info in inbox if info.unread)
@@ -309,7 +468,9 @@ class ConsoleSession(protocol.Protocol):
             raise UsageError("usage: /%s USER@DOMAIN" % (verb,))
         self._need_open_wave()
         try:
-            participant = ParticipantId(rest)
+            # Only a person can be added; a stray domain participant (WIAB's
+            # @domain) can still be removed.
+            participant = (ParticipantId.user if verb == "add" else ParticipantId)(rest)
         except InvalidParticipantId as e:
             raise UsageError("/%s: %s" % (verb, e))
         # Say it in the user's terms; the model would name an operation of a
@@ -377,6 +538,8 @@ class ConsoleSession(protocol.Protocol):
         state = yield self.server.wavelet(name)
         if self.user not in view.participants(state):
             raise UsageError("you are not a participant of %s" % (view.wave_label(name),))
+        if self.closing:
+            return      # gone while the wave was read: nothing to subscribe for
         self._close_wave()
         self.open_name = name
         self.server.subscribe(name, self._wave_watcher)
@@ -437,8 +600,3 @@ class ConsoleSession(protocol.Protocol):
         elif self.user in update.removed:
             self.say("* %s removed you from wave %s"
                      % (update.author, view.wave_label(update.wavelet_name)))
-
-    def _participant(self, name):
-        if "@" not in name:
-            name = "%s@%s" % (name, self.factory.domains[0])
-        return ParticipantId(name)

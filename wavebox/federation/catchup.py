@@ -25,7 +25,7 @@ holds items at once when we start (:meth:`Outbox.resume`).
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from wavebox.federation.errors import as_federation_error
+from wavebox.federation.errors import UNREACHABLE, as_federation_error
 from wavebox.federation.stanzas import FederationError
 from wavebox.model.errors import ModelError
 from wavebox.model.ids import ParticipantId, WaveletName
@@ -40,9 +40,8 @@ DEFAULT_PAUSE = 0.1
 #: Requests in flight at once, all hosts together.
 DEFAULT_CONCURRENCY = 4
 
-#: Answers that mean "the host is not there": its other wavelets are not asked.
-UNREACHABLE = frozenset(["remote-server-not-found", "remote-server-timeout",
-                         "service-unavailable", "recipient-unavailable"])
+# UNREACHABLE (wavebox.federation.errors): the host is not there, so its other
+# wavelets are not asked.
 
 
 class StartupCatchUp:

@@ -15,6 +15,11 @@ from wavebox.federation.stanzas import FederationError
 from wavebox.model.errors import ModelError
 from wavebox.server import errors as server_errors
 
+#: Answers that mean "the host is not there" (the S2S layer's bounces, XEP-0199's
+#: and RFC 6120's conditions for a peer that is down), not a refusal by the host.
+UNREACHABLE = frozenset(["remote-server-not-found", "remote-server-timeout",
+                         "service-unavailable", "recipient-unavailable"])
+
 
 def as_federation_error(exc):
     """The FederationError to answer ``exc`` (an exception or a Failure) with."""
@@ -31,3 +36,11 @@ def as_federation_error(exc):
     if isinstance(exc, (ModelError, server_errors.WaveServerError)):
         return FederationError("bad-request", str(exc) or exc.__class__.__name__)
     return FederationError("internal-server-error", "%s: %s" % (exc.__class__.__name__, exc))
+
+
+def as_remote_host_error(host, error):
+    """A host's failed answer to our submit, as the wave server core words it."""
+    if error.condition in UNREACHABLE:
+        return server_errors.HostUnreachable(host, error.text or error.condition)
+    return server_errors.RemoteHostError(
+        host, "%s%s" % (error.condition, ": " + error.text if error.text else ""))

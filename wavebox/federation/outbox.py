@@ -121,6 +121,7 @@ class DestinationQueue:
         self.attempts = 0
         self.retry_call = None
         self.last_error = None
+        self.stopped = False       # dropped by an operator, or the outbox stopped
 
     @property
     def busy(self):
@@ -178,7 +179,7 @@ class DestinationQueue:
 
     def kick(self):
         """Send what the window allows, unless waiting to retry or busy."""
-        if self.backing_off or self.busy or self.outbox.stopped:
+        if self.backing_off or self.busy or self.stopped or self.outbox.stopped:
             return
         unsent = len(self.items) - self.next_index
         if not self.exhausted and unsent < self.outbox.batch and len(self.items) < MAX_CACHED:
@@ -296,7 +297,7 @@ class DestinationQueue:
 
     def _failed(self, reason):
         """Back off, then send everything unacknowledged again."""
-        if self.backing_off or self.outbox.stopped:
+        if self.backing_off or self.stopped or self.outbox.stopped:
             return
         self._drop_in_flight()
         self.forget_jid()
@@ -333,6 +334,7 @@ class DestinationQueue:
         self.kick()
 
     def stop(self):
+        self.stopped = True
         self._drop_in_flight()
         if self.backing_off:
             self.retry_call.cancel()
@@ -456,6 +458,18 @@ class Outbox:
         if q is not None:
             q.peer_seen()
 
+    def drop(self, destination):
+        """
+        Stop delivering to ``destination`` and forget its queue in memory
+        (the caller drops the stored items): an operator gave up on it.
+        """
+        q = self.queues.pop(destination, None)
+        if q is None:
+            return
+        q.stop()
+        for jid in [j for j, queue in self._by_jid.items() if queue is q]:
+            del self._by_jid[jid]
+
     def status(self):
         """One dict per destination this process is delivering to."""
         return [q.status() for _, q in sorted(self.queues.items())]
@@ -464,125 +478,3 @@ class Outbox:
         self.stopped = True
         for q in self.queues.values():
             q.stop()
-
-
-@defer.inlineCallbacks
-def backlog_report(store, now_ms):
-    """
-    Lines describing every destination's backlog, read from the store (what
-    ``wavebox status`` prints; works whether or not the server runs).
-    """
-    backlog = yield defer.maybeDeferred(store.outbox_backlog)
-    lines = []
-    for destination, pending in sorted(backlog.items()):
-        retry = yield defer.maybeDeferred(store.outbox_get_retry, destination)
-        if retry is not None and retry.failures:
-            wait = (retry.next_attempt_ms - now_ms) / 1000.0
-            state = "unreachable, %d failure(s), %s" % (
-                retry.failures, "next try in %.0fs" % (wait,) if wait >= 0.5
-                else "next try due now")
-        else:
-            state = "delivering"
-        lines.append("%-30s %6d queued  %s" % (destination, pending, state))
-    return lines
-
-
-# --- ``wavebox status`` -------------------------------------------------------
-
-STATUS_HELP = """usage: wavebox status [--config FILE] [--data-dir DIR] [--store URL]
-
-Print the federation outbox backlog per destination domain: how many updates
-wait for the peer's receipt, and whether the peer is being retried.  It reads
-the store directly (SQLite allows a reader beside the running server), so it
-works whether or not the server runs; the server logs the same backlog when
-delivery fails or resumes.
-"""
-
-
-def _status_settings(argv):
-    """(data_dir, store URL) from the command line over the config file over defaults."""
-    from wavebox.config import ConfigError, options_by_key, read_config_file
-    known = options_by_key()
-    values = {"data_dir": known["data_dir"].default, "store": known["store"].default}
-    given, config_path, args = {}, None, list(argv)
-    while args:
-        arg = args.pop(0)
-        name, eq, value = arg.partition("=")
-        name = name.replace("_", "-")
-        if name in ("-h", "--help"):
-            raise SystemExit(STATUS_HELP)
-        if name not in ("-c", "--config", "--data-dir", "--store"):
-            raise ConfigError("unknown argument %r (see wavebox status --help)" % (arg,))
-        if not eq:
-            if not args:
-                raise ConfigError("%s needs a value" % (name,))
-            value = args.pop(0)
-        if name in ("-c", "--config"):
-            config_path = value
-        else:
-            given[name[2:].replace("-", "_")] = value
-    if config_path:
-        for key, text in read_config_file(config_path).items():
-            if key in values:
-                values[key] = text.strip()
-    values.update(given)
-    for key in values:
-        try:
-            values[key] = known[key].parse(values[key])
-        except ValueError as e:
-            raise ConfigError("--%s: %s" % (key.replace("_", "-"), e))
-    return values["data_dir"], values["store"]
-
-
-def status_command(argv, out=None):
-    """``wavebox status``: the outbox backlog, read from the store."""
-    import sys
-    from wavebox.config import ConfigError
-    from wavebox.store import StoreError, open_store
-    out = out or sys.stdout
-    try:
-        data_dir, url = _status_settings(argv)
-    except SystemExit as e:
-        out.write(str(e.code))
-        return 0
-    except ConfigError as e:
-        sys.stderr.write("wavebox status: %s\n" % (e,))
-        return 2
-    import os
-    from wavebox.store import store_path
-    path = store_path(url, data_dir)
-    if path is not None and not os.path.isfile(path):
-        # Opening it would make an empty store, and an empty store says
-        # "every update has been received": not what a wrong path means.
-        sys.stderr.write("wavebox status: no store at %s (give the server's --config, "
-                         "or --data-dir and --store)\n" % (path,))
-        return 1
-    result = []
-
-    @defer.inlineCallbacks
-    def run(reactor):
-        try:
-            store = open_store(url, data_dir=data_dir, reactor=reactor)
-        except StoreError as e:
-            sys.stderr.write("wavebox status: %s\n" % (e,))
-            result.append(1)
-            return
-        try:
-            lines = yield backlog_report(store, reactor.seconds() * 1000)
-        finally:
-            yield store.close()
-        if lines:
-            out.write("federation outbox (destination, queued updates, state):\n")
-            for line in lines:
-                out.write("  %s\n" % (line,))
-        else:
-            out.write("federation outbox: empty, every update has been received\n")
-        result.append(0)
-
-    from twisted.internet import task as _task
-    try:
-        _task.react(run)
-    except SystemExit as e:
-        if e.code:
-            return e.code
-    return result[0] if result else 1

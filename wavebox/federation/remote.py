@@ -27,7 +27,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from wavebox.federation import stanzas
-from wavebox.federation.errors import as_federation_error
+from wavebox.federation.errors import as_federation_error, as_remote_host_error
 from wavebox.federation.host import send_request, signer_info_from_payload, wavelet_name
 from wavebox.federation.stanzas import FederationError, MalformedStanza
 from wavebox.federation.trust import NotTrusted, jid_domain, speaks_for
@@ -83,9 +83,25 @@ class FederationRemote:
 
     # -- submitting our users' deltas (§7(b)) ---------------------------------
 
-    @defer.inlineCallbacks
     def submit(self, name, signed_delta):
-        """IRemoteSubmitter: fires with the host's SubmitResult."""
+        """
+        IRemoteSubmitter: fires with the host's SubmitResult.  A host that
+        cannot be reached or refuses is one log line and a
+        :class:`~wavebox.server.errors.RemoteHostError` for the user.
+        """
+        host = name.wavelet_id.domain
+
+        def failed(failure):
+            failure.trap(FederationError)
+            error = as_remote_host_error(host, failure.value)
+            log.info("a submit to {uri} was not taken: {error} ({condition} {text})",
+                     uri=name.uri, error=error, condition=failure.value.condition,
+                     text=failure.value.text or "")
+            raise error
+        return self._submit(name, signed_delta).addErrback(failed)
+
+    @defer.inlineCallbacks
+    def _submit(self, name, signed_delta):
         signed = convert.parse_signed_delta(signed_delta)
         author = signed.delta.author
         from_jid = self.service_jid(author.domain)

@@ -7,8 +7,10 @@ Signer infos come from four places: our own (known from start-up, so we can
 answer signer gets for our deltas), posted by a submitting server (§1.7),
 fetched from a wavelet's host (§1.6), and fetched by our host from a
 submitting server that did not post it (issue 5; the same §1.6 request).  A
-posted or fetched chain is kept, in the store, only after it validates
-against our trusted roots and its leaf speaks for the domain it claims.
+posted or fetched chain is kept, in the store, only after it validates as
+one certification path from our trusted roots (``crypto.validate_chain``,
+the rule of ``wavebox.certpath``) and its leaf speaks for the domain it
+claims.  Our own chains are trusted as configured.
 
 Secure by default: every signature is checked and every chain validated.
 ``verify_signatures=False`` (WIAB ``waveserver_disable_verification``) and
@@ -37,10 +39,9 @@ class SignerInfos:
         self.store = store
         self.verify_signatures = verify_signatures
         own = list(own)
-        # We trust our own chain, whoever issued it: our deltas come back to
-        # us in the updates of wavelets hosted elsewhere.
-        roots = list(trusted_roots) + [info.certificates[-1] for info in own]
-        self.validator = crypto.ChainValidator(roots, disabled=not validate_chains)
+        self.validator = crypto.ChainValidator(
+            trusted_roots, disabled=not validate_chains,
+            own=[info.certificates for info in own])
         self._cache = {}
         self.own = {}
         for info in own:

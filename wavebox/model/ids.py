@@ -11,7 +11,10 @@ including the ``java.net.URLEncoder`` quirks (a space becomes ``+``).
 
 import re
 import secrets
+import unicodedata
 from dataclasses import dataclass
+
+import idna
 
 from wavebox.model.errors import InvalidId, InvalidParticipantId
 
@@ -271,40 +274,156 @@ class WaveletName:
 
 # --- participants ----------------------------------------------------------------
 
+#: Longest local part (the ``user`` of ``user@domain``), in UTF-8 bytes: RFC
+#: 5321's limit for a mailbox, which is what a participant address looks like.
+MAX_LOCAL_PART_BYTES = 64
+#: Longest domain, in characters of its ASCII (A-label) form (RFC 1035 2.3.4).
+MAX_DOMAIN_LENGTH = 253
+#: Longest label of a domain (RFC 1035 2.3.4).
+MAX_LABEL_LENGTH = 63
+
+# Never in a local part: the characters an XMPP localpart may not hold
+# (RFC 7622 3.3.1) -- the address must also be safe to show and to write into
+# XML and HTML -- and the '@' that ends it.
+_LOCAL_FORBIDDEN = frozenset("\"&'/:<>@")
+# Unicode general categories never in a local part: controls, format
+# characters (the bidi controls among them), surrogates, private use,
+# unassigned code points, and every kind of space or line separator.
+_LOCAL_FORBIDDEN_CATEGORIES = {
+    "Cc": "a control character", "Cf": "an invisible format character",
+    "Cs": "a lone surrogate", "Co": "a private-use character",
+    "Cn": "an unassigned code point", "Zs": "a space", "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+}
+# The bidirectional controls (Unicode UAX #9): they reorder what is shown, so
+# that "\u202ebob" displays as "bob" written backwards.  Named as such.
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+                           "\u2066\u2067\u2068\u2069")
+_LDH_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
+#: How much of a refused address an error message quotes.
+_SHOWN = 40
+
+
+def _shown(text):
+    """``text`` quoted for a one-line error: escaped, and cut if long."""
+    if len(text) <= _SHOWN:
+        return repr(text)
+    return "%r... (%d characters)" % (text[:_SHOWN], len(text))
+
+
+def _char_name(ch):
+    return "U+%04X" % (ord(ch),)
+
+
+def _check_local_part(local):
+    """Raise ValueError saying what is wrong with the local part (may be empty)."""
+    if len(local.encode("utf-8", "surrogatepass")) > MAX_LOCAL_PART_BYTES:
+        raise ValueError("the user name is longer than %d bytes" % (MAX_LOCAL_PART_BYTES,))
+    for i, ch in enumerate(local):
+        if ch in _BIDI_CONTROLS:
+            raise ValueError("the user name has a bidi control character %s at index %d"
+                             % (_char_name(ch), i))
+        if ch in _LOCAL_FORBIDDEN:
+            raise ValueError("the user name has %r at index %d (never allowed: %s)"
+                             % (ch, i, " ".join(sorted(_LOCAL_FORBIDDEN - {"@"}))))
+        what = _LOCAL_FORBIDDEN_CATEGORIES.get(unicodedata.category(ch))
+        if what is None and ch.isspace():
+            what = "a space"
+        if what is not None:
+            raise ValueError("the user name has %s %s at index %d" % (what, _char_name(ch), i))
+
+
+def host_name(domain):
+    """
+    ``domain`` as a participant's domain: a DNS host name whose labels are
+    letters, digits and inner hyphens (RFC 1123 2.1), in its ASCII form.  A
+    domain written in Unicode is turned into its A-labels (IDNA 2008, RFC
+    5891); an ``xn--`` label must be a valid A-label; an IP address is not a
+    domain (RFC 3696 2: a top-level label is never all digits).  Raises
+    ValueError saying what is wrong.
+    """
+    if not domain:
+        raise ValueError("the domain is empty")
+    for i, ch in enumerate(domain):
+        if ch in _BIDI_CONTROLS:
+            raise ValueError("the domain has a bidi control character %s at index %d"
+                             % (_char_name(ch), i))
+    if not domain.isascii():
+        try:
+            domain = idna.encode(domain, uts46=False).decode("ascii")
+        except (idna.IDNAError, UnicodeError) as e:
+            raise ValueError("the domain is not a valid IDNA host name (%s)" % (e,))
+    if len(domain) > MAX_DOMAIN_LENGTH:
+        raise ValueError("the domain is longer than %d characters" % (MAX_DOMAIN_LENGTH,))
+    labels = domain.split(".")
+    for label in labels:
+        if not label:
+            raise ValueError("the domain has an empty label")
+        if len(label) > MAX_LABEL_LENGTH:
+            raise ValueError("the domain has a label longer than %d characters"
+                             % (MAX_LABEL_LENGTH,))
+        if not _LDH_LABEL.match(label):
+            bad = next((c for c in label if not (c.isalnum() and c.isascii()) and c != "-"),
+                       None)
+            if bad is not None:
+                raise ValueError("the domain has %r, not a letter, digit or '-'" % (bad,))
+            raise ValueError("the domain label %r begins or ends with '-'" % (label,))
+        if label.startswith("xn--"):
+            try:
+                idna.decode(label)
+            except (idna.IDNAError, UnicodeError) as e:
+                raise ValueError("the domain label %r is not a valid A-label (%s)" % (label, e))
+    if labels[-1].isdigit():
+        raise ValueError("an IP address is not a domain")
+    return domain
+
+
 @dataclass(frozen=True, order=True, init=False)
 class ParticipantId:
     """
     A participant address ``user@domain``.  Like WIAB's ``ParticipantId`` the
     whole address is lower-cased, so that every server agrees on equality of
-    the participants named in operations.  The local part may be empty: WIAB
-    uses ``@domain`` for the shared domain participant.
+    the participants named in operations.  Unlike WIAB, which checks only
+    the '@', both halves are checked here, since every address in a wave
+    also comes from the network and is shown to people: the user name by
+    :func:`_check_local_part`, the domain by :func:`host_name`.  The local
+    part may be empty: WIAB uses ``@domain`` for the shared domain
+    participant; :meth:`user` refuses it where a person is meant.
     """
 
     address: str
 
     def __init__(self, address):
         if isinstance(address, ParticipantId):
-            address = address.address
+            object.__setattr__(self, "address", address.address)
+            return
         if not isinstance(address, str):
             raise InvalidParticipantId(
                 f"participant address must be a string, not {type(address).__name__}")
         at = address.find("@")
         if at < 0:
-            raise InvalidParticipantId(f"participant address {address!r} has no '@'")
+            raise InvalidParticipantId(f"participant address {_shown(address)} has no '@'")
         if at != address.rfind("@"):
-            raise InvalidParticipantId(f"participant address {address!r} has more than one '@'")
-        local, domain = address[:at], address[at + 1:]
+            raise InvalidParticipantId(
+                f"participant address {_shown(address)} has more than one '@'")
+        local, domain = address[:at].lower(), address[at + 1:].lower()
         if not domain:
-            raise InvalidParticipantId(f"participant address {address!r} has no domain")
-        for i, ch in enumerate(local):
-            if ch.isspace() or ord(ch) < 0x20 or ch in "/" or "\ud800" <= ch <= "\udfff":
-                raise InvalidParticipantId(
-                    f"participant address {address!r} has a bad character {ch!r} at index {i}")
+            raise InvalidParticipantId(f"participant address {_shown(address)} has no domain")
         try:
-            check_domain(domain, "participant domain")
-        except InvalidId as e:
-            raise InvalidParticipantId(f"participant address {address!r}: {e}") from None
-        object.__setattr__(self, "address", address.lower())
+            _check_local_part(local)
+            domain = host_name(domain)
+        except ValueError as e:
+            raise InvalidParticipantId(f"participant address {_shown(address)}: {e}") from None
+        object.__setattr__(self, "address", local + "@" + domain)
+
+    @classmethod
+    def user(cls, address):
+        """A participant that is a person: as the constructor, and the user name not empty."""
+        participant = cls(address)
+        if not participant.name:
+            raise InvalidParticipantId(
+                f"participant address {_shown(str(address))} has no user name before the '@'")
+        return participant
 
     @property
     def name(self):

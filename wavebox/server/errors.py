@@ -82,3 +82,27 @@ class WaveletCorrupted(WaveServerError):
 
 class NoFederation(WaveServerError):
     """A local user submits to a wavelet hosted elsewhere, and no federation is wired in."""
+
+
+class RemoteHostError(WaveServerError):
+    """
+    The host of a wavelet hosted elsewhere did not take a local user's
+    delta.  Nothing was applied: the delta reaches our copy only through the
+    host's update (wave protocol 7(b)6), so the user is told and may try
+    again; nothing is kept to resend on its own.
+    """
+
+    def __init__(self, domain, reason):
+        WaveServerError.__init__(self, domain, reason)
+        self.domain = domain
+        self.reason = reason
+
+    def __str__(self):
+        return "%s refused it: %s" % (self.domain, self.reason)
+
+
+class HostUnreachable(RemoteHostError):
+    """The host could not be found, connected to, or gave no answer in time."""
+
+    def __str__(self):
+        return "%s cannot be reached" % (self.domain,)

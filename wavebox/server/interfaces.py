@@ -123,5 +123,8 @@ class IRemoteSubmitter(Interface):
         Send ``signed_delta`` (serialized ProtocolSignedDelta bytes) to the
         wavelet's host.  Fires with a :class:`SubmitResult` from its
         submit-response.  The delta reaches our copy of the wavelet only when
-        the host's update comes back (7(b)6).
+        the host's update comes back (7(b)6).  Fails with
+        :class:`~wavebox.server.errors.HostUnreachable` when the host cannot
+        be reached, :class:`~wavebox.server.errors.RemoteHostError` when it
+        refuses the delta.
         """

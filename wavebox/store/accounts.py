@@ -56,6 +56,18 @@ def hash_password(password, n=DEFAULT_N, r=DEFAULT_R, p=DEFAULT_P):
     return "%s$%d$%d$%d$%s$%s" % (SCHEME, n, r, p, _b64(salt), _b64(digest))
 
 
+def dummy_hash(n=DEFAULT_N, r=DEFAULT_R, p=DEFAULT_P):
+    """
+    A well-formed hash that no password matches (its digest is random, not
+    computed), with the given parameters: checking a password against it
+    costs what checking one against an account made with them costs.  A
+    login for a user who does not exist checks against one of these, so
+    that timing does not tell which users exist.
+    """
+    return "%s$%d$%d$%d$%s$%s" % (SCHEME, n, r, p, _b64(os.urandom(SALT_BYTES)),
+                                  _b64(os.urandom(HASH_BYTES)))
+
+
 def _parse(stored):
     parts = stored.split("$") if isinstance(stored, str) else []
     if len(parts) != 6 or parts[0] != SCHEME:

@@ -1,6 +1,6 @@
 """
-``wavebox backup DEST``: copy the SQLite store into one self-contained file,
-safely while the server runs.
+A copy of the SQLite store in one self-contained file, safely while the
+server runs (``wavebox backup DEST``, :mod:`wavebox.cli.backup`).
 
 Copying ``wavebox.sqlite3`` with ``cp`` while wavebox runs is not a backup:
 the latest commits live in ``wavebox.sqlite3-wal`` until a checkpoint, and
@@ -9,12 +9,8 @@ consistent snapshot instead (the server's writer goes on meanwhile), and the
 result is switched out of WAL mode so that it is a single file.
 """
 
-import argparse
 import os
 import sqlite3
-import sys
-
-from wavebox.store import DEFAULT_URL, StoreURLError, parse_store_url, store_path
 
 
 def backup(source, destination):
@@ -57,45 +53,3 @@ def backup(source, destination):
         os.close(fd)
     os.rename(partial, destination)
     return version
-
-
-def _settings(args):
-    """data_dir and store from the config file, overridden by the command line."""
-    data_dir, url = "wavebox-data", DEFAULT_URL
-    if args.config:
-        from wavebox.config import ConfigError, read_config_file
-        try:
-            values = read_config_file(args.config)
-        except ConfigError as e:
-            raise ValueError(str(e))
-        data_dir = values.get("data_dir", data_dir).strip()
-        url = values.get("store", url).strip()
-    return (args.data_dir or data_dir), (args.store or url)
-
-
-def main(argv):
-    parser = argparse.ArgumentParser(
-        prog="wavebox backup",
-        description="Copy the SQLite store to DEST, a new single file, while the "
-                    "server runs.  Restore by stopping wavebox and putting the copy "
-                    "in place of the store file (removing its -wal and -shm files).")
-    parser.add_argument("destination", metavar="DEST",
-                        help="the file to write; it must not exist (mode 0600)")
-    parser.add_argument("-c", "--config", help="wavebox config file to read data_dir and "
-                        "store from")
-    parser.add_argument("--data-dir", help="the server's --data-dir")
-    parser.add_argument("--store", help="the server's --store URL")
-    args = parser.parse_args(argv)
-    try:
-        data_dir, url = _settings(args)
-        engine, _ = parse_store_url(url)
-        if engine != "sqlite":
-            raise StoreURLError("--store: only an sqlite: store can be backed up, not %s" % (url,))
-        source = store_path(url, data_dir)
-        version = backup(source, args.destination)
-    except (ValueError, OSError, sqlite3.Error) as e:
-        sys.stderr.write("wavebox backup: %s\n" % (e,))
-        return 1
-    sys.stdout.write("backed up %s to %s (schema version %d)\n"
-                     % (source, args.destination, version))
-    return 0

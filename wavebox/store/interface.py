@@ -287,6 +287,12 @@ class IWaveletStore(Interface):
     def get_account(address):
         """The :class:`Account`, or None."""
 
+    def accounts():
+        """Every account's address, sorted."""
+
+    def delete_account(address):
+        """Remove an account (its waves stay); :class:`UnknownAccount` if none."""
+
     # -- signer infos --
 
     def put_signer_info(signer_id, domain, blob):
@@ -318,6 +324,10 @@ class IWaveletStore(Interface):
 
     def outbox_get_retry(destination):
         """The destination's :class:`RetryState`, or None when it is not backing off."""
+
+    def outbox_drop(destination):
+        """Forget every pending item of ``destination`` and its retry state (an
+        operator gave up on it); fires with the number of items dropped."""
 
     # -- life cycle --
 

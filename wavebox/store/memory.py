@@ -235,6 +235,16 @@ class MemoryStore:
     def get_account(self, address):
         return self._accounts.get(address)
 
+    @_answer
+    def accounts(self):
+        return sorted(self._accounts)
+
+    @_answer
+    def delete_account(self, address):
+        if self._accounts.pop(address, None) is None:
+            raise UnknownAccount("there is no account %s" % (address,))
+        self.commit_count += 1
+
     # -- signer infos --
 
     @_answer
@@ -297,6 +307,13 @@ class MemoryStore:
     @_answer
     def outbox_get_retry(self, destination):
         return self._retry.get(destination)
+
+    @_answer
+    def outbox_drop(self, destination):
+        dropped = len(self._outbox.pop(destination, {}))
+        self._retry.pop(destination, None)
+        self.commit_count += 1
+        return dropped
 
     # -- life cycle --
 

@@ -588,6 +588,17 @@ class SqliteStore:
             return Account(row[0], row[1]) if row else None
         return self._read(read)
 
+    def accounts(self):
+        def read(conn):
+            return [a for (a,) in conn.execute("SELECT address FROM account ORDER BY address")]
+        return self._read(read)
+
+    def delete_account(self, address):
+        def write(conn):
+            if conn.execute("DELETE FROM account WHERE address = ?", (address,)).rowcount != 1:
+                raise UnknownAccount("there is no account %s" % (address,))
+        return self._write(write)
+
     # -- signer infos --
 
     def put_signer_info(self, signer_id, domain, blob):
@@ -661,6 +672,14 @@ class SqliteStore:
                                "WHERE destination = ?", (destination,)).fetchone()
             return RetryState(row[0], row[1]) if row else None
         return self._read(read)
+
+    def outbox_drop(self, destination):
+        def write(conn):
+            dropped = conn.execute("DELETE FROM outbox WHERE destination = ?",
+                                   (destination,)).rowcount
+            conn.execute("DELETE FROM outbox_retry WHERE destination = ?", (destination,))
+            return dropped
+        return self._write(write)
 
     # -- life cycle --
 

@@ -1,6 +1,6 @@
 """
-Certificates for server-to-server TLS: ``wavebox gencert``, and the
-self-signed certificate the server makes for itself when none is configured.
+Certificates for server-to-server TLS: what ``wavebox gencert`` makes
+(:mod:`wavebox.cli.gencert`), and the self-signed certificate the server makes for itself when none is configured.
 
 A wavebox certificate names the hosted domain and its wave service JID as
 DNS subjectAltNames (RFC 6125 DNS-IDs; ``service_identity`` has no pattern
@@ -13,14 +13,13 @@ give its certificate to every server as ``trusted_ca`` and sign each
 server's certificate with it (``wavebox gencert DOMAIN --ca-cert --ca-key``).
 """
 
-import argparse
 import datetime
 import os
 import re
-import sys
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 # X.509 generation lives in a module that knows no waves; these names are
@@ -135,16 +134,107 @@ def ensure_self_signed(directory, names, days=365):
     return cert_path, key_path
 
 
+def imported_files(data_dir, domain):
+    """Where ``wavebox cert import`` keeps ``domain``'s chain and key."""
+    directory = os.path.join(data_dir, SELF_SIGNED_DIR)
+    return os.path.join(directory, domain + ".crt"), os.path.join(directory, domain + ".key")
+
+
 def certificate_files(config, names):
     """
     The (certificate chain PEM path, private key PEM path) that speak for
     ``names``: the configured ``certificate``/``private_key`` files, else the
-    self-signed pair kept under ``DATA_DIR/tls`` (see ensure_self_signed).
-    TLS and delta signing both ask here, so they always use the same pair.
+    pair ``wavebox cert import`` put under ``DATA_DIR/tls`` for the first
+    hosted domain, else the self-signed pair kept there (see
+    ensure_self_signed).  TLS and delta signing both ask here, so they always
+    use the same pair.
     """
     if config.certificate:
         return config.certificate, config.private_key
+    if config.domains:
+        imported = imported_files(config.data_dir, config.domains[0])
+        if all(os.path.isfile(p) for p in imported):
+            return imported
     return ensure_self_signed(os.path.join(config.data_dir, SELF_SIGNED_DIR), names)
+
+
+# --- wavebox cert import -------------------------------------------------------
+
+#: Where an ACME client keeps what it got (certbot's layout; prosodyctl cert
+#: import looks there too).
+ACME_LIVE = "/etc/letsencrypt/live"
+
+#: The file names an ACME client's directory may use: (chain, key).
+_ACME_NAMES = [("fullchain.pem", "privkey.pem"), ("{d}.crt", "{d}.key"),
+               ("fullchain.cer", "{d}.key"), ("{d}.pem", "{d}.key")]
+
+
+class ImportRefused(Exception):
+    """The certificate cannot be used for the domain; the text says why."""
+
+
+def find_acme_files(domain, directory=ACME_LIVE):
+    """The (chain, key) paths for ``domain`` under an ACME client's directory."""
+    for base in (os.path.join(directory, domain), directory):
+        for chain, key in _ACME_NAMES:
+            paths = (os.path.join(base, chain.format(d=domain)),
+                     os.path.join(base, key.format(d=domain)))
+            if all(os.path.isfile(p) for p in paths):
+                return paths
+    raise ImportRefused("no certificate for %s in %s (looked for %s)" % (
+        domain, directory, ", ".join("%s + %s" % (c.format(d=domain), k.format(d=domain))
+                                     for c, k in _ACME_NAMES)))
+
+
+def import_certificate(domain, chain_path, key_path, data_dir, names, now=None):
+    """
+    Check an ACME client's chain and key for ``domain`` and copy them where
+    the server looks (:func:`imported_files`, key mode 0600).  Refuses a
+    chain that does not name ``domain``, has expired, or does not match the
+    key.  Returns ``(cert path, key path, leaf, names the leaf lacks)``.
+    """
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+    with open(chain_path, "rb") as f:
+        chain_pem = f.read()
+    with open(key_path, "rb") as f:
+        key_pem_data = f.read()
+    try:
+        chain = x509.load_pem_x509_certificates(chain_pem)
+        key = serialization.load_pem_private_key(key_pem_data, password=None)
+    except ValueError as e:
+        raise ImportRefused("cannot read %s or %s: %s" % (chain_path, key_path, e))
+    leaf = chain[0]
+    der = (Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    if leaf.public_key().public_bytes(*der) != key.public_key().public_bytes(*der):
+        raise ImportRefused("%s is not the key of the certificate in %s" % (key_path,
+                                                                           chain_path))
+    has = [n.lower() for n in certificate_names(leaf)]
+    if not any(name_matches(pattern, domain) for pattern in has):
+        raise ImportRefused("the certificate in %s does not name %s (it names %s)"
+                            % (chain_path, domain, ", ".join(has) or "nothing"))
+    now = now or _now()
+    if leaf.not_valid_after_utc <= now:
+        raise ImportRefused("the certificate in %s expired on %s" % (
+            chain_path, leaf.not_valid_after_utc.date().isoformat()))
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ImportRefused("the key in %s is not RSA: wave deltas are signed with "
+                            "SHA1withRSA by the same key (ask the ACME client for an RSA "
+                            "key, e.g. certbot --key-type rsa)" % (key_path,))
+    missing = [n for n in names if not any(name_matches(p, n) for p in has)]
+    cert_out, key_out = imported_files(data_dir, domain)
+    write_file(key_out, key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()), private=True)
+    write_file(cert_out, chain_pem)
+    return cert_out, key_out, leaf, missing
+
+
+def name_matches(pattern, name):
+    """RFC 6125 DNS-ID matching: exact, or a wildcard for one leftmost label."""
+    pattern, name = pattern.lower().rstrip("."), name.lower().rstrip(".")
+    if pattern.startswith("*."):
+        return "." in name and name.split(".", 1)[1] == pattern[2:]
+    return pattern == name
 
 
 # --- wavebox gencert ---------------------------------------------------------
@@ -176,47 +266,3 @@ def gencert_ca(name, out=".", days=3650):
     write_file(key_path, key_pem(key), private=True)
     write_file(cert_path, cert_pem(certificate))
     return cert_path, key_path
-
-
-def main(argv):
-    parser = argparse.ArgumentParser(
-        prog="wavebox gencert",
-        description="Make an RSA key (PKCS#8 PEM) and a certificate for DOMAIN and "
-                    "its wave service JID, self-signed or signed by a CA: DIR/DOMAIN.crt "
-                    "and DIR/DOMAIN.key.  Or make a test CA with --make-ca NAME: "
-                    "DIR/NAME.crt and DIR/NAME.key, with '-' for spaces.  Keys are "
-                    "written with mode 0600.",
-        epilog="A test federation: wavebox gencert --make-ca 'Test CA' --out certs; "
-               "wavebox gencert a.test --ca-cert certs/Test-CA.crt --ca-key "
-               "certs/Test-CA.key --out certs; then certificate, private_key and "
-               "trusted_ca in each server's config (docs/xmpp.rst).")
-    parser.add_argument("domain", nargs="?", metavar="DOMAIN", help="the hosted domain")
-    parser.add_argument("--make-ca", metavar="NAME", help="make a CA named NAME instead")
-    parser.add_argument("--ca-cert", metavar="FILE", help="sign with this CA certificate")
-    parser.add_argument("--ca-key", metavar="FILE", help="private key of --ca-cert")
-    parser.add_argument("--out", metavar="DIR", default=".", help="where to write (default .)")
-    parser.add_argument("--days", type=int, default=None,
-                        help="validity in days (default 365; 3650 for a CA)")
-    parser.add_argument("--wave-service-prefix", default="wave", metavar="PREFIX",
-                        help="the wave service JID is PREFIX.DOMAIN (default wave)")
-    args = parser.parse_args(argv)
-    if bool(args.make_ca) == bool(args.domain):
-        parser.error("give either DOMAIN or --make-ca NAME")
-    if bool(args.ca_cert) != bool(args.ca_key):
-        parser.error("--ca-cert and --ca-key go together")
-    if args.days is not None and args.days <= 0:
-        parser.error("--days must be positive")
-    try:
-        if args.make_ca:
-            cert_path, key_path = gencert_ca(args.make_ca, args.out, args.days or 3650)
-        else:
-            domain = args.domain.strip().rstrip(".").lower()
-            if not re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", domain) or ".." in domain:
-                parser.error("not a domain name: %r" % (args.domain,))
-            cert_path, key_path = gencert(domain, args.out, args.ca_cert, args.ca_key,
-                                          args.days or 365, args.wave_service_prefix)
-    except (OSError, ValueError) as e:
-        sys.stderr.write("wavebox gencert: %s\n" % (e,))
-        return 1
-    sys.stdout.write("wrote %s\nwrote %s\n" % (cert_path, key_path))
-    return 0

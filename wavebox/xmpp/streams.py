@@ -483,6 +483,11 @@ class IncomingStream(_Session):
         sender = parse_jid(root.getAttribute("from"))
         xs.otherEntity = jid.internJID(sender.host) if sender else None
         xs.sid = uuid.uuid4().hex
+        verdict = self.tls_verdict
+        if self.tls_active and verdict is not None and verdict.chain_ok is False:
+            # The one header after TLS: say once why the certificate is no proof.
+            log.info("incoming S2S stream {peer}: its TLS certificate proves no domain: "
+                     "{why}; dialback decides", peer=self.peer, why=verdict.error)
         xs.sendHeader()
         if xs.version >= (1, 0):
             xs.send(self._features())
@@ -605,6 +610,8 @@ class OutgoingStream(_Session):
     def connectionLost(self, reason):
         verdict = self.tls_verdict
         why = _describe(reason)
+        if self.peer_error:
+            why = "it sent the stream error <%s/>" % (self.peer_error,)
         if verdict is not None and verdict.error and not self.negotiated.done:
             why = "TLS certificate of %s refused: %s" % (self.remote, verdict.error)
             log.warn("outgoing S2S stream {peer}: {why}", peer=self.peer, why=why)
@@ -1260,6 +1267,43 @@ class S2SService(service.Service):
         if ours.version != theirs.version or ours.is_loopback != theirs.is_loopback:
             return None
         return (self.interface, 0)
+
+    def negotiate(self, address, local, remote):
+        """
+        A new stream from ``local`` to ``remote`` at ``address`` (host, port),
+        carried through STARTTLS and the check of ``remote``'s certificate
+        exactly as for a route, but not authenticated: what ``wavebox check``
+        tries.  Deferred[OutgoingStream]; close it when done.  Fails with the
+        reason the stream did not get there.
+        """
+        stream = self._connect(tuple(address), local, remote)
+        d = stream.negotiated.wait().addTimeout(self.connect_timeout, self.clock)
+
+        def failed(reason):
+            stream.close()
+            return reason
+        return d.addCallbacks(lambda _: stream, failed)
+
+    def describe_streams(self):
+        """Every stream, as plain values (``wavebox status``)."""
+        streams = []
+        for session in list(self.incoming) + list(self.outgoing):
+            streams.append({
+                "direction": session.direction, "peer": session.peer,
+                "tls": session.tls_active, "connected": session.connected,
+                "authenticated": sorted("%s -> %s" % pair if session.direction == "outgoing"
+                                        else "%s <- %s" % (pair[1], pair[0])
+                                        for pair in session.authenticated)})
+        return streams
+
+    def describe_routes(self):
+        """Every (local, remote) route with stanzas waiting or a back-off, as plain values."""
+        now = self.clock.seconds()
+        return [{"local": r.local, "remote": r.remote, "queued": len(r.queue),
+                 "ready": r.ready, "failures": r.failures,
+                 "retry_in": max(0.0, r.retry_at - now) if r.retry_at else None}
+                for (_, _), r in sorted(self.routes.items())
+                if r.queue or r.failures or not r.ready]
 
     def verify_with_authoritative(self, receiving, originating, stream_id, key):
         """For the Receiving Server: ask ``originating``'s Authoritative Server about a key."""

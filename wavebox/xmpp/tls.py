@@ -17,9 +17,18 @@ Two directions, two policies:
   round trip is needed).  A peer without a usable certificate is
   authenticated by dialback, as XEP-0220 describes.
 
+Either way the chain must pass two checks.  OpenSSL's builds *a* path from
+the peer's certificate, taking what it needs from the certificates the peer
+sent and ignoring the rest (so ``[leaf, root, another root]`` passes it);
+ours (:mod:`wavebox.certpath`, the rule delta signers' chains meet too)
+takes the chain as sent as the path: each certificate issued by the next,
+the last by a CA we trust, nothing unrelated after it.
+
 Contexts are built once, at start-up, so that a bad key or certificate file
 stops the server at once instead of hanging a stream mid-STARTTLS.
 """
+
+import datetime
 
 from OpenSSL import SSL
 from service_identity import VerificationError
@@ -31,6 +40,7 @@ from twisted.internet.interfaces import (
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from wavebox import certpath
 from wavebox.xmpp import certs
 
 log = Logger()
@@ -65,6 +75,7 @@ class TLSVerdict:
         self.error = None
 
     def _record(self, ok, errno, depth, roots="trusted_ca"):
+        """OpenSSL's verdict on one certificate of the path it built."""
         if not ok:
             self.chain_ok = False
             if self.error is None:
@@ -74,24 +85,62 @@ class TLSVerdict:
         elif self.chain_ok is None:
             self.chain_ok = True
 
+    def _check_sent_chain(self, chain, anchors, roots):
+        """
+        Ours, once OpenSSL's passed: the chain as the peer sent it (leaf
+        first) must itself be one path to ``anchors``.  Returns chain_ok.
+        """
+        if not self.chain_ok or not chain:
+            return self.chain_ok
+        try:
+            certpath.validate_path(chain, anchors)
+        except certpath.PathError as e:
+            self.chain_ok = False
+            self.error = "the chain it sent is not one path to %s: %s" % (roots, e)
+        return self.chain_ok
+
 
 @implementer(IOpenSSLServerConnectionCreator)
 class _ReceivingTLS:
-    """The receiving side of one STARTTLS: ask for a certificate, never insist."""
+    """
+    The receiving side of one STARTTLS: ask for a certificate, never insist.
+    The chain the peer sent is only known once the handshake is done (the
+    verify callback of a server does not see it), so it is checked then.
+    """
 
-    def __init__(self, context, verdict, roots):
+    def __init__(self, context, verdict, roots, anchors):
         self._context = context
         self._verdict = verdict
         self._roots = roots
+        self._anchors = anchors
+        self._done = False
 
     def serverConnectionForTLS(self, tlsProtocol):
         connection = SSL.Connection(self._context, None)
         connection.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_CLIENT_ONCE, self._verify)
+        connection.set_info_callback(self._info)
         return connection
 
     def _verify(self, connection, certificate, errno, depth, ok):
         self._verdict._record(ok, errno, depth, self._roots)
         return True
+
+    def _info(self, connection, where, ret):
+        if not where & SSL.SSL_CB_HANDSHAKE_DONE or self._done:
+            return
+        self._done = True
+        try:
+            leaf = connection.get_peer_certificate(as_cryptography=True)
+            if leaf is None:
+                return
+            # A server's list of the peer's certificates leaves out the leaf.
+            rest = connection.get_peer_cert_chain(as_cryptography=True) or []
+            chain = rest if rest and rest[0] == leaf else [leaf] + rest
+            self._verdict._check_sent_chain(chain, self._anchors, self._roots)
+        except Exception:
+            # An exception escaping an OpenSSL callback is lost; log and distrust.
+            log.failure("while checking a peer's certificate chain")
+            self._verdict.chain_ok = False
 
 
 @implementer(IOpenSSLClientConnectionCreator)
@@ -101,12 +150,13 @@ class _OriginatingTLS:
     and (when ``check``) refuse a peer whose chain or name does not verify.
     """
 
-    def __init__(self, context, hostname, verdict, check, roots):
+    def __init__(self, context, hostname, verdict, check, roots, anchors):
         self._context = context
         self._hostname = hostname
         self._verdict = verdict
         self._check = check
         self._roots = roots
+        self._anchors = anchors
 
     def clientConnectionForTLS(self, tlsProtocol):
         connection = SSL.Connection(self._context, None)
@@ -120,6 +170,11 @@ class _OriginatingTLS:
     def _verify(self, connection, certificate, errno, depth, ok):
         try:
             self._verdict._record(ok, errno, depth, self._roots)
+            if depth == 0 and ok:
+                # Depth 0 comes last; a client already holds the whole chain sent.
+                ok = self._verdict._check_sent_chain(
+                    connection.get_peer_cert_chain(as_cryptography=True),
+                    self._anchors, self._roots)
             if depth == 0 and ok:
                 try:
                     verify_certificate_hostname(certificate.to_cryptography(), self._hostname)
@@ -160,7 +215,8 @@ class TLSPolicy:
 
     ``cert_file`` holds our certificate chain (leaf first), ``key_file`` its
     private key; both PEM.  ``trusted_ca`` is a PEM file of CA certificates,
-    or None for the system store.
+    or None for the system store; OpenSSL and our own path check
+    (``anchors``) both trust what it holds.
     """
 
     def __init__(self, cert_file, key_file, trusted_ca=None, required=True):
@@ -172,21 +228,30 @@ class TLSPolicy:
         self.roots = "trusted_ca" if trusted_ca else "the system trust store (no trusted_ca)"
         # Two contexts: OpenSSL contexts are shared by their connections,
         # and the two sides set different verify callbacks per connection.
+        # The anchors first: a file that is not PEM certificates is named
+        # as itself, not as an OpenSSL error about the contexts.
+        try:
+            self.anchors = certpath.trust_anchors(trusted_ca)
+        except (certpath.PathError, OSError) as e:
+            raise certpath.PathError("cannot use %s: %s" % (
+                trusted_ca, getattr(e, "strerror", None) or e)) from None
         self._receiving = _context(cert_file, key_file, trusted_ca)
         self._originating = _context(cert_file, key_file, trusted_ca)
 
     def receiving(self, verdict):
         """The connection creator for ``transport.startTLS`` when the peer opened the stream."""
-        return _ReceivingTLS(self._receiving, verdict, self.roots)
+        return _ReceivingTLS(self._receiving, verdict, self.roots, self.anchors)
 
     def originating(self, hostname, verdict):
         """The connection creator when we opened the stream to ``hostname``."""
-        return _OriginatingTLS(self._originating, hostname, verdict, self.required, self.roots)
+        return _OriginatingTLS(self._originating, hostname, verdict, self.required, self.roots,
+                               self.anchors)
 
     def peer_proves(self, transport, verdict, domain):
         """
         Whether the peer's certificate on this TLS transport chains to a CA we
-        trust and names ``domain`` (RFC 6125 DNS-ID).
+        trust (OpenSSL's check and ours, recorded in ``verdict``) and names
+        ``domain`` (RFC 6125 DNS-ID).
         """
         if verdict is None or not verdict.chain_ok:
             return False
@@ -200,12 +265,8 @@ class TLSPolicy:
         return True
 
 
-def _names_match(pattern, name):
-    """RFC 6125 DNS-ID matching: exact, or a wildcard for one leftmost label."""
-    pattern, name = pattern.lower().rstrip("."), name.lower().rstrip(".")
-    if pattern.startswith("*."):
-        return "." in name and name.split(".", 1)[1] == pattern[2:]
-    return pattern == name
+#: A certificate that expires sooner than this is a start-up warning.
+EXPIRY_WARNING = datetime.timedelta(days=14)
 
 
 def _warn_if_unfit(cert_file, names):
@@ -213,20 +274,26 @@ def _warn_if_unfit(cert_file, names):
     A certificate for the wrong domain, or an expired one, still loads; peers
     then refuse every stream, far from here.  Say so at start-up instead.
     """
-    import datetime
     try:
         certificate = certs.load_certificate(cert_file)
     except Exception:
         return              # the policy's own loading says what is wrong
     has = certs.certificate_names(certificate)
-    missing = [n for n in names if not any(_names_match(p, n) for p in has)]
+    missing = [n for n in names if not any(certs.name_matches(p, n) for p in has)]
     if missing:
-        log.warn("--certificate {path} does not name {missing} (it names {has}); peers "
+        log.warn("certificate {path} does not name {missing} (it names {has}); peers "
                  "that check certificates will refuse our streams for those",
                  path=cert_file, missing=", ".join(missing), has=", ".join(has) or "nothing")
-    if certificate.not_valid_after_utc < datetime.datetime.now(datetime.timezone.utc):
-        log.warn("--certificate {path} expired on {date}; peers will refuse it",
-                 path=cert_file, date=certificate.not_valid_after_utc.date().isoformat())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    expires = certificate.not_valid_after_utc
+    if expires < now:
+        log.error("certificate {path} expired on {date}; peers will refuse it",
+                  path=cert_file, date=expires.date().isoformat())
+    elif expires - now < EXPIRY_WARNING:
+        log.warn("certificate {path} expires on {date}, in {days} day(s): renew it "
+                 "(after an ACME client renews, 'wavebox cert import DOMAIN' and a "
+                 "restart)", path=cert_file, date=expires.date().isoformat(),
+                 days=(expires - now).days)
 
 
 def policy_from_config(config, names):
@@ -237,7 +304,7 @@ def policy_from_config(config, names):
     directory.
     """
     cert_file, key_file = certs.certificate_files(config, names)
-    if config.certificate:
+    if config.certificate or not cert_file.endswith(certs.SELF_SIGNED_CERT):
         _warn_if_unfit(cert_file, names)
     else:
         log.warn("No --certificate configured: using the self-signed certificate "
