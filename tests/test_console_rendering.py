@@ -41,9 +41,10 @@ class RenderingTests(unittest.TestCase):
     def setUp(self):
         self.store = MemoryStore()
         self.successResultOf(self.store.add_account("alice@a.test", quick_hash("pw")))
-        self.server = WaveServer(self.store, ["a.test"], clock=task.Clock())
+        clock = task.Clock()
+        self.server = WaveServer(self.store, ["a.test"], clock=clock)
         self.factory = ConsoleFactory(self.server, ["a.test"], verify_password=lambda p, h:
-                                      defer.succeed(verify_password(p, h)))
+                                      defer.succeed(verify_password(p, h)), clock=clock)
         self.ids = IdGenerator("a.test", seed="render")
         self.name = self.ids.new_conversation_root()
         self.submit(conversation.create_wave_ops(ALICE))
