@@ -54,8 +54,28 @@ class RunningServerTests(unittest.TestCase):
                 break
         self.assertEqual((code, err), (0, b""))
         self.assertIn(b"console sessions: 1\n", out)
-        self.assertRegex(out.decode(), r"nowhere\.test +\d+ queued  unreachable, \d+ "
+        self.assertRegex(out.decode(), r"nowhere\.test +\d+ queued  unreachable since "
+                                       r"\d{4}-\d\d-\d\d \d\d:\d\d UTC, \d+ "
                                        r"failure\(s\), next try (in \d+s|due now): ")
+
+    @defer.inlineCallbacks
+    def test_a_remote_participant_nobody_can_reach_is_added_with_a_warning_then_pending(self):
+        self.client.send("/new")
+        yield self.client.expect("^created wave")
+        self.client.send("/add ghost@a.test")
+        yield self.client.expect("^error: ghost@a.test has no account on this server$")
+        self.client.send("/add x@nowhere.test")
+        warning = yield self.client.expect("^warning: nowhere.test has no wave service we "
+                                           "can reach now ")
+        self.assertIn("x@nowhere.test sees nothing of this wave until it does",
+                      warning.string)
+        for _ in range(100):
+            self.client.send("/open 0")
+            header = yield self.client.expect("^--- wave ")
+            if "pending" in header.string:
+                break
+        self.assertRegex(header.string, r"x@nowhere\.test \(pending since \d{4}-\d\d-\d\d "
+                                        r"\d\d:\d\d UTC: ")
 
     @defer.inlineCallbacks
     def test_users_are_listed_and_a_deleted_users_session_ends_at_once(self):
@@ -105,8 +125,9 @@ class RunningServerTests(unittest.TestCase):
         self.assertEqual((out, err, code),
                          (b"dropped 1 queued update(s) for nowhere.test\n", b"", 0))
         out, err, code = yield self.wavebox("outbox")
-        self.assertEqual((out, code),
-                         (b"federation outbox: empty, every update has been received\n", 0))
+        self.assertEqual((out.decode(), code), (
+            "%-30s %6d queued  GIVEN UP (dropped by an operator (wavebox outbox drop))\n"
+            % ("nowhere.test", 0), 0))
         self.assertIn(b"outbox to nowhere.test: dropped 1 queued update(s) by an "
                       b"operator's command", self.proc.output)
 

@@ -10,7 +10,12 @@ from twisted.internet import defer, protocol, reactor, task
 from twisted.trial import unittest
 
 from tests.helpers import connect_console, console_login, quick_hash
+from zope.interface import implementer
+
+from wavebox.console import view
 from wavebox.console.session import ConsoleFactory
+from wavebox.model.ids import ParticipantId
+from wavebox.server.interfaces import DeliveryProblem, IDeliveryStatus
 from wavebox.server.login import LoginGuard
 from wavebox.server.modelbridge import parse_applied_delta
 from wavebox.server.waveserver import WaveServer
@@ -498,3 +503,90 @@ class _Collect(protocol.ProcessProtocol):
     def processEnded(self, reason):
         self.running = False
         self.ended.callback(reason.value.exitCode)
+
+
+@implementer(IDeliveryStatus)
+class FakeDelivery:
+    """What the federation layer would say: told per domain by the test."""
+
+    def __init__(self):
+        self.problems = {}
+        self.unresolvable = {}
+        self.probed = []
+
+    def problem(self, domain):
+        return self.problems.get(domain)
+
+    def probe(self, domain):
+        self.probed.append(domain)
+        return defer.succeed(self.unresolvable.get(domain))
+
+
+class DeliveryTests(ConsoleTestCase):
+    """Issue 13 item 3: people see what does not arrive, and are told before it happens."""
+
+    def setUp(self):
+        ConsoleTestCase.setUp(self)
+        self.delivery = FakeDelivery()
+        self.server.delivery = self.delivery
+
+    @defer.inlineCallbacks
+    def wave_with(self, client, *participants):
+        yield self.command(client, "/new", "^created wave ")
+        for p in participants:
+            yield self.command(client, "/add " + p, re.escape(p))
+
+    @defer.inlineCallbacks
+    def test_a_participant_whose_server_cannot_be_reached_is_pending_in_open_and_list(self):
+        c = yield self.login()
+        yield self.wave_with(c, "dave@other.test")
+        self.delivery.problems["other.test"] = DeliveryProblem(
+            "other.test", "no wave service found: nothing at other.test", 1700000000000)
+        label = ("dave@other.test (pending since 2023-11-14 22:13 UTC: no wave service "
+                 "found: nothing at other.test)")
+        yield self.command(c, "/list", re.escape(label))
+        c.send("/open 0")
+        header = yield c.expect("^--- wave ")
+        self.assertIn("participants: alice@a.test, " + label + " ---", header.string)
+
+    @defer.inlineCallbacks
+    def test_a_given_up_destination_says_so(self):
+        c = yield self.login()
+        yield self.wave_with(c, "dave@other.test")
+        self.delivery.problems["other.test"] = DeliveryProblem(
+            "other.test", "given up after 7.0 day(s) unreachable: timeout", 1700000000000,
+            given_up=True)
+        yield self.command(c, "/list", re.escape(
+            "dave@other.test (not delivered, given up: given up after 7.0 day(s) "
+            "unreachable: timeout)"))
+
+    @defer.inlineCallbacks
+    def test_adding_a_local_user_without_an_account_is_refused(self):
+        c = yield self.login()
+        yield self.command(c, "/new", "^created wave ")
+        yield self.command(c, "/add ghost@a.test",
+                           "^error: ghost@a.test has no account on this server$")
+        [info] = yield self.server.inbox(ParticipantId("alice@a.test"))
+        state = self.server.current_state(view.name_from_uri(info.name))
+        self.assertNotIn(ParticipantId("ghost@a.test"), state.participants)
+        yield self.command(c, "/add bob@a.test", "bob@a.test")
+
+    @defer.inlineCallbacks
+    def test_adding_someone_on_a_domain_without_a_wave_service_is_done_with_a_warning(self):
+        self.delivery.unresolvable["nonexistent.invalid"] = "neither nonexistent.invalid " \
+            "nor wave.nonexistent.invalid resolves"
+        c = yield self.login()
+        yield self.command(c, "/new", "^created wave ")
+        c.send("/add x@nonexistent.invalid")
+        warning = yield c.expect("^warning: ")
+        self.assertEqual(warning.string, "warning: nonexistent.invalid has no wave service we "
+                         "can reach now (neither nonexistent.invalid nor "
+                         "wave.nonexistent.invalid resolves); x@nonexistent.invalid sees "
+                         "nothing of this wave until it does, and what they miss waits in "
+                         "our outbox")
+        self.assertIn("* alice@a.test added x@nonexistent.invalid", c.lines)
+        self.assertEqual(self.delivery.probed, ["nonexistent.invalid"])
+        # A domain that has one: no warning.
+        yield self.command(c, "/add y@other.test", "y@other.test")
+        yield self.command(c, "/help", "^commands:")
+        self.assertEqual([l for l in c.lines if l.startswith("warning:")], [warning.string])

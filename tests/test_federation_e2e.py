@@ -260,6 +260,7 @@ class HostDownTests(StackTestCase):
         a, b = self.federation["a.test"], self.federation["b.test"]
         yield a.store.add_account("alice@a.test", quick_hash(PASSWORD))
         yield b.store.add_account("bob@b.test", quick_hash(PASSWORD))
+        yield b.store.add_account("carol@b.test", quick_hash(PASSWORD))
         logs = LogWatch(self)
         alice = yield console_login(self, a.console_port.getHost().port, "alice@a.test",
                                     PASSWORD, "alice@a.test")

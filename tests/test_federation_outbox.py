@@ -375,3 +375,68 @@ class StatusCommandTests(TestCase):
                       err.getvalue())
         self.assertFalse(os.path.exists(data_dir))
 
+
+
+class GiveUpTests(SynchronousTestCase):
+    """Issue 13 item 3: failing delivery is visible, and it ends."""
+
+    def setUp(self):
+        from tests.xmpp_fakes import LogCapture
+        self.logs = LogCapture(self)
+        self.clock = task.Clock()
+        self.clock.advance(1700000000)
+        self.store = MemoryStore()
+        self.peer = FakePeer()
+        self.peer.reachable = False
+        self.outbox = O.Outbox(self.store, self.peer.send, self.peer.discover, clock=self.clock,
+                               initial_backoff=60, max_backoff=3600, give_up=86400)
+
+    def test_a_failing_destination_is_a_problem_since_its_first_failure(self):
+        self.assertIsNone(self.outbox.problem("b.test"))
+        self.successResultOf(self.outbox.enqueue("b.test", A_JID, [update(1)]))
+        problem = self.outbox.problem("b.test")
+        self.assertEqual((problem.domain, problem.since_ms, problem.given_up),
+                         ("b.test", 1700000000 * 1000, False))
+        self.assertIn("no route to b.test", problem.reason)
+        self.clock.advance(60)
+        self.assertEqual(self.outbox.problem("b.test").since_ms, 1700000000 * 1000)
+        retry = self.successResultOf(self.store.outbox_get_retry("b.test"))
+        self.assertEqual((retry.failures, retry.since_ms), (2, 1700000000 * 1000))
+
+    def test_unreachable_longer_than_give_up_is_dropped_with_one_log_line(self):
+        self.successResultOf(self.outbox.enqueue("b.test", A_JID, [update(1)]))
+        self.successResultOf(self.outbox.enqueue("b.test", A_JID, [update(2)]))
+        for _ in range(40):
+            self.clock.advance(3600)
+        self.assertEqual(self.successResultOf(self.store.outbox_backlog()), {})
+        self.assertNotIn("b.test", self.outbox.queues)
+        problem = self.outbox.problem("b.test")
+        self.assertTrue(problem.given_up)
+        self.assertIn("given up after 1.0 day(s) unreachable", problem.reason)
+        self.assertEqual(self.logs.count("outbox to b.test: unreachable for 1.0 day(s) "
+                                         "(--federation-give-up 86400s): dropped 2 queued "
+                                         "update(s)"), 1)
+        attempts = self.peer.discoveries
+        self.clock.advance(86400)
+        self.assertEqual(self.peer.discoveries, attempts)      # it stopped trying
+        # Something new for it: try again, and no longer "given up".
+        self.successResultOf(self.outbox.enqueue("b.test", A_JID, [update(3)]))
+        self.assertFalse(self.outbox.problem("b.test").given_up)
+
+    def test_the_failing_since_survives_a_restart(self):
+        self.successResultOf(self.outbox.enqueue("b.test", A_JID, [update(1)]))
+        self.clock.advance(7200)
+        self.outbox.stop()
+        again = O.Outbox(self.store, self.peer.send, self.peer.discover, clock=self.clock,
+                         initial_backoff=60, max_backoff=3600, give_up=86400)
+        self.successResultOf(again.resume())
+        self.assertEqual(again.problem("b.test").since_ms, 1700000000 * 1000)
+
+    def test_never_gives_up_when_told_so(self):
+        outbox = O.Outbox(self.store, self.peer.send, self.peer.discover, clock=self.clock,
+                          initial_backoff=60, max_backoff=3600, give_up=None)
+        self.successResultOf(outbox.enqueue("b.test", A_JID, [update(1)]))
+        for _ in range(24 * 30):
+            self.clock.advance(3600)
+        self.assertEqual(self.successResultOf(self.store.outbox_backlog()), {"b.test": 1})
+        self.assertFalse(outbox.problem("b.test").given_up)

@@ -424,9 +424,12 @@ class StoreContract:
     @defer.inlineCallbacks
     def test_outbox_retry_state_is_kept_and_cleared(self):
         self.assertIsNone((yield self.store.outbox_get_retry("b.test")))
-        yield self.store.outbox_set_retry("b.test", 3, 1700000060000)
+        yield self.store.outbox_set_retry("b.test", 3, 1700000060000, 1699999000000)
         state = yield self.store.outbox_get_retry("b.test")
-        self.assertEqual((state.failures, state.next_attempt_ms), (3, 1700000060000))
+        self.assertEqual((state.failures, state.next_attempt_ms, state.since_ms),
+                         (3, 1700000060000, 1699999000000))
+        yield self.store.outbox_set_retry("b.test", 4, 1700000120000, 1699999000000)
+        self.assertEqual((yield self.store.outbox_get_retry("b.test")).failures, 4)
         self.assertIsNone((yield self.store.outbox_get_retry("c.test")))
         yield self.store.outbox_set_retry("b.test", 0, 0)
         self.assertIsNone((yield self.store.outbox_get_retry("b.test")))
@@ -525,6 +528,24 @@ class SqliteStoreTests(StoreContract, unittest.TestCase):
         self.addCleanup(conn.close)
         self.assertEqual(conn.execute("PRAGMA user_version").fetchone()[0],
                          sqlite_engine.SCHEMA_VERSION)
+
+    @defer.inlineCallbacks
+    def test_a_version_1_store_is_migrated_keeping_its_retry_state(self):
+        path = os.path.abspath(self.mktemp())
+        conn = sqlite3.connect(path)
+        conn.executescript(sqlite_engine._MIGRATIONS[0])
+        conn.execute("INSERT INTO outbox_retry (destination, failures, next_attempt_ms) "
+                     "VALUES ('b.test', 3, 1700000060000)")
+        conn.execute("PRAGMA user_version=1")
+        conn.commit()
+        conn.close()
+        store = SqliteStore(path)
+        self.addCleanup(store.close)
+        retry = yield store.outbox_get_retry("b.test")
+        self.assertEqual((retry.failures, retry.next_attempt_ms, retry.since_ms),
+                         (3, 1700000060000, 0))
+        yield store.outbox_set_retry("b.test", 4, 1700000120000, 1699990000000)
+        self.assertEqual((yield store.outbox_get_retry("b.test")).since_ms, 1699990000000)
 
     def test_database_from_a_newer_wavebox_is_refused(self):
         path = os.path.abspath(self.mktemp())

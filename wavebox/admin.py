@@ -246,6 +246,9 @@ class StoreCommands:
     def _drop_live_queue(self, destination):
         pass
 
+    def _given_up(self):
+        return {}
+
     def _end_sessions(self, address):
         return 0
 
@@ -254,15 +257,20 @@ class StoreCommands:
         """Every destination with queued updates: the store's count, the live queue's state."""
         backlog = yield self.store.outbox_backlog()
         live = self._live_outbox()
+        given_up = self._given_up()
         rows = []
-        for destination in sorted(set(backlog) | set(live)):
+        for destination in sorted(set(backlog) | set(live) | set(given_up)):
             retry = yield self.store.outbox_get_retry(destination)
             queue = live.get(destination, {})
+            problem = given_up.get(destination)
             rows.append({"destination": destination, "queued": backlog.get(destination, 0),
                          "failures": retry.failures if retry else 0,
                          "next_attempt_ms": retry.next_attempt_ms if retry else None,
+                         "since_ms": (retry.since_ms if retry else None) or
+                         queue.get("since_ms") or (problem.since_ms if problem else None),
                          "last_error": queue.get("last_error"),
-                         "in_flight": queue.get("in_flight", 0)})
+                         "in_flight": queue.get("in_flight", 0),
+                         "given_up": problem.reason if problem else None})
         return rows
 
     @defer.inlineCallbacks
@@ -347,10 +355,14 @@ class ServerCommands(StoreCommands):
         federation = getattr(self.top, "federation", None)
         return {q["destination"]: q for q in federation.outbox.status()} if federation else {}
 
+    def _given_up(self):
+        federation = getattr(self.top, "federation", None)
+        return dict(federation.outbox.given_up) if federation else {}
+
     def _drop_live_queue(self, destination):
         federation = getattr(self.top, "federation", None)
         if federation is not None:
-            federation.outbox.drop(destination)
+            federation.outbox.drop(destination, "dropped by an operator (wavebox outbox drop)")
 
     def _end_sessions(self, address):
         return self._console().end_sessions_of(address, "your account was deleted")

@@ -34,6 +34,25 @@ def _text(value):
     return value
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _duration_or_never(value):
+    """Seconds, or with a unit (90s, 30m, 12h, 7d, 2w); 'never' or 'off': None."""
+    v = str(value).strip().lower()
+    if v in ("never", "off", "none"):
+        return None
+    unit = _UNITS.get(v[-1:]) if v else None
+    try:
+        seconds = float(v[:-1]) * unit if unit else float(v)
+    except ValueError:
+        raise ValueError("not a duration (seconds, or 90s, 30m, 12h, 7d, 2w, or never): %r"
+                         % (value,))
+    if seconds <= 0:
+        raise ValueError("must be positive, or never")
+    return seconds
+
+
 def _path_or_off(value):
     """A path, or '' (or 'off') for none."""
     value = value.strip()
@@ -294,6 +313,9 @@ OPTIONS += [
            "--trusted-ca (yes|no; FedOne's --waveserver_disable_verification is 'no')"),
     Option("federation-retry-max", _positive_float, 300.0, "longest wait, in "
            "seconds, between two attempts to deliver updates to an unreachable peer"),
+    Option("federation-give-up", _duration_or_never, 7 * 86400.0, "after this long "
+           "unreachable (seconds, or 12h, 7d...; never), a destination's queued updates "
+           "are dropped with one log line and shown in wavebox status"),
 ]
 
 

@@ -453,7 +453,8 @@ def _make_federation(config, top, wave_server, xmpp, locate, forget=None, servic
                           verify_signatures=config.verify_signatures)
     federation = FederationService(
         wave_server, XMPPTransport(xmpp, locate, forget), service_jid or config.service_jid,
-        signers, outbox_options={"max_backoff": config.federation_retry_max})
+        signers, outbox_options={"max_backoff": config.federation_retry_max,
+                                 "give_up": config.federation_give_up})
     xmpp.add_handler(FederationHandler(federation))
     federation.setServiceParent(top)
     top.federation = federation

@@ -2,6 +2,7 @@
 
 import argparse
 import sys
+import time
 
 from wavebox.admin import AdminError
 from wavebox.cli.common import fail, load_config, server_or_store, server_options
@@ -21,11 +22,18 @@ def parser():
     return p
 
 
+def _when(ms):
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ms / 1000.0))
+
+
 def describe(row, now_ms):
     """One destination's line, as ``wavebox status`` and ``outbox`` print it."""
-    if row["failures"]:
+    if row.get("given_up"):
+        state = "GIVEN UP (%s)" % (row["given_up"],)
+    elif row["failures"]:
         wait = ((row["next_attempt_ms"] or 0) - now_ms) / 1000.0
-        state = "unreachable, %d failure(s), %s" % (
+        state = "unreachable%s, %d failure(s), %s" % (
+            " since %s" % (_when(row["since_ms"]),) if row.get("since_ms") else "",
             row["failures"], "next try in %.0fs" % (wait,) if wait >= 0.5
             else "next try due now")
         if row.get("last_error"):
@@ -36,7 +44,6 @@ def describe(row, now_ms):
 
 
 def main(argv, out=None):
-    import time
     out = out or sys.stdout
     p = parser()
     args = p.parse_args(argv)

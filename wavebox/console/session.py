@@ -437,7 +437,10 @@ class ConsoleSession(protocol.Protocol, TimeoutMixin):
                 digest = view.digest(state)
             except Exception:
                 log.failure("cannot load {uri} for the inbox", uri=info.name)
-            self.say(view.inbox_line(i, info, name, digest, opened=(name == self.open_name)))
+            problems = self.server.delivery_problems(
+                [ParticipantId(p) for p in info.participants])
+            self.say(view.inbox_line(i, info, name, digest, opened=(name == self.open_name),
+                                     pending=problems))
 
     @defer.inlineCallbacks
     def cmd_open(self, rest):
@@ -482,7 +485,13 @@ class ConsoleSession(protocol.Protocol, TimeoutMixin):
                 raise UsageError("%s is already a participant" % (participant,))
             if verb == "remove" and not present:
                 raise UsageError("%s is not a participant of this wave" % (participant,))
+        if verb == "add":
+            yield self.server.check_local_participant(participant)
         yield self._submit([operation(participant)])
+        if verb == "add":
+            warning = yield self.server.remote_participant_warning(participant)
+            if warning is not None:
+                self.say("warning: " + warning)
 
     @defer.inlineCallbacks
     def cmd_read(self, rest):
@@ -552,7 +561,8 @@ class ConsoleSession(protocol.Protocol, TimeoutMixin):
         self.seen = view.OpenWave()
 
     def _show_all(self, state):
-        self.say(view.header(self.open_name, state))
+        self.say(view.header(self.open_name, state,
+                             self.server.delivery_problems(view.participants(state))))
         rendered = self.seen.show_all(state)
         if self.mode == "xml":
             self.say(view.wave_xml(state))

@@ -5,6 +5,8 @@ is :mod:`wavebox.model.conversation`'s; this module only words it for a
 terminal, one line per thing.
 """
 
+import time
+
 from wavebox.model import conversation
 from wavebox.model.ids import WaveletName
 from wavebox.model.operations import AddParticipant, MutateDocument, RemoveParticipant
@@ -125,17 +127,36 @@ def digest(state):
     return ""
 
 
-def header(name, state):
+def participant_label(participant, problem=None):
+    """
+    ``bob@b.test``, or with a delivery problem ``bob@b.test (pending since
+    12:03 UTC: REASON)``: what we send there does not arrive.
+    """
+    if problem is None:
+        return str(participant)
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(problem.since_ms / 1000.0))
+    state = "not delivered, given up" if problem.given_up else "pending since " + when
+    return "%s (%s: %s)" % (participant, state, problem.reason)
+
+
+def participant_list(participants_, problems=None):
+    problems = problems or {}
+    return ", ".join(participant_label(p, problems.get(p)) for p in participants_)
+
+
+def header(name, state, problems=None):
     return "--- wave %s, version %d (hash %s); participants: %s ---" % (
         wave_label(name), state.hashed_version.version,
         state.hashed_version.history_hash[:8].hex(),
-        ", ".join(str(p) for p in participants(state)) or "none")
+        participant_list(participants(state), problems) or "none")
 
 
-def inbox_line(index, info, name, digest_text, opened=False):
+def inbox_line(index, info, name, digest_text, opened=False, pending=None):
     """``N * wave  participants  "digest"`` -- ``*`` marks unread, ``>`` the open wave."""
     mark = ("*" if info.unread else " ") + (">" if opened else " ")
-    line = "%3d %s %s  %s" % (index, mark, wave_label(name), ", ".join(info.participants))
+    by_address = {str(p): problem for p, problem in (pending or {}).items()}
+    line = "%3d %s %s  %s" % (index, mark, wave_label(name), ", ".join(
+        participant_label(p, by_address.get(p)) for p in info.participants))
     if digest_text:
         line += '  "%s"' % (digest_text,)
     return line

@@ -34,6 +34,7 @@ DEFAULT_INITIAL_BACKOFF = 1.0
 DEFAULT_MAX_BACKOFF = 300.0
 DEFAULT_WINDOW = 8               # messages in flight per destination
 DEFAULT_BATCH = 16               # queued items per message when catching up
+DEFAULT_GIVE_UP = 7 * 24 * 3600.0  # seconds unreachable before a destination is dropped
 PAGE = 200                       # items read from the store at a time
 MAX_CACHED = 2000                # unacknowledged items kept in memory per destination
 
@@ -119,6 +120,7 @@ class DestinationQueue:
         self.late = []             # items added while reading
         self.discovering = False
         self.attempts = 0
+        self.since_ms = None       # when the failures in a row began
         self.retry_call = None
         self.last_error = None
         self.stopped = False       # dropped by an operator, or the outbox stopped
@@ -136,6 +138,7 @@ class DestinationQueue:
                 "more_in_store": not self.exhausted,
                 "in_flight": sum(len(i) for i, _ in self.in_flight.values()),
                 "failures": self.attempts, "last_error": self.last_error,
+                "since_ms": self.since_ms,
                 "jid": self.jid}
 
     # -- feeding the queue ---------------------------------------------------
@@ -257,6 +260,7 @@ class DestinationQueue:
             log.info("outbox to {dest}: peer is back; {n} update(s) still queued",
                      dest=self.destination, n=len(self.items))
             self.attempts = 0
+            self.since_ms = None
             self.last_error = None
             self.outbox.store_call("outbox_set_retry", self.destination, 0, 0)
         if self.backing_off:
@@ -303,16 +307,24 @@ class DestinationQueue:
         self.forget_jid()
         if self.outbox.forget is not None:
             self.outbox.forget(self.destination)
+        now_ms = int(self.outbox.clock.seconds() * 1000)
         self.attempts += 1
         self.last_error = reason
+        if self.since_ms is None:
+            self.since_ms = now_ms
+        give_up = self.outbox.give_up
+        if give_up is not None and now_ms - self.since_ms >= give_up * 1000:
+            self.outbox.give_up_on(self, reason)
+            return
         delay = backoff_delay(self.attempts, self.outbox.initial_backoff,
                               self.outbox.max_backoff)
-        next_ms = int((self.outbox.clock.seconds() + delay) * 1000)
+        next_ms = now_ms + int(delay * 1000)
         log.warn("outbox to {dest}: {reason}; {n}{more} update(s) queued, failure {a}, "
                  "retrying in {delay:g}s", dest=self.destination, reason=reason,
                  n=len(self.items), more="" if self.exhausted else "+", a=self.attempts,
                  delay=delay)
-        self.outbox.store_call("outbox_set_retry", self.destination, self.attempts, next_ms)
+        self.outbox.store_call("outbox_set_retry", self.destination, self.attempts, next_ms,
+                               self.since_ms)
         self.retry_call = self.outbox.clock.callLater(delay, self._retry)
 
     def _drop_in_flight(self):
@@ -356,7 +368,7 @@ class Outbox:
                  receipt_timeout=DEFAULT_RECEIPT_TIMEOUT,
                  initial_backoff=DEFAULT_INITIAL_BACKOFF,
                  max_backoff=DEFAULT_MAX_BACKOFF,
-                 window=DEFAULT_WINDOW, batch=DEFAULT_BATCH):
+                 window=DEFAULT_WINDOW, batch=DEFAULT_BATCH, give_up=DEFAULT_GIVE_UP):
         if clock is None:
             from twisted.internet import reactor as clock
         self.store = store
@@ -369,6 +381,8 @@ class Outbox:
         self.max_backoff = max_backoff
         self.window = window
         self.batch = batch
+        self.give_up = give_up      # seconds of failures in a row before dropping; None: never
+        self.given_up = {}          # destination -> DeliveryProblem (given_up=True)
         self.queues = {}
         self._by_jid = {}
         self.stopped = False
@@ -383,7 +397,34 @@ class Outbox:
         q = self.queues.get(destination)
         if q is None:
             q = self.queues[destination] = DestinationQueue(self, destination)
+            self.given_up.pop(destination, None)   # something new: try again
         return q
+
+    def problem(self, destination):
+        """
+        A :class:`~wavebox.server.interfaces.DeliveryProblem` while delivery to
+        ``destination`` fails (or was given up), else None.
+        """
+        from wavebox.server.interfaces import DeliveryProblem
+        q = self.queues.get(destination)
+        if q is not None and q.attempts and q.since_ms is not None:
+            return DeliveryProblem(destination, q.last_error or "failing", q.since_ms)
+        return self.given_up.get(destination)
+
+    def give_up_on(self, q, reason):
+        """
+        ``q``'s destination failed for longer than :attr:`give_up`: stop, drop
+        what waits for it (one log line), and remember it for status.
+        """
+        days = (self.clock.seconds() * 1000 - q.since_ms) / 86400000.0
+        self.drop(q.destination, "given up after %.1f day(s) unreachable: %s" % (days, reason))
+
+        def dropped(count):
+            log.error("outbox to {dest}: unreachable for {days:.1f} day(s) (--federation-"
+                      "give-up {limit:g}s): dropped {n} queued update(s); the last error was: "
+                      "{reason}", dest=q.destination, days=days, limit=self.give_up,
+                      n=count, reason=reason)
+        self.store_call("outbox_drop", q.destination).addCallback(dropped)
 
     # -- API -----------------------------------------------------------------
 
@@ -421,6 +462,7 @@ class Outbox:
             retry = yield defer.maybeDeferred(self.store.outbox_get_retry, destination)
             if retry is not None and retry.failures:
                 q.attempts = retry.failures
+                q.since_ms = retry.since_ms or int(self.clock.seconds() * 1000)
                 q.last_error = "failing before the restart"
             log.info("outbox to {dest}: {n} update(s) waiting from before the restart; "
                      "sending them now", dest=destination, n=pending)
@@ -458,12 +500,20 @@ class Outbox:
         if q is not None:
             q.peer_seen()
 
-    def drop(self, destination):
+    def drop(self, destination, reason=None):
         """
         Stop delivering to ``destination`` and forget its queue in memory
-        (the caller drops the stored items): an operator gave up on it.
+        (the caller drops the stored items): we, or an operator, gave up on
+        it.  With a ``reason``, :meth:`problem` says so until something new
+        is queued for it.
         """
+        from wavebox.server.interfaces import DeliveryProblem
         q = self.queues.pop(destination, None)
+        if reason is not None:
+            since = q.since_ms if q is not None and q.since_ms else \
+                int(self.clock.seconds() * 1000)
+            self.given_up[destination] = DeliveryProblem(destination, reason, since,
+                                                         given_up=True)
         if q is None:
             return
         q.stop()

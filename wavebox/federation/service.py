@@ -14,7 +14,7 @@ in the host and remote.
 from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
-from zope.interface import Interface
+from zope.interface import Interface, implementer
 
 from wavebox.federation import stanzas
 from wavebox.federation.catchup import StartupCatchUp
@@ -24,6 +24,7 @@ from wavebox.federation.outbox import Outbox
 from wavebox.federation.remote import DEFAULT_REQUEST_TIMEOUT, FederationRemote
 from wavebox.federation.stanzas import FederationError
 from wavebox.federation.trust import jid_domain
+from wavebox.server.interfaces import IDeliveryStatus
 
 log = Logger()
 
@@ -43,6 +44,7 @@ class ITransport(Interface):
         """Fires with the JID of ``domain``'s wave service (§8.2)."""
 
 
+@implementer(IDeliveryStatus)
 class FederationService(service.Service):
     """
     ``server`` is the WaveServer, ``transport`` an :class:`ITransport`,
@@ -81,13 +83,29 @@ class FederationService(service.Service):
             self.server.add_listener(self.host)
             self.server.set_outbox_source(self.host)
             self.server.remote_submitter = self.remote
+            self.server.delivery = self
             self._attached = True
+
+    # -- IDeliveryStatus: what front ends show of delivery ---------------------
+
+    def problem(self, domain):
+        return self.outbox.problem(domain)
+
+    @defer.inlineCallbacks
+    def probe(self, domain):
+        """Why ``domain`` has no wave service we can find now, or None."""
+        try:
+            yield self.transport.discover(domain)
+        except Exception as e:
+            return str(getattr(e, "reason", None) or e)
+        return None
 
     def detach(self):
         if self._attached:
             self.server.remove_listener(self.host)
             self.server.set_outbox_source(None)
             self.server.remote_submitter = None
+            self.server.delivery = None
             self._attached = False
 
     def startService(self):

@@ -106,3 +106,7 @@ class HostUnreachable(RemoteHostError):
 
     def __str__(self):
         return "%s cannot be reached" % (self.domain,)
+
+
+class NoSuchAccount(WaveServerError):
+    """A participant of one of our domains that has no account here: nobody would read it."""

@@ -128,3 +128,33 @@ class IRemoteSubmitter(Interface):
         be reached, :class:`~wavebox.server.errors.RemoteHostError` when it
         refuses the delta.
         """
+
+
+@dataclass(frozen=True)
+class DeliveryProblem:
+    """
+    Why what we send to a remote domain does not arrive: shown to people
+    next to each participant of that domain ("pending"), and to operators.
+    ``since_ms`` is when it started failing; ``given_up`` says we stopped
+    trying (after ``--federation-give-up``, or ``wavebox outbox drop``).
+    """
+
+    domain: str
+    reason: str
+    since_ms: int
+    given_up: bool = False
+
+
+class IDeliveryStatus(Interface):
+    """What the federation layer knows of delivery, for front ends (console, web)."""
+
+    def problem(domain):
+        """A :class:`DeliveryProblem`, or None while delivery to ``domain`` works
+        (or nothing is waiting for it)."""
+
+    def probe(domain):
+        """
+        Deferred[str or None]: why ``domain`` has no wave service we can
+        find now (a participant added there would see nothing), or None
+        when it has one.
+        """

@@ -76,6 +76,7 @@ class WaveServer:
         self._listeners = []               # every wavelet (federation)
         self._outbox_source = None
         self.remote_submitter = None
+        self.delivery = None               # IDeliveryStatus, from the federation layer
         self.signing_pool = signing_pool
         self._remote_order = {}            # WaveletName -> DeferredLock: submits leave in order
 
@@ -351,6 +352,51 @@ class WaveServer:
                             v=update.resulting_version.version)
 
     # -- the inbox --------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def check_local_participant(self, participant):
+        """
+        Before adding ``participant``: one of our domains' addresses must
+        have an account (raises :class:`NoSuchAccount`); any other passes.
+        """
+        if participant.domain in self.domains:
+            account = yield self.store.get_account(participant.address)
+            if account is None:
+                raise errors.NoSuchAccount("%s has no account on this server" % (participant,))
+
+    @defer.inlineCallbacks
+    def remote_participant_warning(self, participant):
+        """
+        After adding a participant of a remote domain: a warning to show
+        when that domain has no wave service we can find now (its people
+        see nothing until it does), else None.
+        """
+        if participant.domain in self.domains or self.delivery is None:
+            return None
+        reason = yield self.delivery.probe(participant.domain)
+        if reason is None:
+            return None
+        return ("%s has no wave service we can reach now (%s); %s sees nothing of this wave "
+                "until it does, and what they miss waits in our outbox"
+                % (participant.domain, reason, participant))
+
+    def delivery_problems(self, participants):
+        """
+        ``{participant: DeliveryProblem}`` for the participants of remote
+        domains that what we send does not reach (front ends mark them
+        "pending").  Empty without federation.
+        """
+        if self.delivery is None:
+            return {}
+        problems = {}
+        for participant in participants:
+            domain = participant.domain
+            if domain in self.domains:
+                continue
+            problem = self.delivery.problem(domain)
+            if problem is not None:
+                problems[participant] = problem
+        return problems
 
     def inbox(self, participant):
         """Fires with the WaveletInfos of the participant's wavelets, newest first."""

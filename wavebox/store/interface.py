@@ -160,10 +160,14 @@ class OutboxItem:
 
 @dataclass(frozen=True, slots=True)
 class RetryState:
-    """How often delivery to a destination failed in a row, and when to try again."""
+    """
+    How often delivery to a destination failed in a row, when to try again,
+    and since when it fails (the first failure of the run, for giving up).
+    """
 
     failures: int
     next_attempt_ms: int
+    since_ms: int = 0
 
 
 # --- the interface -----------------------------------------------------------
@@ -319,8 +323,9 @@ class IWaveletStore(Interface):
     def outbox_backlog():
         """``{destination: number of pending items}`` for every destination with any."""
 
-    def outbox_set_retry(destination, failures, next_attempt_ms):
-        """Remember the backoff state of a destination; ``failures=0`` clears it."""
+    def outbox_set_retry(destination, failures, next_attempt_ms, since_ms=0):
+        """Remember the backoff state of a destination (``since_ms``: its first
+        failure in a row); ``failures=0`` clears it."""
 
     def outbox_get_retry(destination):
         """The destination's :class:`RetryState`, or None when it is not backing off."""

@@ -297,11 +297,11 @@ class MemoryStore:
         return {d: len(q) for d, q in self._outbox.items()}
 
     @_answer
-    def outbox_set_retry(self, destination, failures, next_attempt_ms):
+    def outbox_set_retry(self, destination, failures, next_attempt_ms, since_ms=0):
         if failures == 0:
             self._retry.pop(destination, None)
         else:
-            self._retry[destination] = RetryState(failures, next_attempt_ms)
+            self._retry[destination] = RetryState(failures, next_attempt_ms, since_ms)
         self.commit_count += 1
 
     @_answer

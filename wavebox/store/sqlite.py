@@ -43,7 +43,7 @@ from wavebox.store.interface import (
 
 log = Logger()
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Each entry upgrades the schema from version i to version i + 1.
 _MIGRATIONS = [
@@ -107,6 +107,10 @@ _MIGRATIONS = [
         failures INTEGER NOT NULL,
         next_attempt_ms INTEGER NOT NULL
     );
+    """,
+    # 1 -> 2: since when a destination fails (issue 13: give up after --federation-give-up).
+    """
+    ALTER TABLE outbox_retry ADD COLUMN since_ms INTEGER NOT NULL DEFAULT 0;
     """,
 ]
 
@@ -656,21 +660,25 @@ class SqliteStore:
                 "SELECT destination, count(*) FROM outbox GROUP BY destination"))
         return self._read(read)
 
-    def outbox_set_retry(self, destination, failures, next_attempt_ms):
+    def outbox_set_retry(self, destination, failures, next_attempt_ms, since_ms=0):
         def write(conn):
             if failures == 0:
                 conn.execute("DELETE FROM outbox_retry WHERE destination = ?", (destination,))
             else:
-                conn.execute("INSERT OR REPLACE INTO outbox_retry "
-                             "(destination, failures, next_attempt_ms) VALUES (?, ?, ?)",
-                             (destination, failures, next_attempt_ms))
+                conn.execute("INSERT INTO outbox_retry "
+                             "(destination, failures, next_attempt_ms, since_ms) "
+                             "VALUES (?, ?, ?, ?) ON CONFLICT (destination) DO UPDATE SET "
+                             "failures = excluded.failures, "
+                             "next_attempt_ms = excluded.next_attempt_ms, "
+                             "since_ms = excluded.since_ms",
+                             (destination, failures, next_attempt_ms, since_ms))
         return self._write(write)
 
     def outbox_get_retry(self, destination):
         def read(conn):
-            row = conn.execute("SELECT failures, next_attempt_ms FROM outbox_retry "
+            row = conn.execute("SELECT failures, next_attempt_ms, since_ms FROM outbox_retry "
                                "WHERE destination = ?", (destination,)).fetchone()
-            return RetryState(row[0], row[1]) if row else None
+            return RetryState(row[0], row[1], row[2]) if row else None
         return self._read(read)
 
     def outbox_drop(self, destination):
