@@ -24,7 +24,7 @@ from wavebox.model.docop import (  # noqa: E402
     compose,
     transform,
 )
-from wavebox.model.doctransform import transform_general  # noqa: E402
+from wavebox.model.docop.transform import transform_general  # noqa: E402
 
 SIZE = 10000
 

@@ -28,7 +28,7 @@ from wavebox.model.docop import (
     normalize,
     transform,
 )
-from wavebox.model.doctransform import _keystroke, transform_general
+from wavebox.model.docop.transform import _keystroke, transform_general
 from wavebox.model.errors import (
     ComposeError,
     IllFormedOperation,

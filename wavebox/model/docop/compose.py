@@ -9,7 +9,7 @@ paired, ``b``'s when ``b`` inserts something or an item is paired, and an
 item under both updates of a key asserts ``a``'s old value and ``b``'s new one.
 """
 
-from wavebox.model.docop import (
+from wavebox.model.docop.components import (
     COMPONENT_TYPES,
     AnnotationBoundary,
     Characters,
@@ -22,9 +22,9 @@ from wavebox.model.docop import (
     ReplaceAttributes,
     Retain,
     UpdateAttributes,
-    _Normalizer,
     utf16_key,
 )
+from wavebox.model.docop.normalizer import Normalizer
 from wavebox.model.errors import ComposeError
 
 __all__ = ["compose"]
@@ -73,7 +73,7 @@ class _Composition:
     """The walk of ``compose``; ``out`` collects the composed operation."""
 
     def __init__(self):
-        self.out = _Normalizer()
+        self.out = Normalizer()
         self.first = {}         # key -> (old, new): the first operation's update in force
         self.second = {}        # the same for the second operation
         self.first_queue = []   # boundaries of the first op not yet in force

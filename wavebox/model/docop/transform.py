@@ -27,8 +27,8 @@ change each (a keystroke) take a direct path with the same result
 (``tests/test_docop_properties.py`` checks the two agree).
 """
 
-from wavebox.model.doccompose import attributes_updated, compose as _compose_ops
-from wavebox.model.docop import (
+from wavebox.model.docop.compose import attributes_updated, compose as _compose_ops
+from wavebox.model.docop.components import (
     AnnotationBoundary,
     Characters,
     DeleteCharacters,
@@ -42,9 +42,9 @@ from wavebox.model.docop import (
     UpdateAttributes,
     COMPONENT_TYPES,
     DELETE_ELEMENT_END,
-    _input_size,
-    _Normalizer,
+    input_size,
 )
+from wavebox.model.docop.normalizer import Normalizer
 from wavebox.model.errors import ComposeError, TransformError
 
 __all__ = ["transform", "transform_general", "decompose"]
@@ -56,8 +56,8 @@ __all__ = ["transform", "transform_general", "decompose"]
 
 def decompose(op):
     """``(insertions, rest)`` with compose(insertions, rest) == op (up to normal form)."""
-    ins = _Normalizer()
-    rest = _Normalizer()
+    ins = Normalizer()
+    rest = Normalizer()
     for c in op:
         t = type(c)
         if t is Retain:
@@ -97,8 +97,8 @@ def _emit_insertion(out, c):
 
 def _transform_insertions(client, server):
     """Both operations only retain and insert; the client's insertion goes first at a tie."""
-    c_out = _Normalizer()
-    s_out = _Normalizer()
+    c_out = Normalizer()
+    s_out = Normalizer()
     cs = iter(client)
     ss = iter(server)
     c = next(cs, None)
@@ -147,8 +147,8 @@ class _InsertionAgainstRest:
     """
 
     def __init__(self):
-        self.ins_out = _Normalizer()
-        self.rest_out = _Normalizer()
+        self.ins_out = Normalizer()
+        self.rest_out = Normalizer()
         self.gap = 0
         self.depth = 0
         self.pending = Retain(0)
@@ -201,7 +201,7 @@ class _InsertionAgainstRest:
         if t is AnnotationBoundary:
             self.rest_out.boundary(c)
             return
-        size = _input_size(c)
+        size = input_size(c)
         old = -self.gap
         self.gap -= size
         if -self.gap > 0:
@@ -252,7 +252,7 @@ class _Side:
     """
 
     def __init__(self):
-        self.out = _Normalizer()
+        self.out = Normalizer()
         self.pending = Retain(0)
         self.depth = 0
         self.own = {}
@@ -479,7 +479,7 @@ class _RestTransform:
                 _server_boundary(self.client, self.server, c)
             return
         other = side.other
-        size = _input_size(c)
+        size = input_size(c)
         old = sign * self.gap
         self.gap += sign * size
         now = sign * self.gap
