@@ -564,6 +564,30 @@ class ErrorTests(WireShapeMixin, SynchronousTestCase):
                               '</error></iq>' % S.NS_STANZAS))
         self.assertEqual((e.condition, e.federation_code), ("gone", "UNDEFINED_CONDITION"))
 
+    def test_unknown_signer_is_our_application_condition_and_is_read_back(self):
+        reply = roundtrip(S.build_error_reply(xml(SubmitTests.REQUEST), S.FederationError(
+            "internal-server-error", "Unknown signer: ab12", application=S.UNKNOWN_SIGNER)))
+        self.assertEqual([c.name for c in reply.error.elements() if c.uri == S.NS_WAVEBOX_ERRORS],
+                         [S.UNKNOWN_SIGNER])
+        e = S.parse_error(reply)
+        self.assertEqual((e.condition, e.application, e.unknown_signer),
+                         ("internal-server-error", S.UNKNOWN_SIGNER, True))
+
+    def test_other_servers_say_unknown_signer_in_the_text_only(self):
+        for condition, text, unknown in (
+                ("internal-server-error", "Unknown signer 3f9a", True),    # Wave in a Box
+                ("bad-request", "unknown signer", True),                  # FedOne
+                ("bad-request", "Wavelet does not exist", False),
+                ("not-authorized", "signer not allowed", False)):
+            e = S.parse_error(xml(
+                '<iq type="error"><error type="cancel"><%s xmlns="%s"/><text xmlns="%s">%s'
+                '</text></error></iq>' % (condition, S.NS_STANZAS, S.NS_STANZAS, text)))
+            self.assertEqual(e.unknown_signer, unknown, (condition, text))
+
+    def test_our_application_condition_decides_over_the_text(self):
+        e = S.FederationError("internal-server-error", "signer of something", application="x")
+        self.assertFalse(e.unknown_signer)
+
     def test_error_without_condition_is_undefined_condition(self):
         e = S.parse_error(xml('<iq type="error"/>'))
         self.assertEqual(e.condition, "undefined-condition")

@@ -11,7 +11,7 @@ try again later; our own outbox does so.
 """
 
 from wavebox import crypto
-from wavebox.federation.stanzas import FederationError
+from wavebox.federation.stanzas import UNKNOWN_SIGNER, FederationError
 from wavebox.model.errors import ModelError
 from wavebox.server import errors as server_errors
 
@@ -28,7 +28,8 @@ def as_federation_error(exc):
     if isinstance(exc, FederationError):
         return exc
     if isinstance(exc, crypto.UnknownSignerError):
-        return FederationError("internal-server-error", "Unknown signer: %s" % (exc,))
+        return FederationError("internal-server-error", "Unknown signer: %s" % (exc,),
+                               application=UNKNOWN_SIGNER)
     if isinstance(exc, crypto.SignatureError):
         return FederationError("bad-request", "Remote verification failed: %s" % (exc,))
     if isinstance(exc, server_errors.WaveletCorrupted):

@@ -119,7 +119,7 @@ class FederationRemote:
         try:
             response = yield self._request(iq)
         except FederationError as e:
-            if "signer" not in (e.text or "").lower():
+            if not e.unknown_signer:
                 raise
             # The host has lost our chain (or never took it): post it again, once.
             log.info("{host} does not know our signer; posting it again", host=host)

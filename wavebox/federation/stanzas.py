@@ -60,16 +60,38 @@ _DECIMAL = re.compile(r"-?[0-9]+\Z")
 
 # --- errors -----------------------------------------------------------------
 
+#: Our application-specific error conditions (RFC 6120 8.3.4), beside the
+#: defined one: the wave protocol has no condition of its own for them.
+NS_WAVEBOX_ERRORS = "urn:x-wavebox:federation:errors"
+UNKNOWN_SIGNER = "unknown-signer"
+
+
 class FederationError(StanzaError):
     """
     A federation request failed with a stanza error condition (§1.8).  Raised
     by parsers and handlers, turned into the error reply by
     :func:`build_error_reply`; also what a failed request to a peer gives.
+    ``application`` is an application-specific condition of ours
+    (:data:`NS_WAVEBOX_ERRORS`), or None.
     """
 
-    def __init__(self, condition, text=None, type=None):
+    def __init__(self, condition, text=None, type=None, application=None):
         StanzaError.__init__(self, condition, type=type, text=text,
                              textLang="en" if text else None)
+        self.application = application
+
+    @property
+    def unknown_signer(self):
+        """
+        The host does not know the signer of our delta, so posting our signer
+        info again may help.  A wavebox host says so with its application
+        condition; Wave in a Box (``internal-server-error``) and FedOne
+        (``bad-request``) only in the text, which is read here, once, for them.
+        """
+        if self.application is not None:
+            return self.application == UNKNOWN_SIGNER
+        return self.condition in ("internal-server-error", "bad-request") and \
+            "signer" in (self.text or "").lower()
 
     @property
     def federation_code(self):
@@ -96,6 +118,8 @@ def build_error_reply(stanza, error):
     err["type"] = error.type or STANZA_CONDITIONS.get(
         error.condition, {}).get("type", "cancel")
     err.addElement((NS_STANZAS, error.condition))
+    if getattr(error, "application", None):
+        err.addElement((NS_WAVEBOX_ERRORS, error.application))
     if error.text:
         text = err.addElement((NS_STANZAS, "text"), content=error.text)
         text[(NS_XML, "lang")] = error.textLang or "en"
@@ -104,10 +128,12 @@ def build_error_reply(stanza, error):
 
 def parse_error(stanza):
     """The :class:`FederationError` carried by a ``type="error"`` stanza."""
-    condition, text, etype = None, None, None
+    condition, text, etype, application = None, None, None, None
     for err in _children(stanza, "error"):
         etype = err.getAttribute("type")
         for child in err.elements():
+            if child.uri == NS_WAVEBOX_ERRORS:
+                application = child.name
             if child.uri != NS_STANZAS:
                 continue
             if child.name == "text":
@@ -115,7 +141,8 @@ def parse_error(stanza):
             elif condition is None:
                 condition = child.name
         break
-    return FederationError(condition or "undefined-condition", text, type=etype)
+    return FederationError(condition or "undefined-condition", text, type=etype,
+                           application=application)
 
 
 # --- payloads ---------------------------------------------------------------
