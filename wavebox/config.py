@@ -274,6 +274,10 @@ OPTIONS += [
 
 # Issue 13: running it for real.
 OPTIONS += [
+    Option("metrics-interface", _interface, "127.0.0.1", "address of the HTTP listener "
+           "of /metrics (Prometheus) and /health; keep it private"),
+    Option("metrics-port", _port, None, "port of /metrics and /health (off unless given; "
+           "0 = any free port, logged)"),
     Option("admin-socket", _path_or_off, "admin.sock", "UNIX socket (relative to "
            "--data-dir) where 'wavebox status', 'users', 'waves' and 'outbox' reach the "
            "running server; mode 0600 ('' or off: none)"),

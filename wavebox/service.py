@@ -208,6 +208,7 @@ def makeService(config, reactor=None):
         component = top.xmpp
         _make_federation(config, top, top.wave_server, component,
                          component.locate_wave_service, service_jid=lambda domain: component.jid)
+        _make_metrics(config, top, reactor)
         _make_admin(config, top, reactor)
         return top
 
@@ -242,8 +243,21 @@ def makeService(config, reactor=None):
     top.xmpp = s2s
     top.resolver = resolver
     _make_federation(config, top, top.wave_server, s2s, locate, forget=discovery.forget)
+    _make_metrics(config, top, reactor)
     _make_admin(config, top, reactor)
     return top
+
+
+def _make_metrics(config, top, reactor):
+    """/metrics and /health (issue 13), when a metrics port is configured."""
+    if config.metrics_port is None:
+        return
+    from wavebox.metrics import Metrics, MetricsService
+    metrics = Metrics(top, config.domains, clock=reactor)
+    metrics.attach(top.wave_server, getattr(top, "s2s", None))
+    top.metrics = metrics
+    MetricsService(metrics, top, config.metrics_port, config.metrics_interface,
+                   reactor=reactor).setServiceParent(top)
 
 
 def _make_admin(config, top, reactor):

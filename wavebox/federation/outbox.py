@@ -87,12 +87,13 @@ def decode_payload(payload):
 
 
 class _Item:
-    __slots__ = ("item_id", "payload", "_parsed")
+    __slots__ = ("item_id", "payload", "_parsed", "seen")
 
-    def __init__(self, item_id, payload):
+    def __init__(self, item_id, payload, seen=0.0):
         self.item_id = item_id
         self.payload = payload
         self._parsed = None
+        self.seen = seen            # clock seconds when this process queued or read it
 
     def parsed(self):
         if self._parsed is None:
@@ -139,6 +140,8 @@ class DestinationQueue:
                 "in_flight": sum(len(i) for i, _ in self.in_flight.values()),
                 "failures": self.attempts, "last_error": self.last_error,
                 "since_ms": self.since_ms,
+                "oldest_seconds": (self.outbox.clock.seconds() - self.items[0].seen
+                                   if self.items else None),
                 "jid": self.jid}
 
     # -- feeding the queue ---------------------------------------------------
@@ -149,7 +152,7 @@ class DestinationQueue:
             self.late.append((item_id, payload))
         elif item_id > self.read_upto:
             if self.exhausted and len(self.items) < MAX_CACHED:
-                self.items.append(_Item(item_id, payload))
+                self.items.append(_Item(item_id, payload, self.outbox.clock.seconds()))
                 self.read_upto = item_id
             else:
                 self.exhausted = False
@@ -170,7 +173,7 @@ class DestinationQueue:
             return
         for row in rows:
             if row.id > self.read_upto:
-                self.items.append(_Item(row.id, row.payload))
+                self.items.append(_Item(row.id, row.payload, self.outbox.clock.seconds()))
                 self.read_upto = row.id
         if len(rows) < PAGE:
             self.exhausted = True

@@ -18,6 +18,7 @@ submitter hears back and before any listener is told.
 import itertools
 import queue
 import threading
+import time
 from collections import OrderedDict
 
 from twisted.internet import defer
@@ -77,6 +78,7 @@ class WaveServer:
         self._outbox_source = None
         self.remote_submitter = None
         self.delivery = None               # IDeliveryStatus, from the federation layer
+        self.submit_observers = []         # f(seconds) per local submit that succeeded
         self.signing_pool = signing_pool
         self._remote_order = {}            # WaveletName -> DeferredLock: submits leave in order
 
@@ -224,11 +226,22 @@ class WaveServer:
                 signed = self.signing_pool.run(sign, signer, delta, data)
         except Exception:
             return defer.fail()
+        started = time.monotonic()
         if self.is_local(name):
             # The container takes the delta's place in the wavelet's order
             # now, and waits for the signature only when its turn comes.
-            return self.container(name).submit(delta, signed)
-        return self._submit_remote(name, signed)
+            d = self.container(name).submit(delta, signed)
+        else:
+            d = self._submit_remote(name, signed)
+        if self.submit_observers:
+            d.addCallback(self._submitted, started)
+        return d
+
+    def _submitted(self, result, started):
+        seconds = time.monotonic() - started
+        for observe in self.submit_observers:
+            observe(seconds)
+        return result
 
     def _submit_remote(self, name, signed):
         """

@@ -31,6 +31,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -237,12 +238,12 @@ class _DatabaseThread(threading.Thread):
             conn.close()
         self._reactor.callFromThread(self._stopped.callback, None)
 
-    def _deliver(self, results, committed):
-        self._reactor.callFromThread(self._fire, results, committed)
+    def _deliver(self, results, committed, seconds=0.0):
+        self._reactor.callFromThread(self._fire, results, committed, seconds)
 
-    def _fire(self, results, committed):
+    def _fire(self, results, committed, seconds=0.0):
         if committed and self._on_commit is not None:
-            self._on_commit()
+            self._on_commit(seconds)
         for d, ok, value in results:
             if ok:
                 d.callback(value)
@@ -266,6 +267,7 @@ class _DatabaseThread(threading.Thread):
 
     def _write(self, conn, batch):
         results = []
+        started = time.monotonic()
         try:
             conn.execute("BEGIN IMMEDIATE")
             for job, d in batch:
@@ -286,7 +288,7 @@ class _DatabaseThread(threading.Thread):
                       path=self._path, n=len(batch), error=e)
             self._deliver([(d, False, e) for _, d in batch], committed=False)
         else:
-            self._deliver(results, committed=True)
+            self._deliver(results, committed=True, seconds=time.monotonic() - started)
 
     def _write_one(self, conn, job, d):
         conn.execute("SAVEPOINT request")
@@ -348,6 +350,7 @@ class SqliteStore:
             from twisted.internet import reactor
         self.path = path
         self.commit_count = 0
+        self.commit_observers = []      # f(seconds) per transaction committed (metrics)
         prepare_database(path)
         self._closed = False
         self._close_waiters = None
@@ -359,8 +362,10 @@ class SqliteStore:
     def __repr__(self):
         return "<SqliteStore %s>" % (self.path,)
 
-    def _committed(self):
+    def _committed(self, seconds):
         self.commit_count += 1
+        for observe in self.commit_observers:
+            observe(seconds)
 
     def _write(self, job):
         if self._closed:

@@ -335,6 +335,7 @@ class Dialback:
         else:
             log.warn("dialback: Authoritative Server says the key of {originating} "
                      "-> {receiving} is invalid", originating=pair[0], receiving=pair[1])
+            self.server.count_failure("dialback")
             stream.send(_element("result", pair[1], pair[0], answer="invalid"))
 
     def _authoritative_unreachable(self, reason, stream, pair):
@@ -344,6 +345,7 @@ class Dialback:
             condition = "remote-server-timeout"
         log.warn("dialback: cannot verify {originating} -> {receiving}: {reason}",
                  originating=pair[0], receiving=pair[1], reason=reason.getErrorMessage())
+        self.server.count_failure("dialback")
         if stream.connected:
             stream.send(_error_element("result", pair[1], pair[0], condition,
                                        "cancel" if condition.endswith("found") else "wait"))

@@ -613,6 +613,7 @@ class OutgoingStream(_Session):
         if self.peer_error:
             why = "it sent the stream error <%s/>" % (self.peer_error,)
         if verdict is not None and verdict.error and not self.negotiated.done:
+            self.server.count_failure("tls")
             why = "TLS certificate of %s refused: %s" % (self.remote, verdict.error)
             log.warn("outgoing S2S stream {peer}: {why}", peer=self.peer, why=why)
         self.negotiated.fail(RouteFailed("remote-server-timeout", "stream to %s (%s) closed: %s"
@@ -675,6 +676,7 @@ class OutgoingStream(_Session):
         xs.sendHeader()
 
     def _tls_refused(self, why):
+        self.server.count_failure("tls")
         log.warn("outgoing S2S stream {peer}: {why}; TLS is required", peer=self.peer, why=why)
         self.negotiated.fail(TLSUnavailable(why))
         self.close()
@@ -847,6 +849,8 @@ class S2SService(service.Service):
         self._no_multiplex = {}     # peer (host, port) -> until when it gets a stream per pair
         self._listening = None
         self.stopping = False
+        #: f(kind) for every stream that failed, kind "dialback" or "tls" (metrics).
+        self.failure_observers = []
 
     # public API ---------------------------------------------------------------
 
@@ -1229,6 +1233,8 @@ class S2SService(service.Service):
             yield self.dialback.originate(stream, local, remote).addTimeout(
                 self.dialback_timeout, self.clock)
         except Exception as e:
+            if isinstance(e, db.DialbackFailed):
+                self.count_failure("dialback")
             if multiplexed:
                 self._multiplexing_refused(stream, pair, e)
             raise
@@ -1283,6 +1289,11 @@ class S2SService(service.Service):
             stream.close()
             return reason
         return d.addCallbacks(lambda _: stream, failed)
+
+    def count_failure(self, kind):
+        """A stream failed at ``kind`` ("dialback" or "tls"): tell whoever counts."""
+        for observe in self.failure_observers:
+            observe(kind)
 
     def describe_streams(self):
         """Every stream, as plain values (``wavebox status``)."""
