@@ -142,6 +142,42 @@ class PingAtStartUpTests(TwoServers):
             self.assertTrue(stream.tls_verdict.chain_ok)
 
 
+class RoutingTests(TwoServers):
+    """What routes and connections do that only a deployment shows (issue 11's mutations)."""
+
+    PING = ["b.test"]
+
+    @defer.inlineCallbacks
+    def test_streams_leave_from_the_address_we_listen_on(self):
+        yield self.log.wait_for("got ping response from b.test")
+        peers = [s.peer for s in self.s2s("b.test").incoming if s.authenticated]
+        self.assertTrue(peers)
+        self.assertEqual({p.rpartition(":")[0] for p in peers}, {HOSTS["a.test"]})
+
+
+class DiscoveryToRouteTests(TwoServers):
+    """No start-up ping: nothing is known of b.test before the test asks."""
+
+    @defer.inlineCallbacks
+    def test_the_wave_service_found_is_where_s2s_goes_without_asking_dns_again(self):
+        from wavebox.xmpp.discovery import DiscoUnavailable
+        a = self.servers["a.test"]
+        # Found by the wave. guess (no disco: disco's own answer would also
+        # leave a hint), wave.b.test is resolved once, by discovery.
+        a.discovery.disco = lambda domain, endpoints: defer.fail(DiscoUnavailable("off"))
+        before = len(self.zone.queries)
+        jid = yield a.federation.transport.discover("b.test")
+        self.assertEqual(jid, "wave.b.test")
+        answer = yield self.s2s("a.test").request(ping_iq("a.test", jid)).addTimeout(
+            GUARD, reactor)
+        self.assertEqual(answer["type"], "result")
+        # The S2S route took the endpoints discovery found (service.py's
+        # locate: set_endpoints) and asked DNS nothing more.
+        asked = [q for q in self.zone.queries[before:]
+                 if q == ("_xmpp-server._tcp.wave.b.test", "SRV")]
+        self.assertEqual(len(asked), 1, self.zone.queries[before:])
+
+
 class FederationTests(TwoServers):
 
     @defer.inlineCallbacks
