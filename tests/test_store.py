@@ -532,12 +532,11 @@ class SqliteStoreTests(StoreContract, unittest.TestCase):
     @defer.inlineCallbacks
     def test_a_version_1_store_is_migrated_keeping_its_retry_state(self):
         path = os.path.abspath(self.mktemp())
-        conn = sqlite3.connect(path)
-        conn.executescript(sqlite_engine._MIGRATIONS[0])
+        conn = sqlite3.connect(path, isolation_level=None)
+        sqlite_engine.migrate(conn, path, upto=1)
+        self.assertEqual(conn.execute("PRAGMA user_version").fetchone()[0], 1)
         conn.execute("INSERT INTO outbox_retry (destination, failures, next_attempt_ms) "
                      "VALUES ('b.test', 3, 1700000060000)")
-        conn.execute("PRAGMA user_version=1")
-        conn.commit()
         conn.close()
         store = SqliteStore(path)
         self.addCleanup(store.close)
