@@ -26,8 +26,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from wavebox.model.delta import HashedVersion, SignedDelta, WaveletDelta
-from wavebox.model.errors import InvalidDelta, InvalidHashedVersion
-from wavebox.model.ids import ParticipantId
+from wavebox.model.errors import InvalidDelta, InvalidHashedVersion, ModelError
+from wavebox.model.ids import ParticipantId, WaveletName
 from wavebox.server import errors
 from wavebox.server.container import LocalWaveletContainer, RemoteWaveletContainer
 from wavebox.server.modelbridge import (
@@ -62,6 +62,7 @@ class WaveServer:
                  signing_pool=None, max_loaded=None, idle_time=None):
         if clock is None:
             from twisted.internet import reactor as clock
+        self._store = None
         self.store = store
         self.domains = tuple(d.lower() for d in domains)
         self.signers = dict(signers or {})
@@ -81,6 +82,41 @@ class WaveServer:
         self.submit_observers = []         # f(seconds) per local submit that succeeded
         self.signing_pool = signing_pool
         self._remote_order = {}            # WaveletName -> DeferredLock: submits leave in order
+
+    # -- the store --------------------------------------------------------------
+
+    @property
+    def store(self):
+        return self._store
+
+    @store.setter
+    def store(self, store):
+        """The store; its ``change_observers`` tell us of other processes' deltas."""
+        old = getattr(self._store, "change_observers", None)
+        if old is not None and self.changed_elsewhere in old:
+            old.remove(self.changed_elsewhere)
+        self._store = store
+        new = getattr(store, "change_observers", None)
+        if new is not None:
+            new.append(self.changed_elsewhere)
+
+    def changed_elsewhere(self, uri, version):
+        """
+        A delta of the wavelet ``uri`` up to ``version`` is in the store,
+        perhaps stored by another process on the same database: a loaded
+        container that is behind catches up and tells its listeners.  (None,
+        None): anything may have changed.
+        """
+        if uri is None:
+            containers = list(self._containers.values())
+        else:
+            try:
+                name = WaveletName.from_uri(uri)
+            except ModelError:
+                return
+            containers = [self._containers[name]] if name in self._containers else []
+        for container in containers:
+            container.changed_elsewhere(version)
 
     # -- what is ours -----------------------------------------------------------
 

@@ -102,6 +102,13 @@ class Connection:
         """False once the connection is broken (the database went away)."""
         return True
 
+    def announce_delta(self, wavelet_name, version):
+        """
+        Tell the store's other processes, when this transaction commits, that
+        the wavelet reached ``version``.  An engine that serves one process
+        has nobody to tell.
+        """
+
     def close(self):
         self.raw.close()
 

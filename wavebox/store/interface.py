@@ -11,7 +11,7 @@ metadata that makes up each participant's inbox, read marks, console
 accounts, signer infos (certificate chains, wave protocol section 5) and the
 federation outbox, one durable queue per destination domain.
 
-Engines (SQLite, memory, and one day PostgreSQL) implement
+Engines (SQLite, memory and PostgreSQL) implement
 :class:`IWaveletStore`; nothing above the store knows which one it talks to.
 Every method returns a Deferred, fired in the reactor thread.  A write's
 Deferred fires only once the write is durable, and a read started after a
@@ -182,6 +182,13 @@ class IWaveletStore(Interface):
     commit_count = Attribute(
         "Instrumentation: how many transactions this store has committed "
         "since it was opened (engines without transactions count writes).")
+
+    change_observers = Attribute(
+        "A list of f(wavelet_name, version), called in the reactor thread for each "
+        "delta committed to the database, by this process or another one sharing it "
+        "(PostgreSQL), so that cached wavelets can catch up; f(None, None) when "
+        "deltas may have been missed (every wavelet may have changed).  Engines "
+        "used by one process only never call them.")
 
     # -- deltas --
 

@@ -74,6 +74,7 @@ class MemoryStore:
         self._retry = {}
         self._next_outbox_id = 1
         self.commit_count = 0
+        self.change_observers = []      # one process only: never called
 
     def _info(self, name, w, read_version=None):
         return WaveletInfo(name, w.participants, w.last_modified_ms, w.version,

@@ -96,6 +96,7 @@ def append_delta(conn, wavelet_name, delta, participants, hosted, outbox, applie
         raise StoreConflict(wavelet_name, delta.applied_at_version, current)
     if participants is not None:
         _replace_participants(conn, wavelet_id, participants)
+    conn.announce_delta(wavelet_name, delta.resulting_version)
     return tuple(_enqueue(conn, destination, payload) for destination, payload in outbox)
 
 
@@ -329,6 +330,7 @@ class SqlStore:
     def __init__(self):
         self.commit_count = 0
         self.commit_observers = []      # f(seconds) per transaction committed (metrics)
+        self.change_observers = []      # f(wavelet_name, version): another process's delta
         self._closed = False
         self._close_waiters = None
         self._writer = self._reader = None
