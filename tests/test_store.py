@@ -465,6 +465,14 @@ class StoreContract:
             self.store.append_delta(W1, delta(0, 1), outbox=[("b.test", "text")]), TypeError)
         self.assertIsNone((yield self.store.current_version(W1)))
 
+    @defer.inlineCallbacks
+    def test_a_store_of_its_own_delivers_every_destination(self):
+        self.assertTrue((yield self.store.outbox_claim("b.test")))
+        self.assertTrue((yield self.store.outbox_claim("b.test")))
+        yield self.store.outbox_release("b.test")
+        self.assertTrue((yield self.store.outbox_claim("b.test")))
+        yield self.store.broadcast("receipt", "wave.b.test wbx.1.1")
+
     # -- life cycle --
 
     @defer.inlineCallbacks
@@ -766,6 +774,39 @@ class PostgresStoreTests(StoreContract, unittest.TestCase):
         yield self.store.append_delta(W2, delta(0, 2))
         yield got_two
         self.assertEqual(heard, [(W1, 3), (W2, 2)])
+
+    @defer.inlineCallbacks
+    def test_one_store_at_a_time_delivers_a_destination_until_it_ends(self):
+        other = self.make_store(self.url)
+        self.assertTrue((yield self.store.outbox_claim("b.test")))
+        self.assertFalse((yield other.outbox_claim("b.test")))
+        self.assertTrue((yield other.outbox_claim("c.test")))     # each destination its own
+        self.assertTrue((yield self.store.outbox_claim("b.test")))
+        yield self.store.outbox_release("b.test")
+        self.assertTrue((yield other.outbox_claim("b.test")))
+        self.assertFalse((yield self.store.outbox_claim("b.test")))
+        # The holder's end (its connections close, as when its process dies)
+        # lets the next one take the queue over.
+        yield other.close()
+        self.assertTrue((yield self.store.outbox_claim("b.test")))
+        self.assertTrue((yield self.store.outbox_claim("c.test")))
+
+    @defer.inlineCallbacks
+    def test_a_broadcast_reaches_the_other_stores_only(self):
+        other = self.make_store(self.url)
+        heard = {self.store: [], other: []}
+        arrived = {self.store: defer.Deferred(), other: defer.Deferred()}
+        for store in (self.store, other):
+            store.broadcast_observers.append(
+                lambda *a, store=store: (heard[store].append(a), arrived[store].callback(None)))
+            yield self._listening(store)
+        yield self.store.broadcast("receipt", "wave.b.test wbx.3.7")
+        yield arrived[other]
+        # Said after the first, so heard after it: the first never came back here.
+        yield other.broadcast("receipt", "wave.b.test wbx.8.8")
+        yield arrived[self.store]
+        self.assertEqual(heard, {other: [("receipt", "wave.b.test wbx.3.7")],
+                                 self.store: [("receipt", "wave.b.test wbx.8.8")]})
 
     def _listening(self, store):
         from twisted.internet import threads

@@ -190,6 +190,10 @@ class IWaveletStore(Interface):
         "deltas may have been missed (every wavelet may have changed).  Engines "
         "used by one process only never call them.")
 
+    broadcast_observers = Attribute(
+        "A list of f(topic, text), called in the reactor thread for each "
+        ":meth:`broadcast` of another process sharing the database.")
+
     # -- deltas --
 
     def append_delta(wavelet_name, delta, participants=None, hosted=None, outbox=(),
@@ -336,6 +340,26 @@ class IWaveletStore(Interface):
 
     def outbox_get_retry(destination):
         """The destination's :class:`RetryState`, or None when it is not backing off."""
+
+    def outbox_claim(destination):
+        """
+        Fires with True when this process may deliver ``destination``'s
+        queue, and holds that right until :meth:`outbox_release` or its end
+        (however it ends); False while another process sharing the database
+        holds it.  Asking again while holding it is True, unless the right
+        was lost meanwhile (the connection that held it broke).  Engines used
+        by one process only always say True.
+        """
+
+    def outbox_release(destination):
+        """Let another process deliver ``destination``'s queue."""
+
+    def broadcast(topic, text):
+        """
+        Tell the other processes sharing the database ``topic`` and ``text``
+        (short strings; a topic has no space): they call their
+        ``broadcast_observers``.  Nobody to tell for one-process engines.
+        """
 
     def outbox_drop(destination):
         """Forget every pending item of ``destination`` and its retry state (an

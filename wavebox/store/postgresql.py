@@ -32,12 +32,19 @@ commits.  A listener thread per store LISTENs and calls the store's
 ``change_observers`` in the reactor thread.  After a lost connection it
 listens again and reports every wavelet as possibly changed (version None).
 
+One deliverer per destination.  :meth:`PostgresStore.outbox_claim` takes a
+session-level advisory lock (``pg_try_advisory_lock``) named after the
+destination on a connection of its own: held until released or until the
+process's session ends, which it does when the process dies, however it
+dies, so another process takes the queue over on its next try.
+
 Schema.  The files under ``schema/postgresql/``; the version reached is the
 one row of ``schema_version``, written in the same transaction as the file
 (PostgreSQL's DDL is transactional).  Processes that start together take an
 advisory lock first, so one migrates and the others find it done.
 """
 
+import os
 import threading
 import time
 from urllib.parse import urlsplit
@@ -52,7 +59,7 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from wavebox.store.engine import Connection, DatabaseThread, format_placeholders, schema_scripts
-from wavebox.store.interface import StoreError
+from wavebox.store.interface import StoreClosed, StoreError
 from wavebox.store.sqlstore import SqlStore
 
 log = Logger()
@@ -63,6 +70,13 @@ SCHEMA_VERSION = len(schema_scripts(ENGINE))
 
 #: The notification channel of committed deltas.
 CHANNEL = "wavebox_delta"
+
+#: The notification channel of :meth:`PostgresStore.broadcast`.
+BROADCAST = "wavebox_broadcast"
+
+#: The first key of the advisory locks that say which process delivers a
+#: destination's outbox (the second is the hash of the destination).
+OUTBOX_LOCKS = 0x6f757462
 
 #: pg_advisory_xact_lock key taken while the schema is created or migrated ("wave").
 MIGRATION_LOCK = 0x77617665
@@ -231,11 +245,12 @@ class _PooledReaders:
 class _Listener(threading.Thread):
     """LISTENs on :data:`CHANNEL`; calls ``changed(wavelet_name, version)`` in the reactor."""
 
-    def __init__(self, url, reactor, changed):
+    def __init__(self, url, reactor, changed, told):
         threading.Thread.__init__(self, name="wavebox-store-listener", daemon=True)
         self._url = url
         self._reactor = reactor
         self._changed = changed
+        self._told = told
         self._stopping = threading.Event()
         self.listening = threading.Event()
 
@@ -254,14 +269,18 @@ class _Listener(threading.Thread):
                 continue
             try:
                 conn.execute("LISTEN %s" % (CHANNEL,))
+                conn.execute("LISTEN %s" % (BROADCAST,))
                 self.listening.set()
                 if lost:
                     # What was said while we were away is lost: anything may have changed.
                     self._reactor.callFromThread(self._changed, None, None)
                 while not self._stopping.is_set():
                     for notify in conn.notifies(timeout=0.5):
-                        version, _, name = notify.payload.partition(" ")
-                        self._reactor.callFromThread(self._changed, name, int(version))
+                        first, _, rest = notify.payload.partition(" ")
+                        if notify.channel == CHANNEL:
+                            self._reactor.callFromThread(self._changed, rest, int(first))
+                        else:
+                            self._reactor.callFromThread(self._told, first, rest)
             except psycopg.Error as e:
                 if not self._stopping.is_set():
                     log.warn("store {where}: lost the connection that listens for other "
@@ -279,20 +298,28 @@ class PostgresStore(SqlStore):
     and starts the writer, the readers and the listener; :meth:`close` stops them.
     """
 
+    #: Other processes may use the same database (the federation outbox
+    #: then watches for queues they leave behind).
+    shared = True
+
     def __init__(self, url, reactor=None, readers=READERS):
         if reactor is None:
             from twisted.internet import reactor
         SqlStore.__init__(self)
         self.url = check_url(url)
         self.where = describe(url)
-        self.change_observers = []     # f(wavelet_name, version) per delta any process commits
+        self._token = os.urandom(8).hex()    # tells our own broadcasts from the others'
         prepare_database(url)
         self._reader = _PooledReaders(url, reactor, readers)
         self._writer = DatabaseThread(lambda: PostgresConnection(_connect(url)), reactor,
                                       writer=True, where=self.where, errors=(psycopg.Error,),
                                       retryable=_retryable, on_commit=self._committed)
         self._writer.start()
-        self._listener = _Listener(url, reactor, self._changed)
+        self._claims = DatabaseThread(lambda: PostgresConnection(_connect(url)), reactor,
+                                      writer=False, where=self.where, errors=(psycopg.Error,))
+        self._claims.start()
+        self._claimed = (None, set())       # (connection, destinations): the claims thread's
+        self._listener = _Listener(url, reactor, self._changed, self._told)
         self._listener.start()
 
     def __repr__(self):
@@ -307,6 +334,62 @@ class PostgresStore(SqlStore):
             except Exception:
                 log.failure("a change observer of the store failed")
 
+    def _told(self, token, message):
+        topic, _, text = message.partition(" ")
+        if self._closed or token == self._token:
+            return
+        for observe in list(self.broadcast_observers):
+            try:
+                observe(topic, text)
+            except Exception:
+                log.failure("a broadcast observer of the store failed")
+
+    def broadcast(self, topic, text):
+        if not topic or " " in topic:
+            return defer.fail(ValueError("a broadcast topic is one word, not %r" % (topic,)))
+        message = "%s %s %s" % (self._token, topic, text)
+        return self._write(lambda conn: conn.execute("SELECT pg_notify(?, ?)",
+                                                     (BROADCAST, message)) and None)
+
+    # -- one deliverer per destination --
+
+    def _held(self, conn):
+        held_on, destinations = self._claimed
+        if held_on is not conn:
+            # A new connection (the last one broke): whatever it held is gone.
+            destinations = set()
+            self._claimed = (conn, destinations)
+        return destinations
+
+    def outbox_claim(self, destination):
+        if self._closed:
+            return defer.fail(StoreClosed("the store %s is closed" % (self.where,)))
+
+        def claim(conn):
+            held = self._held(conn)
+            if destination not in held and conn.execute(
+                    "SELECT pg_try_advisory_lock(?::integer, hashtext(?))",
+                    (OUTBOX_LOCKS, destination)).fetchone()[0]:
+                held.add(destination)
+            return destination in held
+        return self._claims.submit(claim)
+
+    def outbox_release(self, destination):
+        if self._closed:
+            return defer.succeed(None)
+
+        def release(conn):
+            held = self._held(conn)
+            if destination in held:
+                held.discard(destination)
+                conn.execute("SELECT pg_advisory_unlock(?::integer, hashtext(?))",
+                             (OUTBOX_LOCKS, destination))
+        return self._claims.submit(release)
+
+    def _runners(self):
+        return [self._writer, self._reader, self._claims]
+
     def _released(self):
         self._listener.stop()
         self._writer.join()
+        self._claims.join()

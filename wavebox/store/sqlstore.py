@@ -331,6 +331,7 @@ class SqlStore:
         self.commit_count = 0
         self.commit_observers = []      # f(seconds) per transaction committed (metrics)
         self.change_observers = []      # f(wavelet_name, version): another process's delta
+        self.broadcast_observers = []   # f(topic, text): another process's broadcast
         self._closed = False
         self._close_waiters = None
         self._writer = self._reader = None
@@ -471,14 +472,24 @@ class SqlStore:
     def outbox_drop(self, destination):
         return self._write(outbox_drop, destination)
 
+    def outbox_claim(self, destination):
+        if self._closed:
+            return defer.fail(StoreClosed("the store %s is closed" % (self.where,)))
+        return defer.succeed(True)      # one process: every queue is ours
+
+    def outbox_release(self, destination):
+        return defer.succeed(None)
+
+    def broadcast(self, topic, text):
+        return defer.succeed(None)      # one process: nobody else to tell
+
     # -- life cycle --
 
     def close(self):
         if self._close_waiters is None:
             self._closed = True
             self._close_waiters = []
-            d = defer.gatherResults([self._writer.stop(), self._reader.stop()],
-                                    consumeErrors=True)
+            d = defer.gatherResults([r.stop() for r in self._runners()], consumeErrors=True)
             d.addBoth(self._stopped)
         if self._close_waiters is True:
             return defer.succeed(None)
@@ -491,6 +502,10 @@ class SqlStore:
         waiters, self._close_waiters = self._close_waiters, True
         for d in waiters:
             d.callback(None)
+
+    def _runners(self):
+        """What runs requests: stopped, in this order, by :meth:`close`."""
+        return [self._writer, self._reader]
 
     def _released(self):
         """The writer and the readers have ended: let go of what else the engine holds."""
