@@ -11,7 +11,7 @@ from twisted.internet import defer, threads
 from twisted.trial import unittest
 from zope.interface import implementer
 
-from tests.helpers import insert
+from tests.helpers import console_login, insert, quick_hash, start_twistd_wavebox
 from tests.postgres import fresh_database
 from tests.test_operator import wavebox_command
 from wavebox.model.delta import HashedVersion, WaveletDelta
@@ -193,3 +193,48 @@ class CommandsOnAPostgresStoreTests(unittest.TestCase):
         self.assertIn(b"USER@HOST", err)
 
 
+
+
+class TwoProcessesForOneDomainTests(unittest.TestCase):
+    """``twistd wavebox`` twice for a.test on one database: console users on each."""
+
+    timeout = 120
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.url = fresh_database(self)
+        store = PostgresStore(self.url)
+        try:
+            for user in ("alice@a.test", "bob@a.test"):
+                yield store.add_account(user, quick_hash("secret"))
+        finally:
+            yield store.close()
+        self.ports = []
+        for n in (1, 2):
+            directory = os.path.abspath(self.mktemp())
+            os.makedirs(directory)
+            proc, port = yield start_twistd_wavebox(self, directory, [
+                "--domain", "a.test", "--store", self.url,
+                "--data-dir", os.path.join(directory, "data"),
+                "--console-interface", "127.0.0.1", "--console-port", "0",
+                "--s2s-interface", "127.0.0.1", "--s2s-port", "0"])
+            self.ports.append(port)
+
+    @defer.inlineCallbacks
+    def test_a_console_user_sees_live_the_lines_typed_on_the_other_process(self):
+        alice = yield console_login(self, self.ports[0], "alice", "secret", "alice@a.test")
+        bob = yield console_login(self, self.ports[1], "bob", "secret", "bob@a.test")
+        alice.send("/new")
+        yield alice.expect("^created wave a.test/w\\+")
+        alice.send("/add bob@a.test")
+        # Bob is on the other process: the database's notice brings him the wave.
+        yield bob.expect("^\\* alice@a.test added you to wave a.test/w\\+")
+        alice.send("hello from process one")
+        yield alice.expect("^alice@a.test: hello from process one")
+        bob.send("/open 0")
+        yield bob.expect("^alice@a.test: hello from process one")
+        bob.send("and hello from process two")
+        yield bob.expect("^bob@a.test: and hello from process two")
+        yield alice.expect("^bob@a.test: and hello from process two")
+        alice.send("seen it")
+        yield bob.expect("^alice@a.test: seen it")

@@ -499,6 +499,20 @@ class SharedStoreTests(ServerTestCase):
         self.server.changed_elsewhere(OTHER.uri, 7)
         self.assertEqual(len(self.heard.updates), 2)
 
+    def test_a_wave_made_elsewhere_reaches_a_participant_listening_here(self):
+        bob = Recorder()
+        self.server.subscribe_participant(BOB, bob)
+        other = self.make_server(self.store)
+        self.create(server=other)
+        v = self.state(server=other).hashed_version
+        done = self.successResultOf(other.submit(NAME, WaveletDelta(ALICE, v,
+                                                                    [AddParticipant(BOB)])))
+        self.server.changed_elsewhere(NAME.uri, done.hashed_version_after.version)
+        [update] = bob.updates
+        self.assertEqual(update.added, frozenset([BOB]))
+        self.assertEqual(update.resulting_version, done.hashed_version_after)
+        self.assertEqual(self.state().hashed_version, done.hashed_version_after)
+
     def test_a_wavelet_not_loaded_is_not_read_when_the_store_says_it_changed(self):
         reads = []
         self.store.deltas = lambda *a, **k: reads.append(a) or defer.succeed([])

@@ -83,6 +83,7 @@ class WaveletContainer:
         self._encoder = None       # keeps the documents' JSON between snapshots
         self._last_timestamp = 0
         self.behind = False        # another process stored deltas we have not read yet
+        self._load_end = None      # load only the history before this version, then catch up
 
     # -- life cycle ---------------------------------------------------------
 
@@ -115,11 +116,12 @@ class WaveletContainer:
             raise errors.WaveletCorrupted("%s: %s" % (self.uri, self.corrupted))
         if not self.loaded or (self.behind and not self.writing):
             try:
-                if self.loaded:
+                if not self.loaded:
+                    end, self._load_end = self._load_end, None
+                    self.behind = end is not None
+                    yield self._load(end)
+                if self.behind:
                     yield self._catch_up()
-                else:
-                    self.behind = False
-                    yield self._load()
             except errors.WaveletCorrupted as e:
                 self.corrupted = str(e)
                 self._forget()
@@ -184,6 +186,20 @@ class WaveletContainer:
             d.addErrback(lambda f: log.failure("{uri}: catching up with the store failed", f,
                                                uri=self.uri))
 
+    def open_before(self, version):
+        """
+        Load the wavelet as it was at ``version`` (a delta boundary), then
+        catch up, telling the listeners of every delta after it: another
+        process just stored them, and someone here listens.
+        """
+        if self.loaded or self.corrupted:
+            self.changed_elsewhere(None)
+            return
+        self._load_end = version
+        d = self.run(lambda: None)
+        d.addErrback(lambda f: log.failure("{uri}: catching up with the store failed", f,
+                                           uri=self.uri))
+
     def _forget(self):
         """Drop the in-memory copy; the next use loads it again from the store."""
         self._generation += 1
@@ -194,12 +210,14 @@ class WaveletContainer:
         self._base = None
 
     @defer.inlineCallbacks
-    def _load(self):
+    def _load(self, end=None):
         self._forget()
         store = self.server.store
         snapshot = yield store.latest_snapshot(self.uri)
         state = None
         self._snapshot_size = 0
+        if snapshot is not None and end is not None and snapshot[0] > end:
+            snapshot = None         # after the version asked for: replay from the start
         if snapshot is not None:
             version, blob = snapshot
             self._snapshot_size = len(blob)
@@ -218,7 +236,7 @@ class WaveletContainer:
         self.state = self.head = state
         self._base = state.hashed_version
         self._last_timestamp = state.last_modified_time or 0
-        tail = yield store.deltas(self.uri, state.hashed_version.version)
+        tail = yield store.deltas(self.uri, state.hashed_version.version, end)
         for stored in tail:
             applied = self._parse_stored(stored)
             if applied.applied_at != self.head.hashed_version:

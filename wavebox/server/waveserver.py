@@ -114,9 +114,30 @@ class WaveServer:
                 name = WaveletName.from_uri(uri)
             except ModelError:
                 return
-            containers = [self._containers[name]] if name in self._containers else []
+            if name not in self._containers:
+                if self._participant_listeners and version is not None:
+                    self._open_if_listened(name, version).addErrback(
+                        lambda f: log.failure("{uri}: cannot follow the store", f, uri=uri))
+                return
+            containers = [self._containers[name]]
         for container in containers:
             container.changed_elsewhere(version)
+
+    @defer.inlineCallbacks
+    def _open_if_listened(self, name, version):
+        """
+        A wavelet not loaded here changed elsewhere: if one of its
+        participants listens here (a console session), load it as it was
+        before that delta and catch up, so that they hear of the delta.
+        """
+        info = yield self.store.wavelet_info(name.uri)
+        if info is None or not any(ParticipantId(p) in self._participant_listeners
+                                   for p in info.participants):
+            return
+        stored = yield self.store.delta_ending_at(name.uri, version)
+        if stored is None:
+            return
+        self.container(name).open_before(stored.applied_at_version)
 
     # -- what is ours -----------------------------------------------------------
 
