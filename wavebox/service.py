@@ -242,10 +242,68 @@ def makeService(config, reactor=None):
     top.s2s = s2s
     top.xmpp = s2s
     top.resolver = resolver
+    _AnswerRelay(top.wave_server, s2s).setServiceParent(top)
     _make_federation(config, top, top.wave_server, s2s, locate, forget=discovery.forget)
     _make_metrics(config, top, reactor)
     _make_admin(config, top, reactor)
     return top
+
+
+class _AnswerRelay(service.Service):
+    """
+    Several processes for one domain on one database: a peer answers our
+    iq requests (disco, history, submit) over its own stream to our domain,
+    which SRV may have sent to another of our processes.  That process
+    hands the answer on through the store (``broadcast("iq", ...)``); the
+    one whose request it answers takes it.  The stanza was checked on the
+    stream it came in on, and only our processes write to the database.
+    """
+
+    #: PostgreSQL's NOTIFY takes at most 8000 bytes.
+    MAX_BYTES = 7800
+
+    def __init__(self, wave_services, s2s):
+        self.wave_services = wave_services
+        self.s2s = s2s
+        self.store = None
+
+    def startService(self):
+        service.Service.startService(self)
+        store = self.wave_services.store
+        if getattr(store, "shared", False):
+            self.store = store
+            store.broadcast_observers.append(self.heard)
+            self.s2s.unmatched_answer = self.relay
+
+    def stopService(self):
+        if self.store is not None:
+            if self.heard in self.store.broadcast_observers:
+                self.store.broadcast_observers.remove(self.heard)
+            self.s2s.unmatched_answer = None
+            self.store = None
+        return service.Service.stopService(self)
+
+    def relay(self, iq):
+        text = iq.toXml()
+        if len(text.encode("utf-8")) > self.MAX_BYTES:
+            log.warn("an answer (iq {id}, {n} bytes) for no request of this process is too "
+                     "big to hand to the others; its request will time out",
+                     id=iq.getAttribute("id"), n=len(text))
+            return False
+        d = self.store.broadcast("iq", text)
+        d.addErrback(lambda f: log.failure("cannot hand an answer to the other processes", f))
+        return True
+
+    def heard(self, topic, text):
+        if topic != "iq":
+            return
+        from wavebox.federation.stanzas import element_from_xml
+        try:
+            iq = element_from_xml(text)
+        except Exception:
+            log.warn("an answer handed on by another process does not parse")
+            return
+        self.s2s.answer_request(iq)
 
 
 def _make_metrics(config, top, reactor):
@@ -297,6 +355,10 @@ class WaveServerService(service.Service):
         from wavebox.store import StoreError, open_store
         from wavebox.store.lock import acquire
         try:
+            # The data directory holds more than an SQLite store (the admin
+            # socket, the dialback secret, keys): made even when the store
+            # is a database elsewhere.
+            os.makedirs(self.config.data_dir, mode=0o700, exist_ok=True)
             self.lock = acquire(self.config.store, self.config.data_dir)
             self.wave_server.store = open_store(self.config.store, self.config.data_dir)
         except OSError as e:
@@ -306,6 +368,11 @@ class WaveServerService(service.Service):
             # Not a database, a directory we may not write to: the operator's
             # to fix, so one line that names the option.
             raise ConfigError("--store: %s" % (e,))
+        if getattr(self.wave_server.store, "shared", False) and not self.config.dialback_secret:
+            log.warn("the store {store} may be shared by several processes for one domain: "
+                     "give them all the same dialback_secret in their config files, or a "
+                     "dialback key one makes fails on another",
+                     store=getattr(self.wave_server.store, "where", self.config.store))
         if self.wave_server.signing_pool is not None:
             self.wave_server.signing_pool.start()
         service.Service.startService(self)

@@ -845,6 +845,9 @@ class S2SService(service.Service):
         self.outgoing = []
         self.routes = {}
         self._requests = {}
+        # f(iq) -> True when it took an answer no request of ours waits for
+        # (several processes for one domain: it may be another's).
+        self.unmatched_answer = None
         self._hints = {}
         self._no_multiplex = {}     # peer (host, port) -> until when it gets a stream per pair
         self._listening = None
@@ -1008,10 +1011,19 @@ class S2SService(service.Service):
         if stanza.name == "iq" and stanza.getAttribute("type") in ("result", "error"):
             if self._answer_request(stanza):
                 return
+            if self.unmatched_answer is not None and self.unmatched_answer(stanza):
+                return
         handled = self.local.deliver(stanza)
         if (not handled and stanza.name == "iq"
                 and stanza.getAttribute("type") in ("get", "set")):
             self.send(error.StanzaError("service-unavailable").toResponse(stanza))
+
+    def answer_request(self, iq):
+        """
+        An answer another process of ours received (authenticated there) for
+        a request this one may have made; True when it was ours.
+        """
+        return self._answer_request(iq)
 
     def _answer_request(self, iq):
         entry = self._requests.get(iq.getAttribute("id"))
