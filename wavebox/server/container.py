@@ -51,7 +51,7 @@ from wavebox.server.interfaces import SubmitResult, WaveletUpdate
 from wavebox.server.modelbridge import (
     build_applied_delta, empty_state, parse_applied_delta, participants_of,
     snapshot_encoder, state_from_snapshot)
-from wavebox.store.interface import StoreConflict, StoredDelta
+from wavebox.store.interface import StoreClosed, StoreConflict, StoredDelta
 
 log = Logger()
 
@@ -182,9 +182,7 @@ class WaveletContainer:
             return
         self.behind = True
         if not self.writing:
-            d = self.run(lambda: None)
-            d.addErrback(lambda f: log.failure("{uri}: catching up with the store failed", f,
-                                               uri=self.uri))
+            self.run(lambda: None).addErrback(self._catch_up_failed)
 
     def open_before(self, version):
         """
@@ -196,9 +194,11 @@ class WaveletContainer:
             self.changed_elsewhere(None)
             return
         self._load_end = version
-        d = self.run(lambda: None)
-        d.addErrback(lambda f: log.failure("{uri}: catching up with the store failed", f,
-                                           uri=self.uri))
+        self.run(lambda: None).addErrback(self._catch_up_failed)
+
+    def _catch_up_failed(self, failure):
+        if not failure.check(StoreClosed):      # shutting down: nothing to catch up for
+            log.failure("{uri}: catching up with the store failed", failure, uri=self.uri)
 
     def _forget(self):
         """Drop the in-memory copy; the next use loads it again from the store."""
