@@ -98,6 +98,8 @@ def run_case(case, args, cluster, directory):
                  "--s2s-interface", ADDRESSES[n], "--s2s-port", "0",
                  "--nameserver", "127.0.0.1:9", "--dns-timeout", "0.5",
                  "--console-interface", "127.0.0.1", "--console-port", "0",
+                 # Every typist logs in from 127.0.0.1.
+                 "--console-max-sessions", "10000", "--console-max-sessions-per-ip", "10000",
                  "--log-level", "info"], cwd=home)))
         progress("%s: %d process(es) up" % (case, processes))
         measure = Measure()
