@@ -52,10 +52,10 @@ DELIVERY_POLL = 2.0
 #: Seconds an inbox entry's changes are gathered before the browser is told.
 INBOX_COALESCE = 0.1
 
-#: Close codes (RFC 6455 7.4.1, and the application range 4000-4999).
-CLOSE_POLICY = 1008
-CLOSE_TOO_BIG = 1009
+#: Close codes, in the application range (RFC 6455 7.4.2): autobahn sends no
+#: other but 1000.  4008 is 1008's "policy violation".
 CLOSE_LOGGED_OUT = 4001
+CLOSE_POLICY = 4008
 
 
 class MessageError(Exception):

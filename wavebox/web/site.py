@@ -80,6 +80,9 @@ def _cookie(token, max_age=None):
 class _Static(static.File):
     """The package's static files; no directory listings."""
 
+    childNotFound = pages.notFound("Not found", "No such file.")
+    forbidden = pages.forbidden("Forbidden", "Not yours to read.")
+
     def directoryListing(self):
         return pages.notFound("Not found", "No listing.")
 

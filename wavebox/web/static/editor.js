@@ -109,7 +109,8 @@ export function deleteText(doc, from, to) {
 export function diffText(before, after, caret = after.length) {
   let start = 0;
   const max = Math.min(before.length, after.length);
-  const limit = Math.min(max, caret);
+  // The caret is after what was typed: the change starts at the latest there.
+  const limit = Math.max(0, Math.min(max, caret - Math.max(0, after.length - before.length)));
   while (start < limit && before[start] === after[start]) start++;
   let endBefore = before.length, endAfter = after.length;
   while (endBefore > start && endAfter > start && before[endBefore - 1] === after[endAfter - 1]) {
