@@ -36,7 +36,7 @@ IDLE = ("const w = window.wavebox.wave; return w !== null && w.client.idle "
 VERSION = "const v = window.wavebox.wave.client.version; return [v.version, v.history_hash]"
 WAVE_URI = "return window.wavebox.wave && window.wavebox.wave.uri"
 INBOX = ("return [...document.querySelectorAll('#inbox-list .wave-entry')].map(e => "
-         "[e.dataset.wave, e.querySelector('.participants').textContent, "
+         "[e.dataset.wave, e.querySelector('.entry-people').textContent, "
          "e.querySelector('.snippet').textContent, e.querySelector('.unread').textContent])")
 
 
@@ -146,6 +146,14 @@ class LocalTests(BrowserTestCase):
 
         directory = os.environ.get("WAVEBOX_SCREENSHOTS")
         if directory:
+            # A second wave, carol's, so that the inbox shows an unread one.
+            carol.send("/new")
+            yield carol.expect(r"^created wave")
+            carol.send("Lunch on Friday? The usual place, at noon.")
+            yield carol.expect(r"^carol@a.test: Lunch")
+            carol.send("/add alice@a.test")
+            yield carol.expect(r"^\* carol@a.test added alice@a.test")
+            yield in_thread(alice.wait, lambda: len(alice.js(INBOX)) == 2, "two waves")
             yield in_thread(self.screenshots, alice, directory)
 
     def screenshots(self, b, directory):

@@ -169,7 +169,7 @@ function renderInbox() {
     const item = el("li", {class: "wave-entry" + (open ? " open" : "") + (unread ? " has-unread" : ""),
                            "data-wave": w.wave},
       el("div", {class: "entry-head"},
-        el("span", {class: "participants"}, people),
+        el("span", {class: "entry-people"}, people),
         el("span", {class: "unread", title: "changes since you last read it"},
            unread ? String(unread) : "")),
       el("div", {class: "snippet"}, w.snippet || "(no text yet)"));
