@@ -29,7 +29,6 @@ from wavebox.console.limits import CLOSE_GRACE, ConsoleLimits, LineQueue, Sessio
 from wavebox.model.delta import HashedVersion, WaveletDelta
 from wavebox.model.errors import InvalidParticipantId, ModelError
 from wavebox.model.ids import IdGenerator, ParticipantId
-from wavebox.model.operations import AddParticipant, RemoveParticipant
 from wavebox.server.errors import RemoteHostError, WaveServerError
 from wavebox.server.interfaces import IWaveletListener
 from wavebox.server.login import LoginGuard, LoginRefused, TooManyFailures, client_key
@@ -479,38 +478,23 @@ class ConsoleSession(protocol.Protocol, TimeoutMixin):
         yield self._open(names[n])
 
     def cmd_add(self, rest):
-        return self._participant_change(rest, AddParticipant, "add")
+        return self._participant_change(rest, "add")
 
     def cmd_remove(self, rest):
-        return self._participant_change(rest, RemoveParticipant, "remove")
+        return self._participant_change(rest, "remove")
 
     @defer.inlineCallbacks
-    def _participant_change(self, rest, operation, verb):
+    def _participant_change(self, rest, verb):
         if not rest or " " in rest:
             raise UsageError("usage: /%s USER@DOMAIN" % (verb,))
         self._need_open_wave()
+        # The checks and their words are the server's, shared with the web client.
         try:
-            # Only a person can be added; a stray domain participant (WIAB's
-            # @domain) can still be removed.
-            participant = (ParticipantId.user if verb == "add" else ParticipantId)(rest)
+            warning = yield self.server.change_participant(self.open_name, self.user, verb, rest)
         except InvalidParticipantId as e:
             raise UsageError("/%s: %s" % (verb, e))
-        # Say it in the user's terms; the model would name an operation of a
-        # delta the user never saw.
-        state = self.server.current_state(self.open_name)
-        if state is not None:
-            present = participant in view.participants(state)
-            if verb == "add" and present:
-                raise UsageError("%s is already a participant" % (participant,))
-            if verb == "remove" and not present:
-                raise UsageError("%s is not a participant of this wave" % (participant,))
-        if verb == "add":
-            yield self.server.check_local_participant(participant)
-        yield self._submit([operation(participant)])
-        if verb == "add":
-            warning = yield self.server.remote_participant_warning(participant)
-            if warning is not None:
-                self.say("warning: " + warning)
+        if warning is not None:
+            self.say("warning: " + warning)
 
     @defer.inlineCallbacks
     def cmd_read(self, rest):
