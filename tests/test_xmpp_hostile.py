@@ -295,10 +295,60 @@ class CapTests(Base):
         caps = options.pop("limits")
         self.assertEqual(options, dict(
             max_stanza_size=512 * 1024, max_unauthenticated_stanza_size=10 * 1024,
-            max_depth=100, negotiation_timeout=30.0))
+            max_depth=100, negotiation_timeout=30.0, stranger_share=0.005))
         self.assertEqual((caps.max_streams, caps.max_unauthenticated_per_ip,
                           caps.max_pending_bytes, caps.idle_timeout),
                          (1000, 10, 4 * 1024 * 1024, 600.0))
+
+
+class TurnBudgetTests(Base):
+    """Finding 3, the stall: strangers' input past its share of a turn waits for the next."""
+
+    def setUp(self):
+        Base.setUp(self)
+        self.now = [0.0]
+        self.service.stranger_budget = limits.TurnBudget(self.clock, 0.005, lambda: self.now[0])
+
+    def slow_stranger(self, cost):
+        """A stranger whose every chunk costs ``cost`` seconds to parse."""
+        peer = fx.incoming(self.service)
+        original = peer.protocol._parse
+
+        def parse(data):
+            self.now[0] += cost
+            original(data)
+        peer.protocol._parse = parse
+        return peer
+
+    def test_past_the_share_a_stranger_waits_a_turn_with_its_socket_paused(self):
+        first, second = self.slow_stranger(0.005), self.slow_stranger(0.005)
+        first.feed(fx.HEADER % "from='b.test' to='a.test'")
+        second.feed(fx.HEADER % "from='b.test' to='a.test'")
+        self.assertIsNotNone(first.take()[0])
+        self.assertEqual(second.take(), (None, []))         # held: the turn was spent
+        self.assertEqual(second.transport.producerState, "paused")
+        self.clock.advance(0)                                # the next turn
+        self.assertIsNotNone(second.take()[0])
+        self.assertEqual(second.transport.producerState, "producing")
+
+    def test_held_chunks_keep_their_order_over_several_turns(self):
+        peer = self.slow_stranger(0.006)
+        peer.feed(fx.HEADER % "from='b.test' to='a.test'")
+        peer.feed("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        peer.feed(fx.HEADER % "from='b.test' to='a.test'")
+        self.assertEqual(len(peer.take()[1]), 1)             # the features
+        for _ in range(3):
+            self.clock.advance(0)
+        header, elements = peer.take()
+        self.assertEqual([e.name for e in elements], ["proceed", "features"])
+        self.assertEqual(peer.transport.producerState, "producing")
+
+    def test_an_authenticated_stream_never_waits(self):
+        peer = self.authenticated_peer()
+        self.slow_stranger(0.01).feed(fx.HEADER % "from='b.test' to='a.test'")
+        self.assertFalse(self.service.stranger_budget.available)
+        peer.feed("<message from='bob@b.test' to='alice@a.test'/>")
+        self.assertEqual(len(self.delivered), 1)
 
 
 class RouteFlushTests(Base):

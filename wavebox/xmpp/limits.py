@@ -24,13 +24,21 @@ cost; this module limits the rest:
     A push producer on the transport: Twisted pauses it when the peer stops
     reading; what we write while it is paused counts against
     ``max_pending_bytes``, and over it the connection is dropped.
+:class:`TurnBudget`
+    How much of one reactor turn strangers' input (streams that have not
+    authenticated a domain) may take: past ``share`` seconds, a stranger's
+    next chunk is held and its socket paused until a later turn, in arrival
+    order.  Two thousand strangers sending at once then cost the other
+    streams a few milliseconds a turn, not the sum of their parsing.
 :func:`error_reply`
     A stanza error answer that does not echo the payload (RFC 6120 8.3.1
     allows it and we never need it): nothing we send back grows with what a
     peer sent.
 """
 
+import collections
 import ipaddress
+import time
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
@@ -48,6 +56,8 @@ MAX_PENDING_BYTES = 4 * 1024 * 1024
 IDLE_TIMEOUT = 600.0
 #: Seconds between two log lines about refused connections.
 REFUSAL_LOG_INTERVAL = 60.0
+#: Seconds of one reactor turn strangers' input may take before it waits a turn.
+STRANGER_SHARE = 0.005
 #: The prefix an IPv6 client is counted by: one site usually has a /64.
 IPV6_PREFIX = 64
 
@@ -77,7 +87,8 @@ def options_from_config(config):
             max_streams=config.s2s_max_streams,
             max_unauthenticated_per_ip=config.s2s_max_unauthenticated_per_ip,
             max_pending_bytes=config.s2s_max_pending_bytes,
-            idle_timeout=config.s2s_idle_timeout))
+            idle_timeout=config.s2s_idle_timeout),
+        stranger_share=STRANGER_SHARE)
 
 
 def client_key(host):
@@ -202,6 +213,50 @@ class OutputBudget:
             self.overflow(self.unsent)
             return False
         return True
+
+
+class TurnBudget:
+    """Time strangers' input may take per reactor turn (see the module docstring)."""
+
+    def __init__(self, clock, share=STRANGER_SHARE, timer=time.perf_counter):
+        self.clock = clock
+        self.share = share
+        self.timer = timer
+        self.used = 0.0
+        self.waiting = collections.deque()
+        self._turn = None
+
+    @property
+    def available(self):
+        return self.used < self.share
+
+    def charge(self, seconds):
+        self.used += seconds
+        self._next_turn_later()
+
+    def wait(self, stream):
+        """``stream.resume()`` is called in a later turn, when there is time for it."""
+        self.waiting.append(stream)
+        self._next_turn_later()
+
+    def _next_turn_later(self):
+        if self._turn is None:
+            # callLater(0) runs at the start of the next turn, after the
+            # reactor has polled every socket once more.
+            self._turn = self.clock.callLater(0, self._next_turn)
+
+    def _next_turn(self):
+        self._turn = None
+        self.used = 0.0
+        while self.waiting and self.available:
+            self.waiting.popleft().resume()
+        if self.waiting or self.used:
+            self._next_turn_later()
+
+    def stop(self):
+        if self._turn is not None and self._turn.active():
+            self._turn.cancel()
+        self._turn = None
 
 
 def error_reply(stanza, condition, kind=None, text=None):

@@ -200,6 +200,8 @@ class S2SStream(RestrictedXmlStream):
                                                    max_stanza_size)
         self.closing = False
         self.output = None
+        self.budget = None      # a TurnBudget: strangers' input waits its turn
+        self._held = []
 
     def connectionMade(self):
         # Stanzas are small and often answer one another: Nagle's algorithm
@@ -238,6 +240,34 @@ class S2SStream(RestrictedXmlStream):
         if self.closing:
             return
         self.authenticator.active()
+        budget = self.budget
+        if budget is None or self.authenticator.authenticated:
+            self._parse(data)
+        elif self._held or not budget.available:
+            if not self._held:
+                self.transport.pauseProducing()
+                budget.wait(self)
+            self._held.append(data)
+        else:
+            started = budget.timer()
+            self._parse(data)
+            budget.charge(budget.timer() - started)
+
+    def resume(self):
+        """The budget has time for what this stranger sent: parse it, read again."""
+        budget = self.budget
+        while self._held and not self.closing and self.authenticator.connected:
+            started = budget.timer()
+            self._parse(self._held.pop(0))
+            budget.charge(budget.timer() - started)
+            if self._held and not budget.available:
+                budget.wait(self)
+                return
+        self._held = []
+        if not self.closing and self.authenticator.connected:
+            self.transport.resumeProducing()
+
+    def _parse(self, data):
         stream = self.stream
         stream.max_stanza_size = (self.max_stanza_size if self.authenticator.authenticated
                                   else self.max_unauthenticated_stanza_size)
@@ -335,6 +365,7 @@ class _Session(xmlstream.Authenticator):
         xs.prefixes = {NS_STREAMS: "stream", db.NS_DIALBACK: "db"}
         limits = self.server.limits
         xs.watch_output(limits.max_pending_bytes)
+        xs.budget = self.server.stranger_budget
         if limits.idle_timeout:
             self._idle = xlimits.IdleTimer(self.server.clock, limits.idle_timeout, self._idle_out)
 
@@ -871,7 +902,7 @@ class S2SService(service.Service):
                  interface="", port=5269, reactor=None, clock=None, connect=None,
                  trust_certificates=True, max_stanza_size=MAX_STANZA_SIZE,
                  max_unauthenticated_stanza_size=MAX_UNAUTHENTICATED_STANZA_SIZE,
-                 max_depth=MAX_DEPTH, limits=None,
+                 max_depth=MAX_DEPTH, limits=None, stranger_share=None,
                  connect_timeout=30.0, dialback_timeout=30.0, negotiation_timeout=30.0,
                  request_timeout=30.0, backoff_initial=2.0, backoff_max=60.0,
                  hint_lifetime=3600.0, close_grace=2.0, no_multiplex_lifetime=3600.0):
@@ -897,6 +928,8 @@ class S2SService(service.Service):
         self.max_depth = max_depth
         self.limits = limits or xlimits.StreamLimits()
         self.gate = xlimits.ConnectionGate(self.limits, self.clock)
+        self.stranger_budget = (xlimits.TurnBudget(self.clock, stranger_share)
+                                if stranger_share else None)
         self.connect_timeout = connect_timeout
         self.dialback_timeout = dialback_timeout
         self.negotiation_timeout = negotiation_timeout
@@ -1020,6 +1053,8 @@ class S2SService(service.Service):
     def stopService(self):
         service.Service.stopService(self)
         self.stopping = True
+        if self.stranger_budget is not None:
+            self.stranger_budget.stop()
         for route in self.routes.values():
             if route.retry_call is not None and route.retry_call.active():
                 route.retry_call.cancel()
