@@ -27,7 +27,7 @@ from twisted.words.xish import domish
 
 from tests import pki
 from tests.dnsserver import A, SRV, ZoneServer, standard_records
-from tests.helpers import start_twistd_wavebox
+from tests.helpers import TWISTD, start_twistd_wavebox
 from wavebox.xmpp import ping, streams, tls
 from wavebox.xmpp.resolver import Endpoint
 
@@ -70,6 +70,13 @@ def rss_bytes(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise RuntimeError("no VmRSS for %d" % (pid,))
+
+
+def cpu_seconds(pid):
+    """User and system CPU time process ``pid`` has used (Linux)."""
+    with open("/proc/%d/stat" % (pid,)) as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def stream_condition(received):
@@ -215,7 +222,8 @@ class Target:
 
     @classmethod
     @defer.inlineCallbacks
-    def start(cls, testcase, directory, args=()):
+    def start(cls, testcase, directory, args=(), probe=False):
+        """``probe``: run tests/reactor_probe.py in the server (:meth:`probe`)."""
         self = cls()
         self.testcase = testcase
         zone = yield ZoneServer.start(records=standard_records())
@@ -236,12 +244,20 @@ class Target:
         where = os.path.join(directory, "a.test")
         os.makedirs(where, exist_ok=True)
         cert, key, ca = pki.write_domain_files("a.test", where)
-        self.proc, _ = yield start_twistd_wavebox(testcase, where, [
+        main = TWISTD
+        self.probe_file = None
+        if probe:
+            from tests import reactor_probe
+            main = reactor_probe.MAIN
+            self.probe_file = os.path.join(directory, "probe")
+            os.environ["WAVEBOX_PROBE_FILE"] = self.probe_file
+        self.proc, _ = yield start_twistd_wavebox(testcase, where, main=main, args=[
             "--domain", "a.test", "--data-dir", os.path.join(where, "data"),
             "--store", "memory:", "--certificate", cert, "--private-key", key,
             "--trusted-ca", ca, "--s2s-interface", HOSTS["a.test"], "--s2s-port", "0",
             "--console-interface", "127.0.0.1", "--console-port", "0",
             "--nameserver", "127.0.0.1:%d" % (zone.port,), "--dns-timeout", "2"] + list(args))
+        os.environ.pop("WAVEBOX_PROBE_FILE", None)
         for _ in range(400):
             if S2S_LISTENING.search(self.proc.output):
                 break
@@ -267,6 +283,23 @@ class Target:
 
     def rss(self):
         return rss_bytes(self.pid)
+
+    def cpu(self):
+        return cpu_seconds(self.pid)
+
+    @defer.inlineCallbacks
+    def probe(self):
+        """(wall ms, CPU ms): the server's longest stretch without a timer turn since the last call."""
+        import signal
+        before = os.stat(self.probe_file).st_mtime_ns if os.path.exists(self.probe_file) else 0
+        os.kill(self.pid, signal.SIGUSR1)
+        for _ in range(200):
+            if os.path.exists(self.probe_file) and os.stat(self.probe_file).st_mtime_ns != before:
+                break
+            yield deferLater(reactor, 0.01, lambda: None)
+        with open(self.probe_file) as f:
+            wall, cpu = f.read().split()
+        return float(wall), float(cpu)
 
     @property
     def alive(self):
