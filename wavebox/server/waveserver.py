@@ -28,6 +28,7 @@ from twisted.python.failure import Failure
 from wavebox.model.delta import HashedVersion, SignedDelta, WaveletDelta
 from wavebox.model.errors import InvalidDelta, InvalidHashedVersion, ModelError
 from wavebox.model.ids import ParticipantId, WaveletName
+from wavebox.model.operations import AddParticipant, RemoveParticipant
 from wavebox.server import errors
 from wavebox.server.container import LocalWaveletContainer, RemoteWaveletContainer
 from wavebox.server.modelbridge import (
@@ -449,6 +450,42 @@ class WaveServer:
         return ("%s has no wave service we can reach now (%s); %s sees nothing of this wave "
                 "until it does, and what they miss waits in our outbox"
                 % (participant.domain, reason, participant))
+
+    @defer.inlineCallbacks
+    def change_participant(self, name, author, verb, address):
+        """
+        ``author`` adds (``verb`` "add") or removes ("remove") the participant
+        ``address`` on the wavelet ``name``: the one path of every front end,
+        so the console and the web client check and word it the same way.
+        Only a person can be added; a stray domain participant (WIAB's
+        @domain) can still be removed.  Raises InvalidParticipantId,
+        :class:`ParticipantChangeRefused` (in the person's terms, not the
+        model's, which would name an operation of a delta they never saw),
+        NoSuchAccount, or what the submit raises.  Fires with the warning to
+        show after an add of a remote participant whose domain we cannot
+        reach now, else None.
+        """
+        if verb not in ("add", "remove"):
+            raise ValueError("verb must be add or remove, not %r" % (verb,))
+        participant = (ParticipantId.user if verb == "add" else ParticipantId)(address)
+        state = self.current_state(name)
+        if state is None:
+            state = yield self.wavelet(name)
+        present = participant in state.participants
+        if verb == "add" and present:
+            raise errors.ParticipantChangeRefused("%s is already a participant" % (participant,))
+        if verb == "remove" and not present:
+            raise errors.ParticipantChangeRefused(
+                "%s is not a participant of this wave" % (participant,))
+        if verb == "add":
+            yield self.check_local_participant(participant)
+        operation = (AddParticipant if verb == "add" else RemoveParticipant)(participant)
+        target = yield self.hashed_version(name)
+        yield self.submit(name, WaveletDelta(ParticipantId(author), target, [operation]))
+        if verb == "add":
+            warning = yield self.remote_participant_warning(participant)
+            return warning
+        return None
 
     def delivery_problems(self, participants):
         """
