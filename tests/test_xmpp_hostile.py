@@ -343,6 +343,30 @@ class TurnBudgetTests(Base):
         self.assertEqual([e.name for e in elements], ["proceed", "features"])
         self.assertEqual(peer.transport.producerState, "producing")
 
+    def test_strangers_timing_out_together_take_their_turns(self):
+        self.service.negotiation_timeout = 30
+        # In the turn their timeouts fire, something else spends the budget first.
+        self.clock.callLater(30, self.service.stranger_budget.charge, 0.01)
+        peers = [fx.incoming(self.service) for _ in range(3)]
+        seen = []
+
+        def in_that_turn():     # after the timeouts, before the next turn
+            seen.append((len(self.service.stranger_budget.waiting),
+                         [fx.stream_error(p.take()[1]) for p in peers]))
+        self.clock.callLater(30, in_that_turn)
+        self.clock.advance(30)
+        self.assertEqual(seen, [(3, [None, None, None])])
+        errors = [fx.stream_error(p.take()[1]) for p in peers]
+        self.assertEqual(errors, ["connection-timeout"] * 3)
+
+    def test_the_listening_port_accepts_a_few_connections_a_turn(self):
+        from twisted.internet import reactor
+        port = limits.listen_tcp(reactor, 0, streams._IncomingFactory(self.service),
+                                 interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        port.numberAccepts += 20                            # what Twisted does when busy
+        self.assertEqual(port.numberAccepts, limits.ACCEPTS_PER_TURN)
+
     def test_an_authenticated_stream_never_waits(self):
         peer = self.authenticated_peer()
         self.slow_stranger(0.01).feed(fx.HEADER % "from='b.test' to='a.test'")
