@@ -237,6 +237,20 @@ class CapTests(Base):
         fx.incoming(self.service)
         self.assertEqual(self.log.count("refused 50 stream(s)"), 1)
 
+    def test_strangers_stream_errors_are_logged_at_a_bounded_rate(self):
+        self.limit(max_unauthenticated_per_ip=1000)
+        for _ in range(limits.STRANGER_LOG_BURST + 30):
+            fx.incoming(self.service).feed("<bogus/>")
+        self.assertEqual(self.log.count("stream error <invalid-namespace/>"),
+                         limits.STRANGER_LOG_BURST)
+        self.clock.advance(limits.STRANGER_LOG_WINDOW)
+        fx.incoming(self.service).feed("<bogus/>")
+        self.assertEqual(self.log.count("(and 30 more streams not yet authenticated"), 1)
+        # An authenticated peer's stream error is always logged.
+        peer = self.authenticated_peer()
+        peer.feed("<bogus xmlns='jabber:server'/>")
+        self.assertEqual(self.log.count("stream error <unsupported-stanza-type/>"), 1)
+
     def test_a_peer_that_does_not_read_is_dropped_past_the_pending_bytes(self):
         self.limit(max_pending_bytes=10000)
         self.service.send(message("a.test", "bob@b.test"))

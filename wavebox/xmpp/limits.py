@@ -30,6 +30,12 @@ cost; this module limits the rest:
     next chunk is held and its socket paused until a later turn, in arrival
     order.  Two thousand strangers sending at once then cost the other
     streams a few milliseconds a turn, not the sum of their parsing.
+:class:`LogThrottle`
+    Strangers' stream errors are each logged once, but a thousand strangers
+    must not write a thousand lines at once (a log that is slow to take
+    them holds the reactor): past ``STRANGER_LOG_BURST`` lines in
+    ``STRANGER_LOG_WINDOW`` seconds they are counted, and the next line
+    says how many were left out.
 :func:`listen_tcp`
     A listening port that accepts at most ``ACCEPTS_PER_TURN`` connections
     each time the reactor turns (Twisted's accepts up to a hundred and more
@@ -64,6 +70,9 @@ IDLE_TIMEOUT = 600.0
 REFUSAL_LOG_INTERVAL = 60.0
 #: Seconds of one reactor turn strangers' input may take before it waits a turn.
 STRANGER_SHARE = 0.005
+#: Strangers' stream errors logged per window before they are only counted.
+STRANGER_LOG_BURST = 20
+STRANGER_LOG_WINDOW = 10.0
 #: New connections accepted each time the reactor turns (Twisted's own grows to hundreds).
 ACCEPTS_PER_TURN = 10
 #: Connections the kernel may hold for us meanwhile (it caps this at somaxconn).
@@ -281,6 +290,33 @@ class TurnBudget:
         if self._turn is not None and self._turn.active():
             self._turn.cancel()
         self._turn = None
+
+
+class LogThrottle:
+    """At most ``burst`` lines a ``window``; ``allow()`` says whether to log this one."""
+
+    def __init__(self, clock, burst=STRANGER_LOG_BURST, window=STRANGER_LOG_WINDOW):
+        self.clock = clock
+        self.burst = burst
+        self.window = window
+        self.started = None
+        self.logged = 0
+        self.suppressed = 0
+
+    def allow(self):
+        now = self.clock.seconds()
+        if self.started is None or now - self.started >= self.window:
+            self.started, self.logged = now, 0
+        if self.logged < self.burst:
+            self.logged += 1
+            return True
+        self.suppressed += 1
+        return False
+
+    def take_suppressed(self):
+        """How many lines were left out since the last call."""
+        count, self.suppressed = self.suppressed, 0
+        return count
 
 
 class _Port(tcp.Port):

@@ -430,10 +430,14 @@ class _Session(xmlstream.Authenticator):
         if xs is None or xs.closing or not self.connected:
             return
         xs.closing = True
-        if logged:
-            log.warn("{direction} S2S stream {peer}: stream error <{condition}/>{text}",
+        throttle = self.server.stranger_log
+        if logged and (self.authenticated or throttle.allow()):
+            left_out = 0 if self.authenticated else throttle.take_suppressed()
+            log.warn("{direction} S2S stream {peer}: stream error <{condition}/>{text}{more}",
                      direction=self.direction, peer=self.peer, condition=condition,
-                     text=(": " + text) if text else "")
+                     text=(": " + text) if text else "",
+                     more=" (and %d more streams not yet authenticated, not logged)"
+                     % (left_out,) if left_out else "")
         xs.sendStreamError(error.StreamError(condition, text=text))
         self._abort_later()
 
@@ -968,6 +972,7 @@ class S2SService(service.Service):
         self.max_depth = max_depth
         self.limits = limits or xlimits.StreamLimits()
         self.gate = xlimits.ConnectionGate(self.limits, self.clock)
+        self.stranger_log = xlimits.LogThrottle(self.clock)
         self.stranger_budget = (xlimits.TurnBudget(self.clock, stranger_share)
                                 if stranger_share else None)
         self.connect_timeout = connect_timeout
