@@ -16,10 +16,12 @@ the server's RSS under 300 MB.
 Columns: "worst ping", b.test's worst round trip during the case (wall
 time: on a loaded machine it includes waiting for a CPU); "our lag", how
 late this process's own 10 ms timer ran (the share of a ping delay that is
-the measuring side's); "server busy", the server's longest stretch of CPU
+the measuring side's); "server late", how late the server's own 10 ms
+timer ran (wall time: its stalls and its waits for a CPU); "server busy", the server's longest stretch of CPU
 work without a turn for its timers (tests/reactor_probe.py: what a ping
 would wait on an idle machine; the goal is checked on it, and the ping
-figure is printed beside it); "server CPU", its CPU time during the case
+figure is printed beside it); "of it GC", the longest of the server's
+garbage collections (a full one walks every object); "server CPU", its CPU time during the case
 (pings included); RSS before and after (for the connection cases, also
 while the connections are held).
 """
@@ -214,9 +216,9 @@ def main(quick):
               % (target.pid, target.rss() / MiB))
         print("load average %.1f %.1f %.1f on %d CPUs (other work delays pings too)"
               % (os.getloadavg() + (os.cpu_count(),)))
-        print("%-42s %10s %8s %11s %10s %10s %9s  %s" % (
-            "case", "worst ping", "our lag", "server busy", "server CPU", "RSS before",
-            "RSS after", "the attacker got"))
+        print("%-42s %10s %8s %11s %11s %9s %10s %10s %9s  %s" % (
+            "case", "worst ping", "our lag", "server late", "server busy", "of it GC",
+            "server CPU", "RSS before", "RSS after", "the attacker got"))
         for name, prepare in cases:
             attack = yield prepare(target)
             before = target.rss()
@@ -232,10 +234,12 @@ def main(quick):
             worst = target.pinger.worst
             after = target.rss()
             cpu = target.cpu() - cpu
-            _, busy = yield target.probe()
-            print("%-42s %7.1f ms %5.1f ms %8.1f ms %8.2f s %7.0f MB %6.0f MB  %s"
-                  % (name, worst * 1000, lag.worst * 1000, busy, cpu, before / MiB,
-                     after / MiB, result))
+            late_ms, busy, collecting, generation, collected, objects = yield target.probe()
+            print("%-42s %7.1f ms %5.1f ms %8.1f ms %8.1f ms %6.1f ms %8.2f s %7.0f MB %6.0f MB"
+                  "  %s" % (name, worst * 1000, lag.worst * 1000, late_ms, busy, collecting,
+                            cpu, before / MiB, after / MiB, result))
+            print("%44s (the longest collection: generation %d, freed %d; %d objects tracked)"
+                  % ("", generation, collected, objects))
             if worst > PING_GOAL:
                 late.append("%s: worst ping %.0f ms" % (name, worst * 1000))
             if busy > PING_GOAL * 1000:

@@ -289,7 +289,10 @@ class Target:
 
     @defer.inlineCallbacks
     def probe(self):
-        """(wall ms, CPU ms): the server's longest stretch without a timer turn since the last call."""
+        """
+        (wall ms, CPU ms, GC ms): the server's longest stretch without a
+        timer turn, and its longest garbage collection, since the last call.
+        """
         import signal
         before = os.stat(self.probe_file).st_mtime_ns if os.path.exists(self.probe_file) else 0
         os.kill(self.pid, signal.SIGUSR1)
@@ -298,8 +301,7 @@ class Target:
                 break
             yield deferLater(reactor, 0.01, lambda: None)
         with open(self.probe_file) as f:
-            wall, cpu = f.read().split()
-        return float(wall), float(cpu)
+            return tuple(float(x) for x in f.read().split())
 
     @property
     def alive(self):

@@ -237,6 +237,20 @@ class CapTests(Base):
         fx.incoming(self.service)
         self.assertEqual(self.log.count("refused 50 stream(s)"), 1)
 
+    def test_strangers_stream_errors_are_logged_at_a_bounded_rate(self):
+        self.limit(max_unauthenticated_per_ip=1000)
+        for _ in range(limits.STRANGER_LOG_BURST + 30):
+            fx.incoming(self.service).feed("<bogus/>")
+        self.assertEqual(self.log.count("stream error <invalid-namespace/>"),
+                         limits.STRANGER_LOG_BURST)
+        self.clock.advance(limits.STRANGER_LOG_WINDOW)
+        fx.incoming(self.service).feed("<bogus/>")
+        self.assertEqual(self.log.count("(and 30 more streams not yet authenticated"), 1)
+        # An authenticated peer's stream error is always logged.
+        peer = self.authenticated_peer()
+        peer.feed("<bogus xmlns='jabber:server'/>")
+        self.assertEqual(self.log.count("stream error <unsupported-stanza-type/>"), 1)
+
     def test_a_peer_that_does_not_read_is_dropped_past_the_pending_bytes(self):
         self.limit(max_pending_bytes=10000)
         self.service.send(message("a.test", "bob@b.test"))
@@ -342,6 +356,30 @@ class TurnBudgetTests(Base):
         header, elements = peer.take()
         self.assertEqual([e.name for e in elements], ["proceed", "features"])
         self.assertEqual(peer.transport.producerState, "producing")
+
+    def test_strangers_timing_out_together_take_their_turns(self):
+        self.service.negotiation_timeout = 30
+        # In the turn their timeouts fire, something else spends the budget first.
+        self.clock.callLater(30, self.service.stranger_budget.charge, 0.01)
+        peers = [fx.incoming(self.service) for _ in range(3)]
+        seen = []
+
+        def in_that_turn():     # after the timeouts, before the next turn
+            seen.append((len(self.service.stranger_budget.waiting),
+                         [fx.stream_error(p.take()[1]) for p in peers]))
+        self.clock.callLater(30, in_that_turn)
+        self.clock.advance(30)
+        self.assertEqual(seen, [(3, [None, None, None])])
+        errors = [fx.stream_error(p.take()[1]) for p in peers]
+        self.assertEqual(errors, ["connection-timeout"] * 3)
+
+    def test_the_listening_port_accepts_a_few_connections_a_turn(self):
+        from twisted.internet import reactor
+        port = limits.listen_tcp(reactor, 0, streams._IncomingFactory(self.service),
+                                 interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        port.numberAccepts += 20                            # what Twisted does when busy
+        self.assertEqual(port.numberAccepts, limits.ACCEPTS_PER_TURN)
 
     def test_an_authenticated_stream_never_waits(self):
         peer = self.authenticated_peer()

@@ -25,6 +25,8 @@ from twisted.words.xish import domish
 from tx_xmpp import disco as txdisco
 from tx_xmpp.subprotocols import XMPPHandler
 
+from wavebox.xmpp.limits import error_reply
+
 NS_DISCO_INFO = txdisco.NS_DISCO_INFO
 NS_DISCO_ITEMS = txdisco.NS_DISCO_ITEMS
 NS_WAVE_SERVER = "http://waveprotocol.org/protocol/0.2/waveserver"
@@ -82,7 +84,7 @@ class DiscoResponder(XMPPHandler):
     def _answer(self, iq, query):
         iq.handled = True
         if query.getAttribute("node"):
-            response = error.StanzaError("item-not-found").toResponse(iq)
+            response = error_reply(iq, "item-not-found")
         else:
             response = toResponse(iq, "result")
         return response

@@ -54,8 +54,9 @@ MAX_UNAUTHENTICATED_STANZA_SIZE = 10 * 1024
 MAX_DEPTH = 100
 #: Elements in one stanza (what ``domish`` allowed; each costs memory).
 MAX_ELEMENTS = 100000
-#: Characters expat gathers before it hands text over.
-_TEXT_BUFFER = 64 * 1024
+#: Characters expat gathers before it hands text over (each parser allocates
+#: this much: a thousand streams hold a thousand of them).
+_TEXT_BUFFER = 8 * 1024
 
 log = Logger()
 
@@ -129,6 +130,13 @@ class ElementStream:
             raise domish.ParserError(str(e))
         # A start tag expat is still buffering has reported nothing yet.
         self._check()
+
+    def close(self):
+        """Let go of the parser and the handlers (they refer to each other)."""
+        self.parser = None
+        self.DocumentStartEvent = self.ElementEvent = self.DocumentEndEvent = None
+        self.current = None
+        self.pieces = []
 
     @property
     def pending(self):

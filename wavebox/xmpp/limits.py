@@ -30,6 +30,17 @@ cost; this module limits the rest:
     next chunk is held and its socket paused until a later turn, in arrival
     order.  Two thousand strangers sending at once then cost the other
     streams a few milliseconds a turn, not the sum of their parsing.
+:class:`LogThrottle`
+    Strangers' stream errors are each logged once, but a thousand strangers
+    must not write a thousand lines at once (a log that is slow to take
+    them holds the reactor): past ``STRANGER_LOG_BURST`` lines in
+    ``STRANGER_LOG_WINDOW`` seconds they are counted, and the next line
+    says how many were left out.
+:func:`listen_tcp`
+    A listening port that accepts at most ``ACCEPTS_PER_TURN`` connections
+    each time the reactor turns (Twisted's accepts up to a hundred and more
+    at once, each costing a stream set-up), with a longer backlog, so that
+    a flood of connections waits in the kernel, not in our turn.
 :func:`error_reply`
     A stanza error answer that does not echo the payload (RFC 6120 8.3.1
     allows it and we never need it): nothing we send back grows with what a
@@ -40,6 +51,7 @@ import collections
 import ipaddress
 import time
 
+from twisted.internet import tcp
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.words.protocols.jabber import error
@@ -58,6 +70,13 @@ IDLE_TIMEOUT = 600.0
 REFUSAL_LOG_INTERVAL = 60.0
 #: Seconds of one reactor turn strangers' input may take before it waits a turn.
 STRANGER_SHARE = 0.005
+#: Strangers' stream errors logged per window before they are only counted.
+STRANGER_LOG_BURST = 20
+STRANGER_LOG_WINDOW = 10.0
+#: New connections accepted each time the reactor turns (Twisted's own grows to hundreds).
+ACCEPTS_PER_TURN = 10
+#: Connections the kernel may hold for us meanwhile (it caps this at somaxconn).
+BACKLOG = 511
 #: The prefix an IPv6 client is counted by: one site usually has a /64.
 IPV6_PREFIX = 64
 
@@ -234,10 +253,24 @@ class TurnBudget:
         self.used += seconds
         self._next_turn_later()
 
-    def wait(self, stream):
-        """``stream.resume()`` is called in a later turn, when there is time for it."""
-        self.waiting.append(stream)
+    def run(self, work):
+        """Do ``work()`` now if this turn has time for it, else in a later turn; timed."""
+        if self.available:
+            self._timed(work)
+        else:
+            self.later(work)
+
+    def later(self, work):
+        """``work()`` is called in a later turn, when there is time for it (not timed)."""
+        self.waiting.append(work)
         self._next_turn_later()
+
+    def _timed(self, work):
+        started = self.timer()
+        try:
+            work()
+        finally:
+            self.charge(self.timer() - started)
 
     def _next_turn_later(self):
         if self._turn is None:
@@ -249,7 +282,7 @@ class TurnBudget:
         self._turn = None
         self.used = 0.0
         while self.waiting and self.available:
-            self.waiting.popleft().resume()
+            self.waiting.popleft()()
         if self.waiting or self.used:
             self._next_turn_later()
 
@@ -257,6 +290,54 @@ class TurnBudget:
         if self._turn is not None and self._turn.active():
             self._turn.cancel()
         self._turn = None
+
+
+class LogThrottle:
+    """At most ``burst`` lines a ``window``; ``allow()`` says whether to log this one."""
+
+    def __init__(self, clock, burst=STRANGER_LOG_BURST, window=STRANGER_LOG_WINDOW):
+        self.clock = clock
+        self.burst = burst
+        self.window = window
+        self.started = None
+        self.logged = 0
+        self.suppressed = 0
+
+    def allow(self):
+        now = self.clock.seconds()
+        if self.started is None or now - self.started >= self.window:
+            self.started, self.logged = now, 0
+        if self.logged < self.burst:
+            self.logged += 1
+            return True
+        self.suppressed += 1
+        return False
+
+    def take_suppressed(self):
+        """How many lines were left out since the last call."""
+        count, self.suppressed = self.suppressed, 0
+        return count
+
+
+class _Port(tcp.Port):
+    """A TCP port that accepts at most ``ACCEPTS_PER_TURN`` connections a turn."""
+
+    _accepts = ACCEPTS_PER_TURN
+
+    @property
+    def numberAccepts(self):
+        return self._accepts
+
+    @numberAccepts.setter
+    def numberAccepts(self, value):
+        self._accepts = max(1, min(value, ACCEPTS_PER_TURN))
+
+
+def listen_tcp(reactor, port, factory, interface=""):
+    """``reactor.listenTCP``, accepting ``ACCEPTS_PER_TURN`` at a time (see the module)."""
+    listening = _Port(port, factory, BACKLOG, interface, reactor)
+    listening.startListening()
+    return listening
 
 
 def error_reply(stanza, condition, kind=None, text=None):

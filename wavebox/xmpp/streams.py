@@ -225,6 +225,24 @@ class S2SStream(RestrictedXmlStream):
                  unsent=unsent)
         self.transport.abortConnection()
 
+    def sendStreamError(self, streamError):
+        """
+        Twisted's, but half-closing a plain TCP stream: a peer still sending
+        (a stanza past the limit) would get a reset for the unread bytes, and
+        with it lose our stream error unread.  What it sends meanwhile is
+        discarded; the session aborts the connection after its grace period.
+        """
+        if not self._headerSent and not self.initiating:
+            self.sendHeader()
+        if self._headerSent:
+            self.send(streamError.getElement())
+            self.sendFooter()
+        half_close = getattr(self.transport, "loseWriteConnection", None)
+        if half_close is not None and not ISSLTransport.providedBy(self.transport):
+            half_close()
+        else:
+            self.transport.loseConnection()
+
     def send(self, obj):
         if domish.IElement.providedBy(obj):
             obj = obj.toXml(prefixes=self.prefixes, defaultUri=self.namespace,
@@ -246,7 +264,7 @@ class S2SStream(RestrictedXmlStream):
         elif self._held or not budget.available:
             if not self._held:
                 self.transport.pauseProducing()
-                budget.wait(self)
+                budget.later(self.resume)
             self._held.append(data)
         else:
             started = budget.timer()
@@ -261,7 +279,7 @@ class S2SStream(RestrictedXmlStream):
             self._parse(self._held.pop(0))
             budget.charge(budget.timer() - started)
             if self._held and not budget.available:
-                budget.wait(self)
+                budget.later(self.resume)
                 return
         self._held = []
         if not self.closing and self.authenticator.connected:
@@ -304,8 +322,22 @@ class S2SStream(RestrictedXmlStream):
             self.authenticator.fail("internal-server-error")
 
     def connectionLost(self, reason):
+        parser = self.stream
         xmlstream.XmlStream.connectionLost(self, reason)
-        self.authenticator.connectionLost(reason)
+        session = self.authenticator
+        session.connectionLost(reason)
+        # Break the cycles (parser <-> its handlers, stream <-> session,
+        # stream <-> output budget), so that reference counting frees a
+        # closed stream now: left to the collector, the streams of a
+        # thousand strangers were freed in one collection that held the
+        # reactor for over 100 ms.
+        if parser is not None:
+            parser.close()
+        if self.output is not None:
+            self.output.overflow = None
+        self.output = None
+        self._held = []
+        session.xmlstream = None
 
 
 class _Session(xmlstream.Authenticator):
@@ -398,10 +430,14 @@ class _Session(xmlstream.Authenticator):
         if xs is None or xs.closing or not self.connected:
             return
         xs.closing = True
-        if logged:
-            log.warn("{direction} S2S stream {peer}: stream error <{condition}/>{text}",
+        throttle = self.server.stranger_log
+        if logged and (self.authenticated or throttle.allow()):
+            left_out = 0 if self.authenticated else throttle.take_suppressed()
+            log.warn("{direction} S2S stream {peer}: stream error <{condition}/>{text}{more}",
                      direction=self.direction, peer=self.peer, condition=condition,
-                     text=(": " + text) if text else "")
+                     text=(": " + text) if text else "",
+                     more=" (and %d more streams not yet authenticated, not logged)"
+                     % (left_out,) if left_out else "")
         xs.sendStreamError(error.StreamError(condition, text=text))
         self._abort_later()
 
@@ -539,7 +575,15 @@ class IncomingStream(_Session):
         ``connection-timeout`` (RFC 6120 4.9.3.4).
         """
         self._timeout_call = None
-        if self.authenticated:
+        budget = self.server.stranger_budget
+        if budget is None:
+            self._time_out()
+        else:
+            # A thousand strangers that connected together time out together.
+            budget.run(self._time_out)
+
+    def _time_out(self):
+        if self.authenticated or not self.connected:
             return
         if self.answered_verifies:
             log.info("incoming S2S stream {peer}: closing an idle verify stream", peer=self.peer)
@@ -928,6 +972,7 @@ class S2SService(service.Service):
         self.max_depth = max_depth
         self.limits = limits or xlimits.StreamLimits()
         self.gate = xlimits.ConnectionGate(self.limits, self.clock)
+        self.stranger_log = xlimits.LogThrottle(self.clock)
         self.stranger_budget = (xlimits.TurnBudget(self.clock, stranger_share)
                                 if stranger_share else None)
         self.connect_timeout = connect_timeout
@@ -1047,8 +1092,8 @@ class S2SService(service.Service):
         service.Service.startService(self)
         self.stopping = False
         if self.port is not None:
-            self._listening = self._reactor.listenTCP(
-                self.port, _IncomingFactory(self), interface=self.interface)
+            self._listening = xlimits.listen_tcp(
+                self._reactor, self.port, _IncomingFactory(self), interface=self.interface)
             host, port = self.listening_address()
             log.info("S2S listening on {host}:{port} for {domains}",
                      host=host or "*", port=port, domains=", ".join(self.domains))
