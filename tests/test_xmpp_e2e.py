@@ -355,7 +355,8 @@ class WholeChainTests(TwoServers):
         self.assertEqual(answer["type"], "result")
         # c.test's certificate authenticates its stream to a.test: SASL EXTERNAL.
         self.assertEqual(self.log.count(
-            "c.test -> a.test authenticated by SASL EXTERNAL (its certificate names c.test)"),
+            "c.test -> a.test authenticated by SASL EXTERNAL over STARTTLS (its certificate "
+            "names c.test)"),
             1, self.log.lines)
 
 

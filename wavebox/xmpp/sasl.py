@@ -49,7 +49,6 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.words.xish import domish
 
-from wavebox.xmpp import certs
 from wavebox.xmpp import dialback as db
 
 NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
@@ -115,6 +114,12 @@ def _failure_condition(element):
     return condition, text
 
 
+def _tls_kind(stream):
+    if not stream.tls_active:
+        return "no TLS"
+    return "direct TLS" if getattr(stream, "direct_tls", False) else "STARTTLS"
+
+
 def _record_method(stream, pair, method):
     methods = getattr(stream, "auth_methods", None)
     if methods is None:
@@ -147,8 +152,8 @@ class S2SAuthentication:
 
     ``server`` is the stream manager (:class:`wavebox.xmpp.streams.S2SService`):
     this asks it for ``dialback`` (the XEP-0220 roles), ``tls`` (the
-    :class:`wavebox.xmpp.tls.TLSPolicy`, for our certificate), ``is_local``,
-    ``count_failure`` and ``dialback_timeout``/``clock``.  A stream offers
+    :class:`wavebox.xmpp.tls.TLSPolicy`: ``certifies(domain)``), ``is_local``
+    and ``count_failure``.  A stream offers
     what :class:`wavebox.xmpp.dialback.Dialback` needs, and ``xmlstream``,
     ``peer``, ``direction``, ``local``/``remote`` (outgoing) and the
     attributes this class keeps on it: ``offered`` (the peer's stream
@@ -160,7 +165,6 @@ class S2SAuthentication:
             raise ValueError("s2s_auth must be one of %s, not %r" % (", ".join(POLICIES), policy))
         self.server = server
         self.policy = policy
-        self._our_names = None
 
     @property
     def dialback_allowed(self):
@@ -174,15 +178,7 @@ class S2SAuthentication:
 
     def our_certificate_names(self, domain):
         """Whether our own certificate names ``domain`` (else EXTERNAL cannot prove it)."""
-        if self.server.tls is None:
-            return False
-        if self._our_names is None:
-            try:
-                self._our_names = certs.certificate_names(
-                    certs.load_certificate(self.server.tls.cert_file))
-            except Exception:
-                self._our_names = []
-        return any(certs.name_matches(name, domain) for name in self._our_names)
+        return self.server.tls is not None and self.server.tls.certifies(domain)
 
     # --- Receiving Server ---------------------------------------------------------
 
@@ -281,8 +277,8 @@ class S2SAuthentication:
         stream.authenticated.add(pair)
         _record_method(stream, pair, METHOD_EXTERNAL)
         log.info("incoming S2S stream {peer}: {originating} -> {receiving} authenticated "
-                 "by SASL EXTERNAL (its certificate names {originating})",
-                 peer=stream.peer, originating=domain, receiving=local)
+                 "by SASL EXTERNAL over {tls} (its certificate names {originating})",
+                 peer=stream.peer, originating=domain, receiving=local, tls=_tls_kind(stream))
         stream.send(_sasl_element("success"))
         # RFC 6120 6.4.6: the peer opens a new stream over the same TLS.
         stream.xmlstream.reset()
@@ -420,8 +416,9 @@ class S2SAuthentication:
 
     def _authenticated(self, stream, pair, method):
         _record_method(stream, pair, method)
-        log.info("outgoing S2S stream {peer}: {local} -> {remote} authenticated by {method}",
-                 peer=stream.peer, local=pair[0], remote=pair[1], method=method)
+        log.info("outgoing S2S stream {peer}: {local} -> {remote} authenticated by {method} "
+                 "over {tls}", peer=stream.peer, local=pair[0], remote=pair[1], method=method,
+                 tls=_tls_kind(stream))
 
     def _external(self, stream, local, remote):
         """Send ``<auth mechanism='EXTERNAL'>``; the Deferred fires after the restart."""

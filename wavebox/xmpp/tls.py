@@ -269,6 +269,20 @@ class TLSPolicy:
         return _OriginatingTLS(self._originating, hostname, verdict, self.required, self.roots,
                                self.anchors, alpn=[ALPN_XMPP_SERVER] if direct else None)
 
+    def certifies(self, domain):
+        """
+        Whether our own certificate names ``domain``: without that, SASL
+        EXTERNAL cannot prove it to a peer (XEP-0178), however well it chains.
+        """
+        names = getattr(self, "_own_names", None)
+        if names is None:
+            try:
+                names = certs.certificate_names(certs.load_certificate(self.cert_file))
+            except Exception:
+                names = []
+            self._own_names = names
+        return any(certs.name_matches(name, domain) for name in names)
+
     def peer_proves(self, transport, verdict, domain):
         """
         Whether the peer's certificate on this TLS transport chains to a CA we
