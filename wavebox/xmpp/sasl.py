@@ -217,10 +217,14 @@ class S2SAuthentication:
         dialback for further pairs.
         """
         state = self._state(stream)
-        if not state.get("done") and self._external_possible(stream) is None:
+        why_not = None if state.get("done") else self._external_possible(stream)
+        if not state.get("done") and why_not is None:
             mechanisms = features.addElement((NS_SASL, "mechanisms"))
             mechanisms.addElement("mechanism", content=EXTERNAL)
             state["offered"] = True
+        elif why_not is not None:
+            log.debug("incoming S2S stream {peer}: no SASL EXTERNAL offered: {why}",
+                      peer=stream.peer, why=why_not)
         if self.dialback_allowed:
             dialback = features.addElement((db.NS_DIALBACK_FEATURE, "dialback"))
             dialback.addElement("errors")
