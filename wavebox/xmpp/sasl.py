@@ -413,9 +413,12 @@ class S2SAuthentication:
 
     def _refused(self, reason, stream, pair, tried):
         if isinstance(reason.value, AuthenticationRefused):
-            log.warn("outgoing S2S stream {peer}: {remote} accepted neither SASL EXTERNAL "
-                     "nor dialback from {local}: {why}", peer=stream.peer, local=pair[0],
-                     remote=pair[1], why=reason.value)
+            # A pair multiplexed onto another pair's stream tries a stream of
+            # its own next (streams.py): only the stream's own pair is news.
+            emit = log.warn if pair == (stream.local, stream.remote) else log.info
+            emit("outgoing S2S stream {peer}: {remote} accepted neither SASL EXTERNAL "
+                 "nor dialback from {local}: {why}", peer=stream.peer, local=pair[0],
+                 remote=pair[1], why=reason.value)
         return reason
 
     def _authenticated(self, stream, pair, method):
