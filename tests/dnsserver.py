@@ -53,7 +53,7 @@ def SRV(priority, weight, port, target):
     return ("SRV", priority, weight, port, target)
 
 
-def standard_records(ports=None, hosts=TEST_HOSTS):
+def standard_records(ports=None, hosts=TEST_HOSTS, tls_ports=None):
     """
     The test hosts' addresses and, for each domain in ``ports``
     (``{"b.test": 40123}``), the records the seed recommends for a wave
@@ -61,12 +61,20 @@ def standard_records(ports=None, hosts=TEST_HOSTS):
 
         _xmpp-server._tcp.DOMAIN.      SRV 10 0 PORT wave.DOMAIN.
         _xmpp-server._tcp.wave.DOMAIN. SRV 10 0 PORT wave.DOMAIN.
+
+    and for each domain in ``tls_ports`` its direct TLS port (XEP-0368),
+    at a more preferred priority::
+
+        _xmpps-server._tcp.DOMAIN.      SRV 5 0 TLSPORT wave.DOMAIN.
+        _xmpps-server._tcp.wave.DOMAIN. SRV 5 0 TLSPORT wave.DOMAIN.
     """
     records = {name: [A(address)] for name, address in hosts.items()}
-    for domain, port in (ports or {}).items():
-        for owner in (domain, "wave." + domain):
-            records.setdefault("_xmpp-server._tcp." + owner, []).append(
-                SRV(10, 0, port, "wave." + domain))
+    for service, priority, table in (("_xmpp-server._tcp.", 10, ports),
+                                     ("_xmpps-server._tcp.", 5, tls_ports)):
+        for domain, port in (table or {}).items():
+            for owner in (domain, "wave." + domain):
+                records.setdefault(service + owner, []).append(
+                    SRV(priority, 0, port, "wave." + domain))
     return records
 
 

@@ -23,7 +23,13 @@ Prosody facts this relies on (see the project's research notes):
 - ``prosody -F`` stays in the foreground, so the spawned pid is Prosody's;
 - ``mod_admin_shell`` + ``prosodyctl --config FILE shell CMD`` drive it;
 - ``s2s_secure_auth = false`` lets self-signed peers authenticate with
-  dialback after STARTTLS (``s2s_require_encryption = true``).
+  dialback after STARTTLS (``s2s_require_encryption = true``);
+- with ``secure_auth=True`` Prosody gets a certificate from the tests' CA
+  (``tests/pki.py``), trusts that CA (``cafile`` in its ``ssl``) and says
+  ``s2s_secure_auth = true``: a peer's certificate must be valid.  With
+  ``dialback=False`` too, ``mod_dialback`` is not loaded, so SASL EXTERNAL
+  (Prosody's ``mod_saslauth``, loaded then, both directions) is the only
+  way in.
 """
 
 import datetime
@@ -105,7 +111,8 @@ class ProsodyPeer:
 
     def __init__(self, directory, domain="prosody.test", ip="127.0.0.5", s2s_port=None,
                  component_port=None, component_jid=None, component_secret="secret",
-                 peers=None, require_encryption=True, reactor=None):
+                 peers=None, require_encryption=True, secure_auth=False, dialback=True,
+                 reactor=None):
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
@@ -121,6 +128,8 @@ class ProsodyPeer:
         self.component_secret = component_secret
         self.peers = dict(peers or {})
         self.require_encryption = require_encryption
+        self.secure_auth = secure_auth
+        self.dialback = dialback
         self._process = None
         self.pid = None
         self._socket_directory = None
@@ -140,6 +149,11 @@ class ProsodyPeer:
     def certificate_path(self):
         """Prosody's self-signed certificate: give it to wavebox as trusted CA."""
         return os.path.join(self.directory, "certs", self.domain + ".crt")
+
+    @property
+    def ca_path(self):
+        """With ``secure_auth``: the tests' CA, which Prosody trusts for peers."""
+        return os.path.join(self.directory, "certs", "ca.pem")
 
     @property
     def key_path(self):
@@ -199,14 +213,27 @@ class ProsodyPeer:
             "use_ipv6 = false",
             "",
             "modules_enabled = {",
-            '\t"tls"; "dialback"; "disco"; "ping"; "version";',
+            '\t"tls"; %s"disco"; "ping"; "version";' % ('"dialback"; ' if self.dialback else ""),
+            # SASL EXTERNAL for S2S (XEP-0178) lives in mod_saslauth.
+            '\t"saslauth";' if self.secure_auth else "",
             '\t"admin_shell";   -- prosodyctl --config FILE shell "..."',
             '\t"wavebox_test";  -- tests/prosody/mod_wavebox_test.lua: routes, disco command',
             "}",
-            'modules_disabled = { "c2s"; "offline" }',
+            'modules_disabled = { "c2s"; "offline"%s }' % (
+                "" if self.dialback else '; "dialback"'),
             "",
-            "-- Self-signed peers: STARTTLS, then dialback proves the domain.",
-            "s2s_secure_auth = false",
+        ]
+        if self.secure_auth:
+            lines += [
+                "-- Peers' certificates must chain to the tests' CA and name them.",
+                "s2s_secure_auth = true",
+            ]
+        else:
+            lines += [
+                "-- Self-signed peers: STARTTLS, then dialback proves the domain.",
+                "s2s_secure_auth = false",
+            ]
+        lines += [
             "s2s_require_encryption = %s" % ("true" if self.require_encryption else "false"),
             "dialback_secret = %s" % _lua_string(self.dialback_secret),
             "",
@@ -215,10 +242,13 @@ class ProsodyPeer:
             'unbound = { resolvconf = false; hoststxt = false; forward = "127.0.0.1" }',
             "",
             "certificates = %s" % _lua_string(os.path.join(d, "certs")),
+        ] + (["ssl = { cafile = %s }" % (_lua_string(self.ca_path),)] if self.secure_auth else [
+        ]) + [
             "",
             "VirtualHost %s" % _lua_string(self.domain),
-            "\tssl = { certificate = %s; key = %s }" % (
-                _lua_string(self.certificate_path), _lua_string(self.key_path)),
+            "\tssl = { certificate = %s; key = %s%s }" % (
+                _lua_string(self.certificate_path), _lua_string(self.key_path),
+                "; cafile = %s" % (_lua_string(self.ca_path),) if self.secure_auth else ""),
         ]
         if self.component_jid:
             lines += [
@@ -231,10 +261,22 @@ class ProsodyPeer:
     def write_files(self):
         for sub in ("certs", "data"):
             os.makedirs(os.path.join(self.directory, sub), exist_ok=True)
-        if not os.path.exists(self.certificate_path):
+        if self.secure_auth:
+            self._write_ca_issued()
+        elif not os.path.exists(self.certificate_path):
             write_self_signed(self.domain, self.certificate_path, self.key_path)
         with open(self.config_path, "w", encoding="utf-8") as f:
             f.write(self.config_text())
+
+    def _write_ca_issued(self):
+        from tests import pki
+        key, certificate = pki.domain_certificate(self.domain)
+        ca_certificate = pki.ca()[1]
+        for path, data in ((self.certificate_path, certgen.cert_pem(certificate, ca_certificate)),
+                           (self.key_path, certgen.key_pem(key)),
+                           (self.ca_path, certgen.cert_pem(ca_certificate))):
+            with open(path, "wb") as f:
+                f.write(data)
 
     # --- life cycle --------------------------------------------------------------
 

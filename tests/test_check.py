@@ -29,7 +29,8 @@ def no_disco(domain, endpoints):
     return defer.fail(DiscoUnavailable("not available (no S2S layer)"))
 
 
-def start_peer(testcase, domain="b.test", host="127.0.0.3", certificate_for=None):
+def start_peer(testcase, domain="b.test", host="127.0.0.3", certificate_for=None,
+               **options):
     """
     A wavebox S2S service for ``domain`` on ``host`` (port 0), with a
     certificate from the tests' CA (for ``certificate_for`` instead, to make
@@ -44,7 +45,7 @@ def start_peer(testcase, domain="b.test", host="127.0.0.3", certificate_for=None
         "domain": [domain], "data_dir": os.path.join(directory, "data"),
         "s2s_interface": host, "s2s_port": "0", "certificate": cert, "private_key": key,
         "trusted_ca": ca, "nameserver": "127.0.0.1:1", "dns_timeout": "1",
-        "console_port": "0", "web_port": "0", "store": "memory:"}))
+        "console_port": "0", "web_port": "0", "store": "memory:", **options}))
     top.startService()
     testcase.addCleanup(top.stopService)
     return top, top.s2s.listening_address()[1], ca
@@ -58,6 +59,7 @@ class CheckAgainstZoneTests(unittest.TestCase):
         self.peer, self.port, self.ca = start_peer(self)
         records = standard_records({"b.test": self.port})
         records["_xmpp-server._tcp.c.test"] = [SRV(0, 0, 0, ".")]
+        self.records = records
         self.zone = yield ZoneServer.start(
             records=records,
             silent=["_xmpp-server._tcp.slow.test", "slow.test",
@@ -95,6 +97,23 @@ class CheckAgainstZoneTests(unittest.TestCase):
                          % (self.port,))
         self.assertEqual(lines[-1], "b.test: wave service wave.b.test at 127.0.0.3:%d"
                          % (self.port,))
+
+    @defer.inlineCallbacks
+    def test_direct_tls_records_are_shown_and_connected_to_with_tls_from_the_first_byte(self):
+        peer, port, _ = start_peer(self, "d.test", host="127.0.0.4", s2s_tls_port="0")
+        tls_port = peer.s2s.listening_address(direct_tls=True)[1]
+        records = standard_records({"d.test": port}, hosts={"d.test": "127.0.0.4",
+                                                            "wave.d.test": "127.0.0.4"},
+                                   tls_ports={"d.test": tls_port})
+        self.zone.serve(dict(self.records, **records))
+        status, lines = yield self.check("d.test")
+        self.assertEqual(status, 0, lines)
+        self.assertIn("  step 1: SRV _xmpps-server._tcp.d.test -> 5 0 %d wave.d.test. "
+                      "(direct TLS)" % (tls_port,), lines)
+        self.assertRegex(lines[-2], r"^  connect to 127\.0\.0\.4:%d -> direct TLS \(XEP-0368\), "
+                                    r"certificate of wave\.d\.test verified" % (tls_port,))
+        self.assertEqual(lines[-1], "d.test: wave service wave.d.test at 127.0.0.4:%d, "
+                         "127.0.0.4:%d" % (tls_port, port))
 
     @defer.inlineCallbacks
     def test_found_but_refusing_connections_exits_1_naming_the_step(self):
@@ -405,6 +424,15 @@ class SelfCheckTests(unittest.TestCase):
         # Our test CA is not in the system store: peers that check would refuse it.
         self.assertIn("warning: the chain is not trusted by the system trust store", out)
         self.assertTrue(out.rstrip().endswith("a.test: OK (1 warning(s))"), out)
+
+    @defer.inlineCallbacks
+    def test_direct_tls_records_of_our_domain_are_shown(self):
+        records = standard_records({"a.test": 5269}, tls_ports={"a.test": 5270})
+        status, out, port = yield self.self_check(records=records)
+        self.assertIn("  SRV _xmpps-server._tcp.a.test -> 5 0 5270 wave.a.test. (direct TLS, "
+                      "XEP-0368)", out)
+        self.assertIn("  SRV _xmpps-server._tcp.wave.a.test -> 5 0 5270 wave.a.test. (direct "
+                      "TLS, XEP-0368)", out)
 
     @defer.inlineCallbacks
     def test_a_missing_recommended_srv_record_is_named(self):

@@ -65,6 +65,7 @@ class StepsTests(DiscoveryTestCase):
         self.assertEqual(result.endpoints, (Endpoint("127.0.0.3", 5270, "xmpp.b.test"),))
         self.assertEqual(self.disco.calls, [("b.test", [Endpoint("127.0.0.3", 5270, "xmpp.b.test")])])
         self.assertEqual(self.resolver.queries, [("SRV", "_xmpp-server._tcp.b.test"),
+                                                 ("SRV", "_xmpps-server._tcp.b.test"),
                                                  ("A/AAAA", "xmpp.b.test")])
         self.assertIn("step 7: b.test is the domain itself: keep the step-5 connection",
                       result.trace)

@@ -1,6 +1,6 @@
 """
 S2S between wavebox and a real ejabberd, both directions, with STARTTLS and
-dialback (issue 15, item 4).
+SASL EXTERNAL or dialback (issue 15, items 1 and 4).
 
 wavebox serves ``a.test`` (and its wave service ``wave.a.test``) on
 127.0.0.2, built by ``wavebox.service.makeService`` as twistd builds it,
@@ -11,11 +11,15 @@ certificate from the same CA, ``s2s_use_starttls: required`` and
 loopback.  ejabberd's side of a request is made by a user of its own, logged
 in on its c2s port: ejabberd then routes the stanza over S2S itself.
 
-After STARTTLS ejabberd offers SASL EXTERNAL next to dialback; wavebox does
-not speak EXTERNAL yet (issue 15, item 1), so both directions authenticate
-with dialback, and ejabberd logs that its EXTERNAL attempt failed before it
-falls back.  These tests pin that dialback path; when wavebox learns
-EXTERNAL, the authentication lines they read change with it.
+After STARTTLS each side offers SASL EXTERNAL (XEP-0178) to the other,
+whose certificate it trusts, so both directions authenticate by
+certificate; ejabberd logs "Accepted inbound/outbound s2s EXTERNAL
+authentication" and wavebox "authenticated by SASL EXTERNAL".  A second
+domain pair on wavebox's stream (wave.a.test) is added with dialback when
+ejabberd has ``mod_s2s_dialback``, on a stream of its own by EXTERNAL when
+it has not.  Without ``mod_s2s_dialback`` ejabberd accepts certificates
+only: the same tests pass, and a wavebox whose certificate ejabberd does not
+trust is told so at once, on its own side.
 """
 
 import os
@@ -58,12 +62,14 @@ class WaveboxAndEjabberd(unittest.TestCase):
 
     timeout = 120
     wavebox_options = {}
+    #: Load ejabberd's mod_s2s_dialback (False: certificates only).
+    ejabberd_dialback = True
 
     @defer.inlineCallbacks
     def setUp(self):
         directory = self.mktemp()
         self.log = LogWatch(self)
-        self.peer = EjabberdPeer(directory + "/ejabberd")
+        self.peer = EjabberdPeer(directory + "/ejabberd", dialback=self.ejabberd_dialback)
         # Cleanups run last-in first-out: this check runs after peer.stop.
         self.addCleanup(self.assert_no_ejabberd_process_left)
         self.addCleanup(self.peer.stop)
@@ -85,6 +91,12 @@ class WaveboxAndEjabberd(unittest.TestCase):
     def ejabberd_logs(self, text):
         return self.peer.wait_for_log(text, timeout=GUARD)
 
+    def assert_no_dialback_at_ejabberd(self):
+        self.assertFalse(self.peer.log_lines("s2s dialback authentication"))
+
+    def our_log(self, text):
+        return [line for line in self.log.lines if text in line]
+
     def incoming_from_ejabberd(self):
         """wavebox's incoming streams on which ejabberd.test is authenticated."""
         return [session for session in self.s2s.incoming
@@ -95,7 +107,7 @@ class WaveboxAndEjabberd(unittest.TestCase):
 class WaveboxToEjabberdTests(WaveboxAndEjabberd):
 
     @defer.inlineCallbacks
-    def test_ping_gets_ejabberds_pong_over_tls_and_dialback(self):
+    def test_ping_gets_ejabberds_pong_over_tls_and_sasl_external(self):
         answer = yield self.request(iq_get("a.test", "ejabberd.test", NS_PING, "ping"))
         self.assertEqual((answer["type"], answer["from"], answer["to"]),
                          ("result", "ejabberd.test", "a.test"))
@@ -106,11 +118,13 @@ class WaveboxToEjabberdTests(WaveboxAndEjabberd):
         self.assertTrue(stream.tls_verdict.chain_ok, stream.tls_verdict.error)
         self.assertTrue(stream.peer_proves("ejabberd.test"))
         self.assertIn(("a.test", "ejabberd.test"), stream.authenticated)
-        # ejabberd authenticated us with dialback, verifying our key over a
-        # connection back to a.test that it found through the tests' DNS.
-        yield self.ejabberd_logs("Accepted inbound s2s dialback authentication "
-                              "a.test -> ejabberd.test (127.0.0.2)")
-        self.assertIn(("_xmpp-server._tcp.a.test", "SRV"), self.zone.queries)
+        # ejabberd trusts our certificate, so it offered EXTERNAL, and we used it.
+        self.assertEqual(stream.auth_methods, {("a.test", "ejabberd.test"): "SASL EXTERNAL"})
+        self.assertEqual(len(self.our_log(
+            "a.test -> ejabberd.test authenticated by SASL EXTERNAL")), 1, self.log.lines)
+        yield self.ejabberd_logs("Accepted inbound s2s EXTERNAL authentication "
+                                 "a.test -> ejabberd.test (127.0.0.2)")
+        self.assert_no_dialback_at_ejabberd()
 
     @defer.inlineCallbacks
     def test_disco_info_lists_what_ejabberd_has(self):
@@ -134,8 +148,12 @@ class WaveboxToEjabberdTests(WaveboxAndEjabberd):
         yield self.request(iq_get("a.test", "ejabberd.test", NS_PING, "ping"))
         answer = yield self.request(iq_get("wave.a.test", "ejabberd.test", NS_PING, "ping"))
         self.assertEqual((answer["type"], answer["to"]), ("result", "wave.a.test"))
+        # EXTERNAL authenticates a stream's own header pair; the second pair
+        # is multiplexed with dialback on the same stream (XEP-0220 2.6).
+        [stream] = self.s2s.outgoing
+        self.assertEqual(stream.auth_methods[("wave.a.test", "ejabberd.test")], "dialback")
         yield self.ejabberd_logs("Accepted inbound s2s dialback authentication "
-                              "wave.a.test -> ejabberd.test")
+                                 "wave.a.test -> ejabberd.test")
 
 
 class UntrustedEjabberdCertificateTests(WaveboxAndEjabberd):
@@ -174,16 +192,18 @@ class EjabberdToWaveboxTests(WaveboxAndEjabberd):
         self.assertEqual((answer["type"], answer["from"], answer["to"]),
                          ("result", "a.test", "tester@ejabberd.test/probe"))
         # ejabberd's stream to us: TLS with its certificate, which we checked
-        # against the tests' CA, then dialback (EXTERNAL first: it failed,
-        # since we offer no SASL yet).
+        # against the tests' CA, then SASL EXTERNAL, which we offered for it.
         [stream] = self.incoming_from_ejabberd()
         self.assertTrue(stream.tls_active)
         self.assertTrue(stream.tls_verdict.chain_ok, stream.tls_verdict.error)
         self.assertTrue(stream.peer_proves("ejabberd.test"))
-        yield self.ejabberd_logs("Failed outbound s2s EXTERNAL authentication "
-                              "ejabberd.test -> a.test")
-        yield self.ejabberd_logs("Accepted outbound s2s dialback authentication "
-                              "ejabberd.test -> a.test (127.0.0.2)")
+        self.assertEqual(stream.auth_methods, {("ejabberd.test", "a.test"): "SASL EXTERNAL"})
+        self.assertEqual(len(self.our_log(
+            "ejabberd.test -> a.test authenticated by SASL EXTERNAL")), 1, self.log.lines)
+        yield self.ejabberd_logs("Accepted outbound s2s EXTERNAL authentication "
+                                 "ejabberd.test -> a.test (127.0.0.2)")
+        self.assertFalse(self.peer.log_lines("Failed outbound s2s EXTERNAL"))
+        self.assert_no_dialback_at_ejabberd()
 
     @defer.inlineCallbacks
     def test_ejabberd_user_disco_sees_the_wave_service(self):
@@ -201,8 +221,8 @@ class EjabberdToWaveboxTests(WaveboxAndEjabberd):
     def test_ejabberd_user_pings_the_wave_service_jid(self):
         answer = yield self.user.ping("wave.a.test")
         self.assertEqual((answer["type"], answer["from"]), ("result", "wave.a.test"))
-        yield self.ejabberd_logs("Accepted outbound s2s dialback authentication "
-                              "ejabberd.test -> wave.a.test")
+        yield self.ejabberd_logs("Accepted outbound s2s EXTERNAL authentication "
+                                 "ejabberd.test -> wave.a.test")
 
 
 class BothDirectionsAtOnceTests(WaveboxAndEjabberd):
@@ -218,3 +238,72 @@ class BothDirectionsAtOnceTests(WaveboxAndEjabberd):
         answer = yield self.request(iq_get("a.test", "ejabberd.test", NS_PING, "ping"))
         pong = yield user.ping("a.test")
         self.assertEqual((answer["type"], pong["type"]), ("result", "result"))
+
+
+# --- ejabberd without mod_s2s_dialback: certificates only ----------------------------
+
+class WaveboxToCertificateOnlyEjabberdTests(WaveboxToEjabberdTests):
+    ejabberd_dialback = False
+
+    @defer.inlineCallbacks
+    def test_wave_service_jid_pings_ejabberd_on_a_second_pair(self):
+        yield self.request(iq_get("a.test", "ejabberd.test", NS_PING, "ping"))
+        answer = yield self.request(iq_get("wave.a.test", "ejabberd.test", NS_PING, "ping"))
+        self.assertEqual((answer["type"], answer["to"]), ("result", "wave.a.test"))
+        # No dialback to multiplex with: the second pair has a stream of its
+        # own, whose header names it, authenticated by EXTERNAL too.
+        methods = {pair: method for stream in self.s2s.outgoing
+                   for pair, method in stream.auth_methods.items()}
+        self.assertEqual(methods, {("a.test", "ejabberd.test"): "SASL EXTERNAL",
+                                   ("wave.a.test", "ejabberd.test"): "SASL EXTERNAL"})
+        self.assertEqual(len(self.s2s.outgoing), 2)
+        yield self.ejabberd_logs("Accepted inbound s2s EXTERNAL authentication "
+                                 "wave.a.test -> ejabberd.test")
+        self.assert_no_dialback_at_ejabberd()
+
+
+class CertificateOnlyEjabberdToWaveboxTests(EjabberdToWaveboxTests):
+    ejabberd_dialback = False
+
+
+class BothWaysWithCertificateOnlyEjabberdTests(BothDirectionsAtOnceTests):
+    ejabberd_dialback = False
+
+
+class CertificateOnlyEjabberdRefusesOurCertificateTests(WaveboxAndEjabberd):
+    """
+    ejabberd without dialback, and wavebox's certificate from a CA ejabberd
+    does not trust: no method is left.  wavebox says so on its side, and the
+    request comes back with the reason instead of waiting for ever.
+    """
+
+    ejabberd_dialback = False
+
+    def setUp(self):
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        other = certs.make_ca("a CA ejabberd does not trust")
+        key, certificate = certs.make_server_certificate(certs.server_names("a.test"), ca=other)
+        cert_path, key_path = directory + "/other-cert.pem", directory + "/other-key.pem"
+        with open(cert_path, "wb") as f:
+            f.write(certs.cert_pem(certificate, other[1]))
+        with open(key_path, "wb") as f:
+            f.write(certs.key_pem(key))
+        self.wavebox_options = {"certificate": cert_path, "private_key": key_path}
+        return WaveboxAndEjabberd.setUp(self)
+
+    @defer.inlineCallbacks
+    def test_refusal_of_both_methods_is_said_here_and_bounces_the_request(self):
+        failure = yield self.assertFailure(
+            self.request(iq_get("a.test", "ejabberd.test", NS_PING, "ping")), error.StanzaError)
+        self.assertEqual(failure.condition, "remote-server-timeout")
+        # ejabberd offers EXTERNAL to anyone after STARTTLS and checks the
+        # certificate on <auth>; it has no dialback to fall back to.
+        self.assertIn("SASL EXTERNAL failed (not-authorized)", failure.text)
+        self.assertIn("ejabberd.test does not offer dialback", failure.text)
+        yield self.ejabberd_logs("Failed inbound s2s EXTERNAL authentication a.test -> "
+                                 "ejabberd.test")
+        refused = self.our_log("ejabberd.test accepted neither SASL EXTERNAL nor dialback "
+                               "from a.test")
+        self.assertEqual(len(refused), 1, self.log.lines)
+        self.assertFalse([s for s in self.s2s.outgoing if s.authenticated])

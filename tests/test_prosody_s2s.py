@@ -202,6 +202,88 @@ class BothDirectionsAtOnceTests(WaveboxAndProsody):
 
 
 
+# --- Prosody with s2s_secure_auth = true and no mod_dialback ------------------------
+
+class WaveboxAndSecureProsody(unittest.TestCase):
+    """
+    Prosody requires valid certificates (``s2s_secure_auth = true``) and has
+    no dialback: both it and wavebox have certificates from the tests' CA
+    and trust it, and SASL EXTERNAL (XEP-0178) authenticates every stream.
+    """
+
+    timeout = 120
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        import os
+
+        from tests import pki
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory + "/wavebox")
+        self.log = LogLines(self)
+        self.peer = ProsodyPeer(directory + "/prosody", secure_auth=True, dialback=False)
+        self.addCleanup(self.peer.stop)
+        certificate, key, ca = pki.write_domain_files("wave.test", directory + "/wavebox")
+        self.wavebox, self.zone = yield wavebox_beside_prosody(
+            self, self.peer, directory + "/wavebox", certificate=certificate,
+            private_key=key, trusted_ca=ca)
+
+    @property
+    def s2s(self):
+        return self.wavebox.s2s
+
+    def request(self, iq):
+        return self.s2s.request(iq, timeout=GUARD).addTimeout(GUARD + 5, reactor)
+
+    def methods(self, streams):
+        return {pair: method for stream in streams
+                for pair, method in getattr(stream, "auth_methods", {}).items()}
+
+    def assert_no_dialback(self):
+        self.assertNotIn("mod_dialback", self.peer.log_text())
+        self.assertFalse([line for line in self.log.lines if "dialback" in line
+                          and "authenticated" in line])
+
+
+class WaveboxToSecureProsodyTests(WaveboxAndSecureProsody):
+
+    @defer.inlineCallbacks
+    def test_ping_and_disco_authenticated_by_sasl_external(self):
+        answer = yield self.request(iq_get("wave.test", "prosody.test", "urn:xmpp:ping", "ping"))
+        self.assertEqual((answer["type"], answer["from"]), ("result", "prosody.test"))
+        info = yield self.request(iq_get("wave.test", "prosody.test",
+                                         "http://jabber.org/protocol/disco#info"))
+        features = [f.getAttribute("var") for f in
+                    children(info, "http://jabber.org/protocol/disco#info", "feature")]
+        self.assertIn("urn:xmpp:ping", features)
+        self.assertEqual(self.methods(self.s2s.outgoing),
+                         {("wave.test", "prosody.test"): "SASL EXTERNAL"})
+        # Prosody's answers came on its own stream to us, by EXTERNAL too.
+        self.assertEqual(self.methods(self.s2s.incoming),
+                         {("prosody.test", "wave.test"): "SASL EXTERNAL"})
+        self.assertIn("Incoming s2s connection wave.test->prosody.test complete",
+                      self.peer.log_text())
+        self.assert_no_dialback()
+
+
+class SecureProsodyToWaveboxTests(WaveboxAndSecureProsody):
+
+    @defer.inlineCallbacks
+    def test_prosody_ping_and_disco_authenticated_by_sasl_external(self):
+        answer = yield self.peer.ping("wave.test")
+        self.assertIn("pong from wave.test", answer)
+        items = yield self.peer.disco("wave.test", "items")
+        self.assertIn("item wave.wave.test", items)
+        info = yield self.peer.disco("wave.wave.test", "info")
+        self.assertIn("feature http://waveprotocol.org/protocol/0.2/waveserver", info)
+        incoming = self.methods(self.s2s.incoming)
+        self.assertEqual(incoming[("prosody.test", "wave.test")], "SASL EXTERNAL")
+        self.assertEqual(incoming[("prosody.test", "wave.wave.test")], "SASL EXTERNAL")
+        self.assertIn("Outgoing s2s connection prosody.test->wave.test complete",
+                      self.peer.log_text())
+        self.assert_no_dialback()
+
+
 class StandaloneToComponentBehindProsodyTests(unittest.TestCase):
     """
     Both deployments at once: wavebox ``wave.test`` (standalone S2S) pings

@@ -132,6 +132,43 @@ class ResolveServerTests(unittest.SynchronousTestCase):
             "step 2: A/AAAA wave.b.test -> 127.0.0.3, ::3"])
         self.assertNotIn(("A/AAAA", "b.test"), resolver.queries)
 
+    # XEP-0368: _xmpps-server records beside _xmpp-server ones.
+
+    def test_direct_tls_records_are_ordered_with_the_others_by_priority(self):
+        resolver = FakeResolver(
+            srv={"_xmpp-server._tcp.b.test": [SRVRecord(10, 0, 5269, "plain.b.test"),
+                                              SRVRecord(30, 0, 5269, "backup.b.test")],
+                 "_xmpps-server._tcp.b.test": [SRVRecord(20, 0, 5223, "tls.b.test"),
+                                               SRVRecord(10, 0, 5270, "first.b.test")]},
+            addresses={"plain.b.test": ["127.0.0.3"], "tls.b.test": ["127.0.0.4"],
+                       "first.b.test": ["127.0.0.5"], "backup.b.test": ["127.0.0.6"]})
+        endpoints = self.successResultOf(self.resolve(resolver))
+        # Priority first; among equals (10, weight 0) the direct TLS record.
+        self.assertEqual(endpoints, [Endpoint("127.0.0.5", 5270, "first.b.test", True),
+                                     Endpoint("127.0.0.3", 5269, "plain.b.test"),
+                                     Endpoint("127.0.0.4", 5223, "tls.b.test", True),
+                                     Endpoint("127.0.0.6", 5269, "backup.b.test")])
+        self.assertIn("step 1: SRV _xmpps-server._tcp.b.test -> 20 0 5223 tls.b.test., "
+                      "10 0 5270 first.b.test. (direct TLS)", self.trace.lines)
+
+    def test_direct_tls_alone_is_a_service_without_the_a_record_fallback(self):
+        resolver = FakeResolver(
+            srv={"_xmpps-server._tcp.b.test": [SRVRecord(0, 0, 5270, "tls.b.test")]},
+            addresses={"tls.b.test": ["127.0.0.4"], "b.test": ["127.0.0.9"]})
+        endpoints = self.successResultOf(self.resolve(resolver))
+        self.assertEqual(endpoints, [Endpoint("127.0.0.4", 5270, "tls.b.test", True)])
+        self.assertNotIn(("A/AAAA", "b.test"), resolver.queries)
+
+    def test_a_failed_or_dot_direct_tls_lookup_leaves_the_plain_records(self):
+        for tls in ({"failures": {"_xmpps-server._tcp.b.test": DNSTimeoutError("x", "t")}},
+                    {"srv": {"_xmpps-server._tcp.b.test": [SRVRecord(0, 0, 0, ".")]}}):
+            srv = dict(tls.get("srv", {}))
+            srv["_xmpp-server._tcp.b.test"] = [SRVRecord(0, 0, 5269, "plain.b.test")]
+            resolver = FakeResolver(srv=srv, addresses={"plain.b.test": ["127.0.0.3"]},
+                                    failures=tls.get("failures"))
+            endpoints = self.successResultOf(self.resolve(resolver))
+            self.assertEqual(endpoints, [Endpoint("127.0.0.3", 5269, "plain.b.test")])
+
     def test_no_srv_falls_back_to_the_domain_on_5269(self):
         resolver = FakeResolver(addresses={"b.test": ["127.0.0.3"]})
         endpoints = self.successResultOf(self.resolve(resolver))
@@ -154,8 +191,9 @@ class ResolveServerTests(unittest.SynchronousTestCase):
             srv={"_xmpp-server._tcp.b.test": [SRVRecord(0, 0, 0, ".")]},
             addresses={"b.test": ["127.0.0.3"]})
         self.failureResultOf(self.resolve(resolver), NoServiceError)
-        # No fallback to the domain's own address.
-        self.assertEqual(resolver.queries, [("SRV", "_xmpp-server._tcp.b.test")])
+        # No fallback to the domain's own address (direct TLS is asked for too).
+        self.assertEqual(resolver.queries, [("SRV", "_xmpp-server._tcp.b.test"),
+                                            ("SRV", "_xmpps-server._tcp.b.test")])
 
     def test_targets_in_priority_then_weight_order_with_every_address(self):
         resolver = FakeResolver(

@@ -341,6 +341,7 @@ class WholeChainTests(TwoServers):
             "trusted_ca: CN=wavebox test CA is issued by CN=wavebox test CA"), 1,
             self.log.lines)
         self.assertFalse(self.log.count("c.test -> a.test accepted: its certificate proves"))
+        self.assertFalse(self.log.count("c.test -> a.test authenticated by SASL EXTERNAL"))
         self.assertFalse([s for s in self.s2s("a.test").incoming if s.authenticated])
 
     @defer.inlineCallbacks
@@ -353,7 +354,11 @@ class WholeChainTests(TwoServers):
         answer = yield self.s2s("c.test").request(ping_iq("c.test", "a.test")).addTimeout(
             GUARD, reactor)
         self.assertEqual(answer["type"], "result")
-        self.assertEqual(self.log.count("c.test -> a.test accepted: its certificate proves"), 1)
+        # c.test's certificate authenticates its stream to a.test: SASL EXTERNAL.
+        self.assertEqual(self.log.count(
+            "c.test -> a.test authenticated by SASL EXTERNAL over STARTTLS (its certificate "
+            "names c.test)"),
+            1, self.log.lines)
 
 
 class SystemTrustStoreTests(TwoServers):

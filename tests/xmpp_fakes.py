@@ -44,14 +44,18 @@ class TLSTransport(StringTransport):
 class FakeTLS:
     """A TLS policy; ``proves`` are the domains a peer certificate names."""
 
-    def __init__(self, required=True, proves=()):
+    def __init__(self, required=True, proves=(), certifies=("a.test", "wave.a.test")):
         self.required = required
         self.proves = set(proves)
+        self.ours = set(certifies)
 
-    def receiving(self, verdict):
+    def certifies(self, domain):
+        return domain in self.ours
+
+    def receiving(self, verdict, direct=False):
         return ("receiving", verdict)
 
-    def originating(self, hostname, verdict):
+    def originating(self, hostname, verdict, direct=False):
         return ("originating", hostname)
 
     def peer_proves(self, transport, verdict, domain):

@@ -408,5 +408,6 @@ class ServerCommands(StoreCommands):
             return {"found": False, "domain": e.domain, "condition": e.condition,
                     "reason": e.reason, "trace": list(e.trace)}
         return {"found": True, "domain": result.domain, "jid": result.jid,
-                "endpoints": [[e.host, e.port, e.target] for e in result.endpoints],
+                "endpoints": [[e.host, e.port, e.target, e.direct_tls]
+                              for e in result.endpoints],
                 "trace": list(result.trace)}

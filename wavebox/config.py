@@ -180,6 +180,14 @@ def _store_url(value):
     return value
 
 
+def _s2s_auth(value):
+    from wavebox.xmpp.sasl import POLICIES
+    v = value.strip().lower()
+    if v not in POLICIES:
+        raise ValueError("must be one of %s, not %r" % (", ".join(POLICIES), value))
+    return v
+
+
 def _log_format(value):
     v = value.strip().lower()
     if v not in ("text", "json"):
@@ -361,6 +369,17 @@ OPTIONS += [
     Option("federation-give-up", _duration_or_never, 7 * 86400.0, "after this long "
            "unreachable (seconds, or 12h, 7d...; never), a destination's queued updates "
            "are dropped with one log line and shown in wavebox status"),
+]
+
+
+# Issue 15: how S2S streams are authenticated, and direct TLS.
+OPTIONS += [
+    Option("s2s-auth", _s2s_auth, "any", "how S2S peers authenticate: certificate "
+           "(SASL EXTERNAL only, no dialback: Prosody's s2s_secure_auth), dialback "
+           "(dialback only), or any (EXTERNAL where certificates allow, else dialback)"),
+    Option("s2s-tls-port", _port, None, "also listen for direct TLS S2S streams "
+           "(XEP-0368, TLS from the first byte) on this port of --s2s-interface "
+           "(off unless given; 5270 is customary)"),
 ]
 
 

@@ -125,10 +125,10 @@ class Metrics:
                                         "(a group of writes and its sync)",
                                         buckets=LATENCY_BUCKETS, registry=self.registry)
         self.s2s_failures = Counter("wavebox_s2s_failures", "S2S streams that failed, by "
-                                    "why (dialback, tls)", ["kind"], registry=self.registry)
+                                    "why (dialback, sasl, tls)", ["kind"], registry=self.registry)
         for origin in ("local", "remote"):
             self.deltas.labels(origin=origin)
-        for kind in ("dialback", "tls"):
+        for kind in ("dialback", "sasl", "tls"):
             self.s2s_failures.labels(kind=kind)
         self.registry.register(_StateCollector(top, clock))
         self.listener = _DeltaCounter(self.deltas, domains)

@@ -69,7 +69,7 @@ class WaveboxService(service.MultiService):
         try:
             service.MultiService.startService(self)
         except CannotListenError as e:      # the S2S listener; the console names itself
-            error = listen_error("s2s", e)
+            error = listen_error(getattr(e, "wavebox_option", "s2s"), e)
         except ConfigError as e:
             error = e
         else:
@@ -118,7 +118,10 @@ def _stop_on_sigterm(number, frame):
 def listen_error(prefix, e):
     """A :class:`ConfigError` naming the option behind a failed listen."""
     code = getattr(e.socketError, "errno", None)
-    option = "--%s-interface" % prefix if code == errno.EADDRNOTAVAIL else "--%s-port" % prefix
+    if code == errno.EADDRNOTAVAIL:
+        option = "--%s-interface" % prefix.replace("-tls", "")     # one address for both
+    else:
+        option = "--%s-port" % prefix
     reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
     return ConfigError("%s: cannot listen on %s:%s: %s" % (
         option, e.interface or "*", e.port, reason))
@@ -222,7 +225,7 @@ def makeService(config, reactor=None):
     resolver = DnspythonResolver(config.nameserver, config.dns_timeout)
     try:
         s2s = streams.service_from_config(config, resolver, port=config.s2s_port,
-                                          reactor=reactor)
+                                          reactor=reactor, tls_port=config.s2s_tls_port)
     except certpath.PathError as e:
         raise ConfigError("--trusted-ca: %s" % (e,))
     except Exception as e:

@@ -52,7 +52,8 @@ def xmpp_connect(s2s, local, remote):
     @defer.inlineCallbacks
     def connect(reactor, endpoint, timeout):
         try:
-            stream = yield s2s.negotiate((endpoint.host, endpoint.port), local, remote)
+            stream = yield s2s.negotiate((endpoint.host, endpoint.port), local, remote,
+                                         getattr(endpoint, "direct_tls", False))
         except TLSUnavailable as e:
             return "STARTTLS", str(e)
         except Exception as e:
@@ -62,10 +63,11 @@ def xmpp_connect(s2s, local, remote):
                 return None, "XMPP stream opened, without TLS (tls_required is off)"
             certificate = stream.xmlstream.transport.getPeerCertificate()
             if certificate is None:
-                return None, "STARTTLS, but the peer sent no certificate"
+                return None, "TLS, but the peer sent no certificate"
             leaf = certificate.to_cryptography()
-            return None, "STARTTLS, certificate of %s verified (%s, issued by %s, expires " \
-                         "%s)" % (remote, leaf.subject.rfc4514_string(),
+            how = "direct TLS (XEP-0368)" if stream.direct_tls else "STARTTLS"
+            return None, "%s, certificate of %s verified (%s, issued by %s, expires " \
+                         "%s)" % (how, remote, leaf.subject.rfc4514_string(),
                                   leaf.issuer.rfc4514_string(),
                                   leaf.not_valid_after_utc.date().isoformat())
         finally:
@@ -221,7 +223,7 @@ class _Report:
 @defer.inlineCallbacks
 def _records(resolver, name, report):
     """(SRV records or [], addresses or []) of ``name``, each query reported."""
-    from wavebox.xmpp.resolver import srv_name
+    from wavebox.xmpp.resolver import SRVRecord, srv_name
     try:
         srv = yield resolver.lookup_srv(srv_name(name))
     except DNSLookupError as e:
@@ -230,6 +232,17 @@ def _records(resolver, name, report):
     else:
         report.line("SRV %s -> %s" % (srv_name(name), ", ".join(str(r) for r in srv)
                                       if srv else "none"))
+    tls_name = srv_name(name, direct_tls=True)
+    try:
+        tls_srv = yield resolver.lookup_srv(tls_name)
+    except DNSLookupError as e:
+        report.line("SRV %s -> %s" % (tls_name, describe_dns_error(e)))
+        tls_srv = []
+    else:
+        report.line("SRV %s -> %s" % (tls_name, ", ".join(str(r) for r in tls_srv)
+                                      + " (direct TLS, XEP-0368)" if tls_srv else "none"))
+    srv = list(srv) + [SRVRecord(r.priority, r.weight, r.port, r.target, True)
+                       for r in tls_srv if not r.is_root]
     try:
         addresses = yield resolver.lookup_addresses(name)
     except DNSLookupError as e:
@@ -265,7 +278,8 @@ def _dns_of(resolver, config, domain, report):
             else:
                 report.line("A/AAAA %s (SRV target) -> %s" % (
                     record.target, ", ".join(target_addresses) or "none"))
-            found.extend(Endpoint(a, record.port, record.target) for a in target_addresses)
+            found.extend(Endpoint(a, record.port, record.target, record.direct_tls)
+                         for a in target_addresses)
         if srv and not targets:
             report.problem('SRV %s has the target ".": it says there is no XMPP service'
                            % (srv_name(name),))

@@ -299,7 +299,8 @@ class Dialback:
         answer = result.getAttribute("type")
         if answer == "valid":
             stream.authenticated.add(pair)
-            log.info("dialback: {originating} -> {receiving} authenticated (our stream)",
+            # The stream's own line (wavebox.xmpp.sasl) names the method.
+            log.debug("dialback: {originating} -> {receiving} authenticated (our stream)",
                      originating=pair[0], receiving=pair[1])
             waiters.fire(pair)
         else:

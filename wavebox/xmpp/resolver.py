@@ -1,6 +1,7 @@
 """
 DNS for XMPP server-to-server: SRV (RFC 2782) and A/AAAA lookups, and the
 hostname resolution of RFC 6120 section 3.2 (``_xmpp-server._tcp.DOMAIN``,
+with XEP-0368's ``_xmpps-server._tcp.DOMAIN`` for direct TLS beside it,
 then the domain's own addresses on port 5269).
 
 The rest of wavebox sees DNS only through :class:`IResolver`, so that the
@@ -25,6 +26,8 @@ from zope.interface import Interface, implementer
 # RFC 6120 3.2.2: with no SRV record, the domain itself on the registered port.
 XMPP_SERVER_PORT = 5269
 XMPP_SERVER_SERVICE = "_xmpp-server._tcp."
+# XEP-0368: the same service over TLS from the first byte.
+XMPPS_SERVER_SERVICE = "_xmpps-server._tcp."
 
 
 # --- values -----------------------------------------------------------------
@@ -39,11 +42,15 @@ def _normal_name(name):
 
 @dataclass(frozen=True)
 class SRVRecord:
-    """One SRV resource record.  ``target`` is ``"."`` for "no service here"."""
+    """
+    One SRV resource record.  ``target`` is ``"."`` for "no service here";
+    ``direct_tls`` when it is an ``_xmpps-server`` record (XEP-0368).
+    """
     priority: int
     weight: int
     port: int
     target: str
+    direct_tls: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "target", _normal_name(self.target))
@@ -60,10 +67,14 @@ class SRVRecord:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A place to connect to: an IP address and port, and the DNS name it came from."""
+    """
+    A place to connect to: an IP address and port, and the DNS name it came
+    from; ``direct_tls`` when TLS starts with the first byte (XEP-0368).
+    """
     host: str
     port: int
     target: str
+    direct_tls: bool = False
 
     def __str__(self):
         if ":" in self.host:
@@ -299,8 +310,12 @@ def order_srv(records, random=_random):
 
 # --- RFC 6120 3.2 for one domain --------------------------------------------------
 
-def srv_name(domain):
-    return XMPP_SERVER_SERVICE + _normal_name(domain)
+def srv_name(domain, direct_tls=False):
+    return (XMPPS_SERVER_SERVICE if direct_tls else XMPP_SERVER_SERVICE) + _normal_name(domain)
+
+
+def _with_direct_tls(records):
+    return [SRVRecord(r.priority, r.weight, r.port, r.target, True) for r in records]
 
 
 def describe_dns_error(error):
@@ -324,10 +339,16 @@ def resolve_server(resolver, domain, trace, srv_step=1, target_step=2, a_step=3,
     RFC 2782 order, each with all its addresses; without SRV, the domain's
     own addresses on port 5269.  Fails with :class:`NoServiceError`,
     :class:`DomainNotFound` or :class:`ResolutionTimeout`.
+
+    The ``_xmpps-server`` records (XEP-0368, direct TLS) are asked for too,
+    and ordered together with the ``_xmpp-server`` ones by priority and
+    weight (XEP-0368 section 3); an ``_xmpps-server`` record comes first
+    among equals.  Their failure, or a ``.`` among them, only means that
+    there is no direct TLS: the ``_xmpp-server`` records decide the rest.
     """
     domain = _normal_name(domain)
 
-    # Step 1: SRV.
+    # Step 1: SRV, both services.
     name = srv_name(domain)
     srv_error = None
     try:
@@ -338,6 +359,22 @@ def resolve_server(resolver, domain, trace, srv_step=1, target_step=2, a_step=3,
     else:
         trace.step(srv_step, "SRV %s -> %s" % (
             name, ", ".join(str(r) for r in records) if records else "none"))
+    tls_name = srv_name(domain, direct_tls=True)
+    try:
+        tls_records = yield resolver.lookup_srv(tls_name)
+    except DNSLookupError as e:
+        tls_records = []
+        trace.step(srv_step, "SRV %s -> %s" % (tls_name, describe_dns_error(e)))
+    else:
+        if tls_records:
+            trace.step(srv_step, "SRV %s -> %s (direct TLS)" % (
+                tls_name, ", ".join(str(r) for r in tls_records)))
+    tls_records = _with_direct_tls(r for r in tls_records if not r.is_root)
+    if tls_records and not records:
+        # Direct TLS alone is a service too; no xmpp-server record is no
+        # reason to fall back to the domain's A record then.
+        srv_error = None
+    records = tls_records + list(records)
 
     if records:
         # Step 2: the lookup succeeded; the targets are where step 5 goes.
@@ -348,7 +385,8 @@ def resolve_server(resolver, domain, trace, srv_step=1, target_step=2, a_step=3,
         for record in order_srv(targets, random):
             addresses, error = yield _addresses(resolver, record.target, trace, target_step)
             errors.append(error)
-            endpoints.extend(Endpoint(a, record.port, record.target) for a in addresses)
+            endpoints.extend(Endpoint(a, record.port, record.target, record.direct_tls)
+                             for a in addresses)
         if endpoints:
             return endpoints
         # RFC 6120 3.2.1: with SRV records, the domain's own A record is not

@@ -99,6 +99,7 @@ from twisted.words.xish.utility import XmlPipe
 
 from wavebox.xmpp import dialback as db
 from wavebox.xmpp import limits as xlimits
+from wavebox.xmpp import sasl
 from wavebox.xmpp.disco import DiscoResponder, find_wave_service
 from wavebox.xmpp.elementstream import (
     MAX_DEPTH, MAX_STANZA_SIZE, MAX_UNAUTHENTICATED_STANZA_SIZE, RestrictedXmlStream, XMLRefused)
@@ -140,7 +141,8 @@ def _describe(reason):
     value = reason.value if isinstance(reason, failure.Failure) else reason
     if isinstance(value, defer.TimeoutError):
         return "timed out"
-    if isinstance(value, (RouteFailed, TLSUnavailable, db.DialbackFailed)):
+    if isinstance(value, (RouteFailed, TLSUnavailable, db.DialbackFailed,
+                          sasl.AuthenticationRefused, sasl.SASLFailed)):
         return str(value)
     if isinstance(value, ierror.ConnectError):
         # Twisted's own wording repeats itself ("Connection was refused by
@@ -481,6 +483,7 @@ class _Session(xmlstream.Authenticator):
             waiters.fail(lost)
         self.pending_results.clear()
         self.pending_verifies.clear()
+        self.server.authentication.lost(self, lost)
         self.server.stream_lost(self)
         self.closed.fire(None)
 
@@ -520,7 +523,7 @@ class _Session(xmlstream.Authenticator):
         if element.name == "result":
             if answer:
                 dialback.result_answered(self, element)
-            else:
+            elif self.server.authentication.dialback_request_allowed(self, element):
                 dialback.receive_result(self, element)
         else:
             if answer:
@@ -548,10 +551,11 @@ class IncomingStream(_Session):
 
     direction = "incoming"
 
-    def __init__(self, server):
+    def __init__(self, server, direct_tls=False):
         _Session.__init__(self, server)
         self._timeout_call = None
         self.answered_verifies = 0
+        self.direct_tls = direct_tls
 
     def associateWithStream(self, xs):
         _Session.associateWithStream(self, xs)
@@ -564,6 +568,11 @@ class IncomingStream(_Session):
         if refused is not None:
             self.fail("resource-constraint", refused, logged=False)     # the gate logs
             return
+        if self.direct_tls:
+            # XEP-0368: TLS from the first byte, no STARTTLS.
+            self.tls_verdict = TLSVerdict()
+            self.xmlstream.transport.startTLS(
+                self.server.tls.receiving(self.tls_verdict, direct=True))
         self.server.incoming_opened(self)
         self._timeout_call = self.server.clock.callLater(
             self.server.negotiation_timeout, self._timed_out)
@@ -638,8 +647,7 @@ class IncomingStream(_Session):
             if required:
                 starttls.addElement("required")
         if self.tls_active or not required:
-            dialback = features.addElement((db.NS_DIALBACK_FEATURE, "dialback"))
-            dialback.addElement("errors")
+            self.server.authentication.add_features(self, features)
         return features
 
     def _element(self, element):
@@ -647,6 +655,8 @@ class IncomingStream(_Session):
             self._starttls()
         elif element.uri == NS_SERVER and element.name in STANZA_KINDS:
             self._stanza(element)
+        elif element.uri == sasl.NS_SASL:
+            self.server.authentication.receive(self, element)
         else:
             self.fail("unsupported-stanza-type", "<%s xmlns='%s'/>" % (element.name, element.uri))
 
@@ -711,11 +721,12 @@ class OutgoingStream(_Session):
 
     direction = "outgoing"
 
-    def __init__(self, server, local, remote, address):
+    def __init__(self, server, local, remote, address, direct_tls=False):
         _Session.__init__(self, server)
         self.local = local
         self.remote = remote
         self.address = address
+        self.direct_tls = direct_tls
         self.negotiated = db.Waiters()  # fires when TLS (if any) and features are done
         self.connector = None
         # The peer offered <dialback><errors/></dialback> (XEP-0220 2.4.2):
@@ -729,6 +740,11 @@ class OutgoingStream(_Session):
         xs = self.xmlstream
         xs.thisEntity = jid.internJID(self.local)
         xs.otherEntity = jid.internJID(self.remote)
+        if self.direct_tls:
+            # XEP-0368: TLS from the first byte (ALPN xmpp-server), no STARTTLS.
+            self.tls_verdict = TLSVerdict()
+            xs.transport.startTLS(self.server.tls.originating(
+                self.remote, self.tls_verdict, direct=True))
         xs.sendHeader()
 
     def connect_failed(self, reason):
@@ -782,6 +798,8 @@ class OutgoingStream(_Session):
             self._proceed()
         elif element.uri == NS_TLS and element.name == "failure":
             self._tls_refused("the peer answered STARTTLS with <failure/>")
+        elif element.uri == sasl.NS_SASL:
+            self.server.authentication.answered(self, element)
         elif element.uri == NS_SERVER and element.name in STANZA_KINDS:
             # RFC 6120 streams are one-way; a peer answers on its own stream.
             log.debug("outgoing S2S stream {peer}: ignoring a <{name}/> sent to us",
@@ -792,9 +810,12 @@ class OutgoingStream(_Session):
 
     def _features(self, features):
         """RFC 6120 5.3.1: STARTTLS first when offered, else the stream is ready."""
+        self.offered = features
         offer = features.get((db.NS_DIALBACK_FEATURE, "dialback"))
         self.dialback_errors = offer is not None and any(
             child.name == "errors" for child in offer.elements())
+        if self.server.authentication.features_after_restart(self, features):
+            return
         if self.tls_active or self.negotiated.done:
             self.negotiated.fire(self)
             return
@@ -825,11 +846,13 @@ class OutgoingStream(_Session):
 class _IncomingFactory(protocol.ServerFactory):
     noisy = False
 
-    def __init__(self, server):
+    def __init__(self, server, direct_tls=False):
         self.server = server
+        self.direct_tls = direct_tls
 
     def buildProtocol(self, addr):
-        xs = S2SStream(IncomingStream(self.server), self.server.max_stanza_size)
+        session = IncomingStream(self.server, direct_tls=self.direct_tls)
+        xs = S2SStream(session, self.server.max_stanza_size)
         xs.factory = self
         return xs
 
@@ -949,7 +972,8 @@ class S2SService(service.Service):
                  max_depth=MAX_DEPTH, limits=None, stranger_share=None,
                  connect_timeout=30.0, dialback_timeout=30.0, negotiation_timeout=30.0,
                  request_timeout=30.0, backoff_initial=2.0, backoff_max=60.0,
-                 hint_lifetime=3600.0, close_grace=2.0, no_multiplex_lifetime=3600.0):
+                 hint_lifetime=3600.0, close_grace=2.0, no_multiplex_lifetime=3600.0,
+                 s2s_auth="any", tls_port=None):
         if reactor is None:
             from twisted.internet import reactor
         if not domains:
@@ -961,6 +985,11 @@ class S2SService(service.Service):
         if self.tls_required and tls is None:
             raise ValueError("TLS is required but no TLS policy is given")
         self.dialback = db.Dialback(secret, self, trust_certificates)
+        self.authentication = sasl.S2SAuthentication(self, s2s_auth)
+        if tls_port is not None and tls is None:
+            raise ValueError("direct TLS needs a TLS policy")
+        self.tls_port = tls_port
+        self._listening_tls = None
         self._resolve = resolve
         self.interface = interface
         self.port = port
@@ -1010,11 +1039,12 @@ class S2SService(service.Service):
     def add_handler(self, handler):
         handler.setHandlerParent(self.local)
 
-    def listening_address(self):
-        """The (host, port) we listen on, or None."""
-        if self._listening is None:
+    def listening_address(self, direct_tls=False):
+        """The (host, port) we listen on (for direct TLS: XEP-0368), or None."""
+        port = self._listening_tls if direct_tls else self._listening
+        if port is None:
             return None
-        address = self._listening.getHost()
+        address = port.getHost()
         return address.host, address.port
 
     def set_endpoints(self, domain, endpoints):
@@ -1097,6 +1127,17 @@ class S2SService(service.Service):
             host, port = self.listening_address()
             log.info("S2S listening on {host}:{port} for {domains}",
                      host=host or "*", port=port, domains=", ".join(self.domains))
+        if self.tls_port is not None:
+            try:
+                self._listening_tls = self._reactor.listenTCP(
+                    self.tls_port, _IncomingFactory(self, direct_tls=True),
+                    interface=self.interface)
+            except Exception as e:
+                e.wavebox_option = "s2s-tls"    # named in the start-up error
+                raise
+            host, port = self.listening_address(direct_tls=True)
+            log.info("S2S listening for direct TLS (XEP-0368) on {host}:{port}",
+                     host=host or "*", port=port)
 
     def stopService(self):
         service.Service.stopService(self)
@@ -1111,9 +1152,10 @@ class S2SService(service.Service):
         for d, _, _, call in list(self._requests.values()):
             d.cancel()
         waits = []
-        if self._listening is not None:
-            waits.append(defer.maybeDeferred(self._listening.stopListening))
-            self._listening = None
+        for listening in (self._listening, self._listening_tls):
+            if listening is not None:
+                waits.append(defer.maybeDeferred(listening.stopListening))
+        self._listening = self._listening_tls = None
         for session in list(self.incoming) + list(self.outgoing):
             waits.append(session.close())
         return defer.DeferredList(waits)
@@ -1354,7 +1396,8 @@ class S2SService(service.Service):
                         reasons.append(_describe(e))
                 if self.stopping:
                     raise RouteFailed("remote-server-timeout", "shutting down")
-                stream = self._connect(address, local, remote)
+                stream = self._connect(address, local, remote,
+                                       getattr(endpoint, "direct_tls", False))
                 try:
                     yield self._prepared(stream, local, remote, authenticate)
                     return stream
@@ -1419,12 +1462,12 @@ class S2SService(service.Service):
             # XEP-0220 2.6.2: no new target domain on a stream whose peer
             # did not offer dialback errors (Prosody 0.12 does not).
             raise _NotShared()
+        if multiplexed and not self.authentication.may_multiplex(stream):
+            raise _NotShared()      # only dialback adds pairs; this peer has none
         try:
-            yield self.dialback.originate(stream, local, remote).addTimeout(
+            yield self.authentication.originate(stream, local, remote).addTimeout(
                 self.dialback_timeout, self.clock)
         except Exception as e:
-            if isinstance(e, db.DialbackFailed):
-                self.count_failure("dialback")
             if multiplexed:
                 self._multiplexing_refused(stream, pair, e)
             raise
@@ -1443,8 +1486,10 @@ class S2SService(service.Service):
                  peer=stream.peer, local=pair[0], remote=pair[1], reason=_describe(reason),
                  lifetime=self.no_multiplex_lifetime)
 
-    def _connect(self, address, local, remote):
-        session = OutgoingStream(self, local, remote, address)
+    def _connect(self, address, local, remote, direct_tls=False):
+        if self.tls is None:
+            direct_tls = False
+        session = OutgoingStream(self, local, remote, address, direct_tls)
         self.outgoing.append(session)
         host, port = address
         session.connector = self._connect_tcp(
@@ -1464,7 +1509,7 @@ class S2SService(service.Service):
             return None
         return (self.interface, 0)
 
-    def negotiate(self, address, local, remote):
+    def negotiate(self, address, local, remote, direct_tls=False):
         """
         A new stream from ``local`` to ``remote`` at ``address`` (host, port),
         carried through STARTTLS and the check of ``remote``'s certificate
@@ -1472,7 +1517,7 @@ class S2SService(service.Service):
         tries.  Deferred[OutgoingStream]; close it when done.  Fails with the
         reason the stream did not get there.
         """
-        stream = self._connect(tuple(address), local, remote)
+        stream = self._connect(tuple(address), local, remote, direct_tls)
         d = stream.negotiated.wait().addTimeout(self.connect_timeout, self.clock)
 
         def failed(reason):
@@ -1527,14 +1572,18 @@ def dns_resolve(resolver):
     return resolve
 
 
-def service_from_config(config, resolver, port=None, reactor=None):
-    """An :class:`S2SService` for our configured domains, certificate and secret."""
+def service_from_config(config, resolver, port=None, reactor=None, tls_port=None):
+    """
+    An :class:`S2SService` for our configured domains, certificate, secret and
+    authentication policy; listening on ``port`` (and ``tls_port`` for
+    direct TLS) unless None.
+    """
     from wavebox.xmpp import tls as tlsmodule
     names = local_names(config)
     return S2SService(
         names, db.secret_from_config(config), tlsmodule.policy_from_config(config, names),
         dns_resolve(resolver), interface=config.s2s_interface, port=port, reactor=reactor,
-        **xlimits.options_from_config(config))
+        s2s_auth=config.s2s_auth, tls_port=tls_port, **xlimits.options_from_config(config))
 
 
 def make_check_disco(config, reactor=None):

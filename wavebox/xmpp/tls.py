@@ -150,17 +150,20 @@ class _OriginatingTLS:
     and (when ``check``) refuse a peer whose chain or name does not verify.
     """
 
-    def __init__(self, context, hostname, verdict, check, roots, anchors):
+    def __init__(self, context, hostname, verdict, check, roots, anchors, alpn=None):
         self._context = context
         self._hostname = hostname
         self._verdict = verdict
         self._check = check
         self._roots = roots
         self._anchors = anchors
+        self._alpn = alpn
 
     def clientConnectionForTLS(self, tlsProtocol):
         connection = SSL.Connection(self._context, None)
         connection.set_tlsext_host_name(self._hostname.encode("idna"))
+        if self._alpn:
+            connection.set_alpn_protos(self._alpn)
         mode = SSL.VERIFY_PEER
         if self._check:
             mode |= SSL.VERIFY_FAIL_IF_NO_PEER_CERT
@@ -188,6 +191,17 @@ class _OriginatingTLS:
             # An exception escaping an OpenSSL callback is lost; log and refuse.
             log.failure("while checking the certificate of {host}", host=self._hostname)
             return not self._check
+
+
+#: XEP-0368: the ALPN protocol of a direct TLS server-to-server connection.
+ALPN_XMPP_SERVER = b"xmpp-server"
+
+
+def _select_alpn(connection, offered):
+    """A direct TLS peer asks for xmpp-server; anything else gets no ALPN answer."""
+    if ALPN_XMPP_SERVER in offered:
+        return ALPN_XMPP_SERVER
+    return SSL.NO_OVERLAPPING_PROTOCOLS
 
 
 def _context(cert_file, key_file, trusted_ca):
@@ -236,16 +250,38 @@ class TLSPolicy:
             raise certpath.PathError("cannot use %s: %s" % (
                 trusted_ca, getattr(e, "strerror", None) or e)) from None
         self._receiving = _context(cert_file, key_file, trusted_ca)
+        self._receiving.set_alpn_select_callback(_select_alpn)
         self._originating = _context(cert_file, key_file, trusted_ca)
 
-    def receiving(self, verdict):
-        """The connection creator for ``transport.startTLS`` when the peer opened the stream."""
+    def receiving(self, verdict, direct=False):
+        """
+        The connection creator for ``transport.startTLS`` when the peer opened
+        the stream (``direct``: TLS from the first byte, XEP-0368, where the
+        peer's ALPN ``xmpp-server`` is answered; the same either way).
+        """
         return _ReceivingTLS(self._receiving, verdict, self.roots, self.anchors)
 
-    def originating(self, hostname, verdict):
-        """The connection creator when we opened the stream to ``hostname``."""
+    def originating(self, hostname, verdict, direct=False):
+        """
+        The connection creator when we opened the stream to ``hostname``;
+        ``direct`` (XEP-0368) adds ALPN ``xmpp-server``.
+        """
         return _OriginatingTLS(self._originating, hostname, verdict, self.required, self.roots,
-                               self.anchors)
+                               self.anchors, alpn=[ALPN_XMPP_SERVER] if direct else None)
+
+    def certifies(self, domain):
+        """
+        Whether our own certificate names ``domain``: without that, SASL
+        EXTERNAL cannot prove it to a peer (XEP-0178), however well it chains.
+        """
+        names = getattr(self, "_own_names", None)
+        if names is None:
+            try:
+                names = certs.certificate_names(certs.load_certificate(self.cert_file))
+            except Exception:
+                names = []
+            self._own_names = names
+        return any(certs.name_matches(name, domain) for name in names)
 
     def peer_proves(self, transport, verdict, domain):
         """
