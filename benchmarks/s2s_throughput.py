@@ -20,7 +20,8 @@ from twisted.internet import defer, reactor  # noqa: E402
 from twisted.words.xish import domish  # noqa: E402
 from tx_xmpp.subprotocols import XMPPHandler  # noqa: E402
 
-from wavebox.xmpp import certs, ping, streams, tls  # noqa: E402
+from tests import pki  # noqa: E402
+from wavebox.xmpp import ping, streams, tls  # noqa: E402
 from wavebox.xmpp.resolver import Endpoint  # noqa: E402
 
 HOSTS = {"a.test": "127.0.0.2", "b.test": "127.0.0.3"}
@@ -46,7 +47,7 @@ class Counter(XMPPHandler):
 @defer.inlineCallbacks
 def main(messages, dialback):
     directory = tempfile.mkdtemp(prefix="wavebox-bench-")
-    ca_cert, ca_key = certs.gencert_ca("bench CA", directory)
+    ca_cert = pki.write_ca_file(directory)
     ports = {}
 
     def resolve(domain):
@@ -55,7 +56,7 @@ def main(messages, dialback):
 
     servers = {}
     for domain, host in HOSTS.items():
-        cert, key = certs.gencert(domain, directory, ca_cert, ca_key)
+        cert, key = pki.write_certificate_files(domain, directory)
         s2s = streams.S2SService([domain, "wave." + domain], "secret-" + domain,
                                  tls.TLSPolicy(cert, key, ca_cert), resolve,
                                  interface=host, port=0, trust_certificates=not dialback)

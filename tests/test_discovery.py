@@ -6,9 +6,9 @@ import types
 
 from twisted.internet import defer, task
 from twisted.internet.error import ConnectionRefusedError, TimeoutError as ConnectTimeoutError
-from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
+from tests.helpers import LogWatch
 from wavebox.xmpp.discovery import (DiscoUnavailable, DiscoveryFailed, DiscoveryResult,
                                     WaveServiceDiscovery, default_disco_for_check)
 from wavebox.xmpp.resolver import (DNSQueryError, DNSTimeoutError, Endpoint, FakeResolver,
@@ -278,9 +278,7 @@ class StepsTests(DiscoveryTestCase):
         ])
 
     def test_trace_is_logged_at_debug_as_it_grows(self):
-        events = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        events = LogWatch(self).events
         self.make(addresses={"b.test": ["127.0.0.3"]}, disco=FakeDisco({"b.test": "b.test"}))
         result = self.found()
         logged = [e["line"] for e in events if e.get("log_namespace", "").endswith("Trace")
@@ -351,9 +349,7 @@ class CacheTests(DiscoveryTestCase):
 
     def test_finding_the_same_service_again_is_not_logged_again_at_info(self):
         from twisted.logger import LogLevel
-        events = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        events = LogWatch(self).events
         self.make(addresses={"b.test": ["127.0.0.3"]}, disco=FakeDisco({"b.test": "b.test"}))
         for _ in range(3):
             self.found()

@@ -6,6 +6,7 @@ exponential backoff while the peer is unreachable, resumption after a restart.
 from twisted.internet import defer, task
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from tests.helpers import LogWatch
 from wavebox.cli import status as status_command
 from wavebox.federation import outbox as O
 from wavebox.federation import stanzas as S
@@ -381,8 +382,7 @@ class GiveUpTests(SynchronousTestCase):
     """Issue 13 item 3: failing delivery is visible, and it ends."""
 
     def setUp(self):
-        from tests.xmpp_fakes import LogCapture
-        self.logs = LogCapture(self)
+        self.logs = LogWatch(self)
         self.clock = task.Clock()
         self.clock.advance(1700000000)
         self.store = MemoryStore()

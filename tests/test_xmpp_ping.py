@@ -5,6 +5,7 @@ from twisted.trial import unittest
 from twisted.words.xish import domish
 
 from tests import xmpp_fakes as fx
+from tests.helpers import LogWatch
 from wavebox.xmpp import ping
 
 
@@ -35,7 +36,7 @@ class ResponderTests(unittest.SynchronousTestCase):
         self.assertEqual(list(answer.elements()), [])
 
     def test_fedone_ping_gets_a_receipt_with_the_same_id_and_swapped_addresses(self):
-        log = fx.LogCapture(self)
+        log = LogWatch(self)
         self.peer.feed(
             "<message type='normal' id='ping-1' from='wave.b.test' to='wave.a.test'>"
             "<ping xmlns='http://waveprotocol.org/protocol/0.2/waveserver'/>"
@@ -56,7 +57,7 @@ class PingerTestCase(unittest.SynchronousTestCase):
         self.addCleanup(self.service.stopService)
         self.sent = []
         self.service.send = self.sent.append
-        self.log = fx.LogCapture(self)
+        self.log = LogWatch(self)
 
     def pinger(self, locate=None, **kw):
         pinger = ping.ServerPinger(self.service, "wave.a.test", ["b.test"], locate=locate,

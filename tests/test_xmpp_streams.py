@@ -9,6 +9,7 @@ from twisted.words.protocols.jabber import error
 from twisted.words.xish import domish
 
 from tests import xmpp_fakes as fx
+from tests.helpers import LogWatch
 from wavebox.xmpp import dialback, streams
 
 
@@ -36,7 +37,7 @@ class ReceivingStreamTests(unittest.SynchronousTestCase):
     def setUp(self):
         self.service, self.network, self.resolver, self.clock = fx.make_service()
         self.addCleanup(self.service.stopService)
-        self.log = fx.LogCapture(self)
+        self.log = LogWatch(self)
         self.delivered = []
         self.service.local.xmlstream.addObserver("/message", self.delivered.append)
 
@@ -632,7 +633,7 @@ class OutageLogTests(unittest.SynchronousTestCase):
         self.service, self.network, _, self.clock = fx.make_service(
             table={"b.test": [("127.0.0.3", 5269)]})
         self.addCleanup(self.service.stopService)
-        self.log = fx.LogCapture(self)
+        self.log = LogWatch(self)
 
     def fail_once(self):
         self.service.send(message("a.test", "bob@b.test"))
