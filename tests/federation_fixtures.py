@@ -17,6 +17,7 @@ from wavebox.federation.signers import SignerInfos
 from wavebox.model.delta import HashedVersion, WaveletDelta
 from wavebox.model.ids import IdGenerator, ParticipantId
 from wavebox.model.operations import AddParticipant, MutateDocument, RemoveParticipant
+from wavebox.retry import RetryPolicy
 from wavebox.server.waveserver import WaveServer
 from wavebox.store.memory import MemoryStore
 
@@ -129,7 +130,7 @@ class WaveNode:
             trusted_roots=[pki.ca()[1]] if trusted is None else trusted,
             verify_signatures=verify)
         self.transport = network.transport([service_jid(domain)])
-        options.setdefault("outbox_options", {"initial_backoff": 1, "max_backoff": 8})
+        options.setdefault("outbox_options", {"retry": RetryPolicy(1, 8)})
         self.federation = FederationService(self.server, self.transport, service_jid,
                                             self.signers, clock=self.clock, **options)
         self.transport.service = self.federation

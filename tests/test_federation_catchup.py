@@ -13,10 +13,11 @@ from tests.federation_fixtures import WaveNode
 from tests.helpers import LogWatch
 from tests.test_federation import FederationTestCase
 from wavebox.federation import stanzas as S
+from wavebox.retry import RetryPolicy
 
 ALICE, BOB = "alice@a.test", "bob@b.test"
 A, B = "wave.a.test", "wave.b.test"
-LONG_WAIT = {"initial_backoff": 1, "max_backoff": 300}
+LONG_WAIT = {"retry": RetryPolicy(1, 300)}
 
 
 class CatchUpTestCase(FederationTestCase):

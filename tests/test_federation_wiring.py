@@ -35,7 +35,7 @@ class WiringTests(SynchronousTestCase):
 
     def test_retry_cap_reaches_the_outbox(self):
         federation = make("--federation-retry-max", "42").getServiceNamed("federation")
-        self.assertEqual(federation.outbox.max_backoff, 42.0)
+        self.assertEqual(federation.outbox.retry.maximum, 42.0)
 
     def test_disco_names_the_wave_service(self):
         s2s = make().getServiceNamed("s2s")

@@ -6,6 +6,7 @@ from twisted.words.xish import domish
 
 from tests import xmpp_fakes as fx
 from tests.helpers import LogWatch
+from wavebox.retry import RetryPolicy
 from wavebox.xmpp import ping
 
 
@@ -165,7 +166,7 @@ class PingerRetryTests(PingerTestCase):
         self.assertEqual(self.log.count("sending ping to b.test"), 1)
 
     def test_retries_wait_twice_as_long_each_time_up_to_the_cap(self):
-        self.pinger(retry_initial=10, retry_max=600)
+        self.pinger(retry=RetryPolicy(10, 600, attempts=12))
         delays = []
         for _ in range(8):
             self.bounce(self.sent[-1])
@@ -185,7 +186,7 @@ class PingerRetryTests(PingerTestCase):
         self.assertEqual(len(self.sent), 2)
 
     def test_pinging_stops_after_the_last_attempt(self):
-        self.pinger(attempts=3)
+        self.pinger(retry=RetryPolicy(10, 600, attempts=3))
         for _ in range(3):
             self.bounce(self.sent[-1])
             self.clock.advance(3600)

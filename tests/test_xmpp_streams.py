@@ -319,7 +319,7 @@ class RoutingTests(unittest.SynchronousTestCase):
         tried = len(self.network.attempts)
         self.service.send(message("a.test", "bob@b.test", "later"))
         self.assertEqual(len(self.network.attempts), tried)
-        self.clock.advance(self.service.backoff_initial + 0.1)
+        self.clock.advance(self.service.retry.initial + 0.1)
         self.assertEqual(len(self.network.attempts), tried + 1)
         peer = fx.answer_outgoing(self.network)
         peer.take()

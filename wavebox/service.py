@@ -461,13 +461,16 @@ def _make_federation(config, top, wave_server, xmpp, locate, forget=None, servic
     from wavebox.federation.service import FederationService
     from wavebox.federation.signers import SignerInfos
     from wavebox.federation.xmppglue import FederationHandler, XMPPTransport
+    from wavebox.retry import RetryPolicy
 
     signers = SignerInfos(None, own=[s.signer_info for s in wave_server.signers.values()],
                           trusted_roots=_trusted_roots(config),
                           verify_signatures=config.verify_signatures)
     federation = FederationService(
         wave_server, XMPPTransport(xmpp, locate, forget), service_jid or config.service_jid,
-        signers, outbox_options={"max_backoff": config.federation_retry_max,
+        signers, outbox_options={"retry": RetryPolicy(
+                                     min(1.0, config.federation_retry_max),
+                                     config.federation_retry_max),
                                  "give_up": config.federation_give_up})
     xmpp.add_handler(FederationHandler(federation))
     federation.setServiceParent(top)

@@ -5,9 +5,9 @@ and the seed's peer discovery (:mod:`wavebox.xmpp.discovery`): the
 and the tx_xmpp handler that hands it the stanzas for our wave service JIDs.
 
 The XMPP layer knows nothing of waves; this module is where the two meet,
-through its public API only (``send``, ``request``, ``add_handler``; for
-S2S also ``set_endpoints`` and discovery's ``discover``/``forget``; for the
-XEP-0114 component, ``locate_wave_service``).
+through its public API only (``send``, ``request``, ``retry_now``,
+``add_handler``; for S2S also ``set_endpoints`` and discovery's
+``discover``/``forget``; for the XEP-0114 component, ``locate_wave_service``).
 """
 
 from twisted.internet import defer
@@ -54,6 +54,10 @@ class XMPPTransport:
         """A peer that failed us is looked up again next time, not from the cache."""
         if self._forget is not None:
             self._forget(domain)
+
+    def retry_now(self, domain):
+        """The outbox waited for ``domain`` and tries it now: so does the XMPP layer."""
+        self.xmpp.retry_now(domain)
 
 
 def S2STransport(s2s, discovery):

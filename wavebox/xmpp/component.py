@@ -22,18 +22,20 @@ Finding a remote server (DNS, dialback) is the XMPP server's work;
 and falls back to the ``wave.`` guess.
 
 The server may restart or refuse us.  :class:`ExternalComponent` then
-reconnects with capped, jittered exponential backoff (:class:`Backoff`), which
-is reset only by a successful handshake, so that a server that accepts the TCP
-connection and refuses the handshake is never retried in a fast loop.  A
-refused handshake is logged as one line that says what to fix, and the next
-attempt waits at least ``refused_delay`` seconds.
+reconnects through Twisted's ``ClientService``, which waits as the house's
+one :class:`~wavebox.retry.RetryPolicy` says (capped, jittered, exponential).
+The failures are counted from the last successful handshake, not from the
+last TCP connection, so that a server that accepts the TCP connection and
+refuses the handshake is never retried in a fast loop.  A refused handshake
+is logged as one line that says what to fix, and the next attempt waits at
+least ``refused_delay`` seconds.
 """
 
 import hashlib
-import random
 
 from twisted.application import service
-from twisted.internet import defer, error as net_error, protocol
+from twisted.application.internet import ClientService
+from twisted.internet import defer, endpoints, error as net_error, protocol
 from twisted.logger import Logger
 from twisted.python import failure
 from twisted.words.protocols.jabber import error, xmlstream
@@ -41,6 +43,7 @@ from twisted.words.xish import domish
 from twisted.words.xish.xmlstream import XmlStreamFactoryMixin
 from tx_xmpp.subprotocols import StreamManager
 
+from wavebox.retry import RetryPolicy
 from wavebox.xmpp.disco import DiscoResponder, find_wave_service
 
 NS_COMPONENT_ACCEPT = "jabber:component:accept"
@@ -63,33 +66,9 @@ def handshake_digest(stream_id, secret):
     return hashlib.sha1((stream_id + secret).encode("utf-8")).hexdigest()
 
 
-class Backoff:
-    """
-    Delays between reconnection attempts: ``initial``, times ``factor`` after
-    each attempt, capped at ``maximum``.  Each delay is shortened by up to
-    ``jitter`` (a fraction) so that many components do not retry in step;
-    the reduction is less than the growth, so delays still increase until
-    the cap.
-    """
-
-    def __init__(self, initial=1.0, factor=2.0, maximum=120.0, jitter=0.2, random=random.random):
-        if not (initial > 0 and factor > 1 and maximum >= initial and 0 <= jitter < 1):
-            raise ValueError("bad backoff parameters")
-        self.initial = initial
-        self.factor = factor
-        self.maximum = maximum
-        self.jitter = jitter
-        self._random = random
-        self.attempts = 0
-
-    def next(self):
-        """The delay before the next attempt; later calls give longer delays."""
-        base = min(self.initial * self.factor ** self.attempts, self.maximum)
-        self.attempts += 1
-        return base * (1.0 - self.jitter * self._random())
-
-    def reset(self):
-        self.attempts = 0
+#: Reconnection: 1 s, then twice as long each time up to 2 minutes, each wait
+#: shortened by up to a fifth so that many components do not retry in step.
+DEFAULT_RETRY = RetryPolicy(initial=1.0, maximum=120.0, jitter=0.2)
 
 
 def to_component_namespace(element):
@@ -192,25 +171,35 @@ class ComponentAuthenticator(xmlstream.ConnectAuthenticator):
         xs.initializers = [HandshakeInitializer(xs, self.secret)]
 
 
-class ComponentStreamFactory(XmlStreamFactoryMixin, protocol.ClientFactory):
-    """
-    Builds component streams; reconnection is :class:`ExternalComponent`'s
-    job (not ReconnectingClientFactory's, which resets its delay on every TCP
-    connection and so would retry a refused handshake in a fast loop).
-    """
+class ComponentStreamFactory(XmlStreamFactoryMixin, protocol.Factory):
+    """Builds component streams; ``ClientService`` connects them, again and again."""
 
     protocol = xmlstream.XmlStream
 
-    def __init__(self, authenticator, component):
+    def __init__(self, authenticator):
         XmlStreamFactoryMixin.__init__(self, authenticator)
         self.authenticator = authenticator
-        self.component = component
 
-    def clientConnectionFailed(self, connector, reason):
-        self.component._attemptEnded(reason, connected=False)
 
-    def clientConnectionLost(self, connector, reason):
-        self.component._attemptEnded(reason, connected=True)
+class _AttemptEndpoint:
+    """
+    The XMPP server's component port, as ``ClientService`` connects to it:
+    each attempt is announced to the component, and the reason of one that
+    fails is kept, so that the line that says when we retry also says why.
+    """
+
+    def __init__(self, endpoint, component):
+        self._endpoint = endpoint
+        self._component = component
+
+    def connect(self, factory):
+        self._component._attempt_started()
+        d = self._endpoint.connect(factory)
+
+        def failed(reason):
+            self._component._connect_failure = reason
+            return reason
+        return d.addErrback(failed)
 
 
 class ExternalComponent(StreamManager, service.Service):
@@ -231,7 +220,7 @@ class ExternalComponent(StreamManager, service.Service):
     connect_timeout = 10
 
     def __init__(self, host, port, jid, secret, handlers=(), reactor=None,
-                 backoff=None, refused_delay=60.0, request_timeout=30.0):
+                 retry=DEFAULT_RETRY, refused_delay=60.0, request_timeout=30.0):
         if reactor is None:
             from twisted.internet import reactor
         self.host = host
@@ -239,17 +228,23 @@ class ExternalComponent(StreamManager, service.Service):
         self.jid = jid
         self.domains = [jid]
         self.request_timeout = request_timeout
-        self.backoff = backoff if backoff is not None else Backoff()
+        self.retry = retry
         self.refused_delay = refused_delay
         self.authenticated = False
+        #: Attempts that ended without a handshake since the last one that had one.
+        self.failures = 0
         self.next_delay = None
-        self._connector = None
-        self._retry = None
+        self._was_connected = False
+        self._connect_failure = None
+        self._lost_reason = None
         self._refusal = None
         self._stream_error = None
-        self._stopped = []
-        StreamManager.__init__(self, ComponentStreamFactory(
-            ComponentAuthenticator(jid, secret), self), reactor)
+        factory = ComponentStreamFactory(ComponentAuthenticator(jid, secret))
+        StreamManager.__init__(self, factory, reactor)
+        self._client = ClientService(
+            _AttemptEndpoint(endpoints.TCP4ClientEndpoint(
+                reactor, host, port, timeout=self.connect_timeout), self),
+            factory, retryPolicy=self._next_attempt_delay, clock=reactor)
         self.disco = DiscoResponder()
         self.add_handler(self.disco)
         for handler in handlers:
@@ -355,45 +350,38 @@ class ExternalComponent(StreamManager, service.Service):
 
     def startService(self):
         service.Service.startService(self)
-        self._connect()
+        self._client.startService()
 
     def stopService(self):
         """Stop reconnecting and close the stream; fires once it is closed."""
         service.Service.stopService(self)
-        if self._retry is not None and self._retry.active():
-            self._retry.cancel()
-        self._retry = None
-        connector, self._connector = self._connector, None
-        if connector is None:
-            return defer.succeed(None)
-        d = defer.Deferred()
-        self._stopped.append(d)
         if self.xmlstream is not None and self.authenticated:
             self.xmlstream.sendFooter()
-        connector.disconnect()
-        return d
+        return self._client.stopService()
+
+    def retry_now(self, domain):
+        """Reaching other servers, and when to retry them, is the XMPP server's business."""
 
     # --- connection attempts ---------------------------------------------------
 
-    def _connect(self):
-        self._retry = None
-        self._refusal = None
+    def _attempt_started(self):
+        self._was_connected = False
+        self._connect_failure = None
+        self._lost_reason = None
         self.log.debug("connecting to XMPP server {where} as component {jid}",
                        where=self.where, jid=self.jid)
-        self._connector = self._reactor.connectTCP(self.host, self.port, self.factory,
-                                                   timeout=self.connect_timeout)
 
-    def _attemptEnded(self, reason, connected):
-        """One connection (or attempt) is over: schedule the next one."""
-        stopped, self._stopped = self._stopped, []
-        if not self.running:
-            for d in stopped:
-                d.callback(None)
-            return
-        self._connector = None
+    def _next_attempt_delay(self, failed_attempts):
+        """
+        ``ClientService``'s retry policy: an attempt (or a connection) is
+        over; the wait before the next one, logged with what ended this one.
+        ``ClientService`` counts from the last TCP connection; the count that
+        matters here, :attr:`failures`, runs from the last handshake.
+        """
+        self.failures += 1
+        delay = self.retry.delay(self.failures)
         refusal, self._refusal = self._refusal, None
         stream_error, self._stream_error = self._stream_error, None
-        delay = self.backoff.next()
         if refusal is not None:
             delay = max(delay, self.refused_delay)
             explanation = _REFUSALS.get(refusal.condition, "handshake refused")
@@ -402,23 +390,27 @@ class ExternalComponent(StreamManager, service.Service):
                 "(stream error {refusal}); retrying in {delay:.0f} s",
                 where=self.where, jid=self.jid, explanation=explanation,
                 refusal=str(refusal), delay=delay)
-        elif connected:
+        elif self._was_connected:
+            lost = self._lost_reason
             why = ("stream error %s" % (stream_error,) if stream_error
-                   else reason.getErrorMessage())
+                   else lost.getErrorMessage() if lost is not None else "connection closed")
             self.log.warn("lost the connection to XMPP server {where} ({why}); "
                           "reconnecting in {delay:.1f} s", where=self.where,
                           why=why, delay=delay)
         else:
+            reason = self._connect_failure
             self.log.warn("cannot connect to XMPP server {where} as component {jid} "
                           "({reason}); retrying in {delay:.1f} s", where=self.where,
-                          jid=self.jid, reason=reason.getErrorMessage(), delay=delay)
+                          jid=self.jid, delay=delay,
+                          reason=reason.getErrorMessage() if reason is not None else "?")
         self.next_delay = delay
-        self._retry = self._reactor.callLater(delay, self._connect)
+        return delay
 
     # --- StreamManager events --------------------------------------------------
 
     def _connected(self, xs):
         self.authenticated = False
+        self._was_connected = True
         xs.addObserver(xmlstream.STREAM_ERROR_EVENT, self._onStreamError)
         StreamManager._connected(self, xs)
 
@@ -429,7 +421,7 @@ class ExternalComponent(StreamManager, service.Service):
 
     def _authd(self, xs):
         self.authenticated = True
-        self.backoff.reset()
+        self.failures = 0
         original_send = xs.send
 
         def send(obj):
@@ -457,4 +449,5 @@ class ExternalComponent(StreamManager, service.Service):
 
     def _disconnected(self, reason):
         self.authenticated = False
+        self._lost_reason = reason if isinstance(reason, failure.Failure) else None
         StreamManager._disconnected(self, reason)

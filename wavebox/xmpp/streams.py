@@ -97,6 +97,7 @@ from twisted.words.protocols.jabber.xmlstream import XMPPHandlerCollection
 from twisted.words.xish import domish
 from twisted.words.xish.utility import XmlPipe
 
+from wavebox.retry import RetryPolicy
 from wavebox.xmpp import dialback as db
 from wavebox.xmpp.disco import DiscoResponder, find_wave_service
 from wavebox.xmpp.resolver import ResolutionTimeout
@@ -808,7 +809,7 @@ class S2SService(service.Service):
                  interface="", port=5269, reactor=None, clock=None, connect=None,
                  trust_certificates=True, max_stanza_size=MAX_STANZA_SIZE,
                  connect_timeout=30.0, dialback_timeout=30.0, negotiation_timeout=60.0,
-                 request_timeout=30.0, backoff_initial=2.0, backoff_max=60.0,
+                 request_timeout=30.0, retry=RetryPolicy(initial=2.0, maximum=60.0),
                  hint_lifetime=3600.0, close_grace=2.0, no_multiplex_lifetime=3600.0):
         if reactor is None:
             from twisted.internet import reactor
@@ -832,8 +833,7 @@ class S2SService(service.Service):
         self.dialback_timeout = dialback_timeout
         self.negotiation_timeout = negotiation_timeout
         self.request_timeout = request_timeout
-        self.backoff_initial = backoff_initial
-        self.backoff_max = backoff_max
+        self.retry = retry
         self.hint_lifetime = hint_lifetime
         self.close_grace = close_grace
         self.no_multiplex_lifetime = no_multiplex_lifetime
@@ -987,13 +987,25 @@ class S2SService(service.Service):
         what waits for the peer, and our answers to it, go at once rather
         than at the next retry.
         """
+        self._end_back_off(domains, "opened a stream to us")
+
+    def retry_now(self, domain):
+        """
+        A sender with a retry policy of its own (the federation outbox) has
+        waited and tries ``domain`` again now: our routes to it (and to its
+        family) try at once too, rather than wait out a back-off of their own
+        on top, so the gap between two attempts is the one the sender logged.
+        """
+        self._end_back_off([domain], "is being retried")
+
+    def _end_back_off(self, domains, why):
         for route in list(self.routes.values()):
             if not route.retry_at or route.establishing or self.stopping:
                 continue
             if not any(_same_family(route.remote, d) for d in domains):
                 continue
-            log.debug("S2S: {remote} opened a stream to us: ending the back-off of our "
-                      "route from {local}", remote=route.remote, local=route.local)
+            log.debug("S2S: {remote} {why}: ending the back-off of our route from {local}",
+                      remote=route.remote, why=why, local=route.local)
             route.retry_at = 0
             if route.retry_call is not None and route.retry_call.active():
                 route.retry_call.cancel()
@@ -1094,7 +1106,7 @@ class S2SService(service.Service):
         if condition not in ("remote-server-not-found", "remote-server-timeout"):
             condition = "remote-server-timeout"
         route.failures += 1
-        delay = min(self.backoff_max, self.backoff_initial * 2 ** (route.failures - 1))
+        delay = self.retry.delay(route.failures)
         route.retry_at = self.clock.seconds() + delay
         queue, route.queue = route.queue, []
         # A peer that is down fails again at every retry, and whoever sent
