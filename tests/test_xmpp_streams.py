@@ -557,7 +557,7 @@ class RequestTests(unittest.SynchronousTestCase):
         self.clock.advance(5)
         f = self.failureResultOf(d, error.StanzaError)
         self.assertEqual(f.value.condition, "remote-server-timeout")
-        self.assertEqual(self.service._requests, {})
+        self.assertEqual(list(self.service._requests), [])
 
     def test_unreachable_peer_fails_the_request_with_the_bounce(self):
         d = self.service.request(iq("a.test", "b.test"))

@@ -45,6 +45,7 @@ from tx_xmpp.subprotocols import StreamManager
 
 from wavebox.retry import RetryPolicy
 from wavebox.xmpp.disco import DiscoResponder, find_wave_service
+from wavebox.xmpp.requests import RequestTracker
 
 NS_COMPONENT_ACCEPT = "jabber:component:accept"
 _STANZA_NAMESPACES = (None, "", "jabber:client", "jabber:server")
@@ -241,6 +242,7 @@ class ExternalComponent(StreamManager, service.Service):
         self._stream_error = None
         factory = ComponentStreamFactory(ComponentAuthenticator(jid, secret))
         StreamManager.__init__(self, factory, reactor)
+        self._requests = RequestTracker(reactor, request_timeout)
         self._client = ClientService(
             _AttemptEndpoint(endpoints.TCP4ClientEndpoint(
                 reactor, host, port, timeout=self.connect_timeout), self),
@@ -294,30 +296,18 @@ class ExternalComponent(StreamManager, service.Service):
             element["from"] = self.jid
         if not element.getAttribute("id"):
             element.addUniqueId()
-        key = element["id"]
-        if key in self._iqDeferreds:
-            return defer.fail(ValueError("an iq with id %r is already waiting" % (key,)))
-        d = defer.Deferred(lambda _: self._forget_request(key))
-        self._iqDeferreds[key] = d
-        timeout = self.request_timeout if timeout is None else timeout
-        call = self._reactor.callLater(timeout, self._request_timed_out, key)
-
-        def cancel_timer(result):
-            if call.active():
-                call.cancel()
-            return result
-        d.addBoth(cancel_timer)
+        try:
+            # The XMPP server checks the answers' addresses for its components.
+            d = self._requests.track(element, self.request_timeout if timeout is None
+                                     else timeout, check_addresses=False)
+        except ValueError:
+            return defer.fail()
         self.send(element)
         return d
 
-    def _forget_request(self, key):
-        self._iqDeferreds.pop(key, None)
-
-    def _request_timed_out(self, key):
-        d = self._iqDeferreds.pop(key, None)
-        if d is not None:
-            d.errback(error.StanzaError("remote-server-timeout", type="wait",
-                                        text="no answer in time"))
+    def _onIQResponse(self, iq):
+        """StreamManager's observer of iq results and errors: the tracker answers them."""
+        self._requests.answer(iq)
 
     def find_wave_service(self, domain, endpoints=None, sender=None):
         """Which JID of ``domain`` is a wave service (XEP-0030, through the XMPP server)."""
@@ -451,3 +441,4 @@ class ExternalComponent(StreamManager, service.Service):
         self.authenticated = False
         self._lost_reason = reason if isinstance(reason, failure.Failure) else None
         StreamManager._disconnected(self, reason)
+        self._requests.fail_all(self._lost_reason or failure.Failure(net_error.ConnectionDone()))

@@ -100,6 +100,7 @@ from twisted.words.xish.utility import XmlPipe
 from wavebox.retry import RetryPolicy
 from wavebox.xmpp import dialback as db
 from wavebox.xmpp.disco import DiscoResponder, find_wave_service
+from wavebox.xmpp.requests import RequestTracker, parse_jid
 from wavebox.xmpp.resolver import ResolutionTimeout
 from wavebox.xmpp.tls import TLSVerdict
 
@@ -153,15 +154,6 @@ def _describe(reason):
             return os_error.strerror[:1].lower() + os_error.strerror[1:]
     text = str(value)
     return "%s: %s" % (type(value).__name__, text) if text else type(value).__name__
-
-
-def parse_jid(value):
-    if not value:
-        return None
-    try:
-        return jid.internJID(value)
-    except (jid.InvalidFormat, UnicodeError):
-        return None
 
 
 def to_server_namespace(element):
@@ -844,7 +836,7 @@ class S2SService(service.Service):
         self.incoming = set()
         self.outgoing = []
         self.routes = {}
-        self._requests = {}
+        self._requests = RequestTracker(self.clock, request_timeout)
         self._hints = {}
         self._no_multiplex = {}     # peer (host, port) -> until when it gets a stream per pair
         self._listening = None
@@ -896,24 +888,14 @@ class S2SService(service.Service):
             iq["from"] = self.default_domain
         if not iq.getAttribute("id"):
             iq.addUniqueId()
-        key = iq["id"]
-        if key in self._requests:
-            return defer.fail(ValueError("an iq with id %r is already waiting" % (key,)))
-        recipient, sender = parse_jid(iq.getAttribute("to")), parse_jid(iq["from"])
-        if recipient is None or sender is None:
-            return defer.fail(ValueError("an iq request needs a valid 'to' and 'from'"))
-
-        def cancel(d):
-            self._forget_request(key)
-
-        d = defer.Deferred(cancel)
-        timeout = self.request_timeout if timeout is None else timeout
-        call = self.clock.callLater(timeout, self._request_timed_out, key)
-        self._requests[key] = (d, recipient.full(), sender.full(), call)
+        try:
+            d = self._requests.track(iq, self.request_timeout if timeout is None else timeout)
+        except ValueError:
+            return defer.fail()
         try:
             self.send(iq)
         except Exception:
-            self._forget_request(key)
+            self._requests.forget(iq["id"])
             return defer.fail()
         return d
 
@@ -956,8 +938,7 @@ class S2SService(service.Service):
                 route.retry_call.cancel()
             route.retry_call = None
             route.queue = []
-        for d, _, _, call in list(self._requests.values()):
-            d.cancel()
+        self._requests.cancel_all()
         waits = []
         if self._listening is not None:
             waits.append(defer.maybeDeferred(self._listening.stopListening))
@@ -1018,40 +999,12 @@ class S2SService(service.Service):
 
     def _deliver_local(self, stanza):
         if stanza.name == "iq" and stanza.getAttribute("type") in ("result", "error"):
-            if self._answer_request(stanza):
+            if self._requests.answer(stanza):
                 return
         handled = self.local.deliver(stanza)
         if (not handled and stanza.name == "iq"
                 and stanza.getAttribute("type") in ("get", "set")):
             self.send(error.StanzaError("service-unavailable").toResponse(stanza))
-
-    def _answer_request(self, iq):
-        entry = self._requests.get(iq.getAttribute("id"))
-        if entry is None:
-            return False
-        d, expected_from, expected_to, call = entry
-        sender, recipient = parse_jid(iq.getAttribute("from")), parse_jid(iq.getAttribute("to"))
-        if (sender is None or recipient is None or sender.full() != expected_from
-                or recipient.full() != expected_to):
-            return False
-        self._forget_request(iq["id"])
-        iq.handled = True
-        if iq["type"] == "error":
-            d.errback(error.exceptionFromStanza(iq))
-        else:
-            d.callback(iq)
-        return True
-
-    def _forget_request(self, key):
-        entry = self._requests.pop(key, None)
-        if entry is not None and entry[3].active():
-            entry[3].cancel()
-
-    def _request_timed_out(self, key):
-        entry = self._requests.pop(key, None)
-        if entry is not None:
-            entry[0].errback(error.StanzaError(
-                "remote-server-timeout", type="wait", text="no answer in time"))
 
     # outgoing ------------------------------------------------------------------
 
