@@ -29,8 +29,7 @@ from tests import pki
 from tests.ejabberd import NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, EjabberdPeer
 from tests.helpers import PROSODY_GUARD as GUARD
 from tests.helpers import LogWatch, wavebox_beside_ejabberd
-
-NS_WAVE = "http://waveprotocol.org/protocol/0.2/waveserver"
+from wavebox.xmpp.disco import NS_WAVE_SERVER as NS_WAVE
 
 
 def iq_get(sender, to, namespace, name="query"):

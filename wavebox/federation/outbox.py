@@ -25,6 +25,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from wavebox.clock import default_clock
 from wavebox.federation import stanzas
 from wavebox.retry import RetryPolicy
 
@@ -371,8 +372,7 @@ class Outbox:
                  receipt_timeout=DEFAULT_RECEIPT_TIMEOUT,
                  retry=DEFAULT_RETRY,
                  window=DEFAULT_WINDOW, batch=DEFAULT_BATCH, give_up=DEFAULT_GIVE_UP):
-        if clock is None:
-            from twisted.internet import reactor as clock
+        clock = default_clock(clock)
         self.store = store
         self.send = send
         self.discover = discover

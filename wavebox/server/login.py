@@ -34,6 +34,7 @@ from collections import OrderedDict
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from wavebox.clock import default_clock
 from wavebox.config import options_by_key
 from wavebox.model.errors import InvalidParticipantId
 from wavebox.model.ids import ParticipantId
@@ -154,8 +155,7 @@ class LoginGuard:
                  account_failures=DEFAULT_ACCOUNT_FAILURES, ip_failures=DEFAULT_IP_FAILURES,
                  backoff_max=DEFAULT_BACKOFF_MAX, max_entries=DEFAULT_MAX_ENTRIES,
                  dummy=None):
-        if clock is None:
-            from twisted.internet import reactor as clock
+        clock = default_clock(clock)
         self.server = server
         self.clock = clock
         self.verify = verify

@@ -46,9 +46,8 @@ from tx_xmpp.subprotocols import StreamManager
 from wavebox.retry import RetryPolicy
 from wavebox.xmpp.disco import DiscoResponder, find_wave_service
 from wavebox.xmpp.requests import RequestTracker
+from wavebox.xmpp.stanza import NS_COMPONENT, to_stream_namespace
 
-NS_COMPONENT_ACCEPT = "jabber:component:accept"
-_STANZA_NAMESPACES = (None, "", "jabber:client", "jabber:server")
 UNHANDLED_REQUEST = "/iq[@type='get' or @type='set']"
 
 # Stream error conditions that mean "this server will not take this component
@@ -73,21 +72,8 @@ DEFAULT_RETRY = RetryPolicy(initial=1.0, maximum=120.0, jitter=0.2)
 
 
 def to_component_namespace(element):
-    """
-    Put a stanza (and children that inherited its namespace) into the
-    stream's ``jabber:component:accept``, so that it goes out without an
-    ``xmlns`` of its own: Prosody checks the addresses only of stanzas in
-    the stream's namespace (or ``jabber:client``).
-    """
-    if element.uri in _STANZA_NAMESPACES:
-        old = element.uri
-        element.uri = NS_COMPONENT_ACCEPT
-        if element.defaultUri in _STANZA_NAMESPACES:
-            element.defaultUri = NS_COMPONENT_ACCEPT
-        for child in element.elements():
-            if child.uri == old:
-                to_component_namespace(child)
-    return element
+    """A stanza (and children that inherited it) in ``jabber:component:accept``."""
+    return to_stream_namespace(element, NS_COMPONENT)
 
 
 class HandshakeRefused(Exception):
@@ -121,7 +107,7 @@ class HandshakeInitializer:
         xs.addOnetimeObserver("/handshake", self._accepted)
         xs.addOnetimeObserver(xmlstream.STREAM_ERROR_EVENT, self._refused)
         xs.addOnetimeObserver(xmlstream.STREAM_END_EVENT, self._ended)
-        handshake = domish.Element((NS_COMPONENT_ACCEPT, "handshake"))
+        handshake = domish.Element((NS_COMPONENT, "handshake"))
         handshake.addContent(handshake_digest(xs.sid or "", self.secret))
         xs.send(handshake)
         return self._deferred
@@ -159,7 +145,7 @@ class HandshakeInitializer:
 class ComponentAuthenticator(xmlstream.ConnectAuthenticator):
     """Opens a version-less ``jabber:component:accept`` stream to the component JID."""
 
-    namespace = NS_COMPONENT_ACCEPT
+    namespace = NS_COMPONENT
 
     def __init__(self, jid, secret):
         xmlstream.ConnectAuthenticator.__init__(self, jid)

@@ -41,12 +41,11 @@ import secrets
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python import failure
-from twisted.words.protocols.jabber import jid
+from twisted.words.protocols.jabber import error, jid
 from twisted.words.xish import domish
 
 NS_DIALBACK = "jabber:server:dialback"
 NS_DIALBACK_FEATURE = "urn:xmpp:features:dialback"
-NS_STANZA_ERRORS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
 SECRET_FILE = "dialback.secret"
 
@@ -143,7 +142,7 @@ def _error_element(name, sender, recipient, condition, error_type="cancel", stre
     element = _element(name, sender, recipient, stream_id=stream_id, answer="error")
     err = element.addElement("error")
     err["type"] = error_type
-    err.addElement((NS_STANZA_ERRORS, condition))
+    err.addElement((error.NS_XMPP_STANZAS, condition))
     return element
 
 
@@ -151,7 +150,7 @@ def _error_condition(element):
     for child in element.elements():
         if child.name == "error":
             for condition in child.elements():
-                if condition.uri == NS_STANZA_ERRORS:
+                if condition.uri == error.NS_XMPP_STANZAS:
                     return condition.name
     return None
 

@@ -40,6 +40,7 @@ from twisted.internet import defer
 from twisted.internet.error import TimeoutError as ConnectTimeoutError
 from twisted.logger import Logger
 
+from wavebox.clock import default_clock
 from wavebox.xmpp.resolver import (NoServiceError, ResolutionError,
                                    ResolutionTimeout, resolve_server)
 
@@ -164,8 +165,7 @@ class WaveServiceDiscovery:
     def __init__(self, resolver, disco, clock=None, success_ttl=SUCCESS_TTL,
                  failure_ttl=FAILURE_TTL, disco_timeout=DISCO_TIMEOUT,
                  service_prefix="wave", random=_random):
-        if clock is None:
-            from twisted.internet import reactor as clock
+        clock = default_clock(clock)
         self.resolver = resolver
         self.disco = disco
         self.clock = clock

@@ -23,6 +23,7 @@ from twisted.words.protocols.jabber.xmlstream import toResponse
 from twisted.words.xish import domish
 from tx_xmpp.subprotocols import XMPPHandler
 
+from wavebox.clock import default_clock
 from wavebox.retry import RetryPolicy
 from wavebox.xmpp.disco import NS_WAVE_SERVER
 
@@ -110,8 +111,7 @@ class ServerPinger(service.Service):
 
     def __init__(self, s2s, sender, domains, locate=None, clock=None, timeout=60.0,
                  prefix="wave", forget=None, retry=DEFAULT_RETRY):
-        if clock is None:
-            from twisted.internet import reactor as clock
+        clock = default_clock(clock)
         self.s2s = s2s
         self.sender = sender
         self.domains = list(domains)

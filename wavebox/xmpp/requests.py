@@ -12,17 +12,9 @@ XMPP server does that check for us.
 """
 
 from twisted.internet import defer
-from twisted.words.protocols.jabber import error, jid
+from twisted.words.protocols.jabber import error
 
-
-def parse_jid(value):
-    """A JID, or None for an empty or malformed address (a peer's input)."""
-    if not value:
-        return None
-    try:
-        return jid.internJID(value)
-    except (jid.InvalidFormat, UnicodeError):
-        return None
+from wavebox.xmpp.stanza import parse_jid
 
 
 class RequestTracker:

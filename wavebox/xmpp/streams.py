@@ -100,14 +100,12 @@ from twisted.words.xish.utility import XmlPipe
 from wavebox.retry import RetryPolicy
 from wavebox.xmpp import dialback as db
 from wavebox.xmpp.disco import DiscoResponder, find_wave_service
-from wavebox.xmpp.requests import RequestTracker, parse_jid
+from wavebox.xmpp.requests import RequestTracker
 from wavebox.xmpp.resolver import ResolutionTimeout
+from wavebox.xmpp.stanza import NS_SERVER, parse_jid, to_stream_namespace
 from wavebox.xmpp.tls import TLSVerdict
 
 NS_STREAMS = xmlstream.NS_STREAMS
-NS_SERVER = "jabber:server"
-NS_CLIENT = "jabber:client"
-NS_COMPONENT = "jabber:component:accept"
 NS_TLS = xmlstream.NS_XMPP_TLS
 
 MAX_STANZA_SIZE = 512 * 1024
@@ -157,19 +155,8 @@ def _describe(reason):
 
 
 def to_server_namespace(element):
-    """
-    Put a stanza (and children that inherited it) into ``jabber:server``:
-    handlers often build ``jabber:client`` or namespace-less stanzas.
-    """
-    if element.uri in (None, "", NS_CLIENT, NS_COMPONENT):
-        old = element.uri
-        element.uri = NS_SERVER
-        if element.defaultUri in (None, "", NS_CLIENT, NS_COMPONENT):
-            element.defaultUri = NS_SERVER
-        for child in element.elements():
-            if child.uri == old:
-                to_server_namespace(child)
-    return element
+    """A stanza (and children that inherited it) in ``jabber:server``, as S2S sends it."""
+    return to_stream_namespace(element, NS_SERVER)
 
 
 # --- one TCP connection ------------------------------------------------------
