@@ -21,7 +21,9 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.words.protocols.jabber.xmlstream import toResponse
 from twisted.words.xish import domish
+from tx_xmpp.disco import DiscoFeature, IDisco
 from tx_xmpp.subprotocols import XMPPHandler
+from zope.interface import implementer
 
 from wavebox.clock import default_clock
 from wavebox.retry import RetryPolicy
@@ -53,8 +55,22 @@ def wave_ping(sender, recipient, ping_id):
     return message
 
 
+@implementer(IDisco)
 class PingResponder(XMPPHandler):
-    """Answers XEP-0199 pings and FedOne server pings sent to our JIDs."""
+    """
+    Answers XEP-0199 pings and FedOne server pings sent to our JIDs, and
+    says so in disco: every domain of the stream (``parent.is_local``) has
+    the ping feature.
+    """
+
+    def getDiscoInfo(self, requestor, target, nodeIdentifier=""):
+        if (nodeIdentifier or target.user or target.resource
+                or not self.parent.is_local(target.host)):
+            return []
+        return [DiscoFeature(NS_PING)]
+
+    def getDiscoItems(self, requestor, target, nodeIdentifier=""):
+        return []
 
     def connectionInitialized(self):
         self.xmlstream.addObserver(XMPP_PING, self.on_xmpp_ping)

@@ -722,6 +722,10 @@ class LocalEntities(XMPPHandlerCollection):
     def send(self, obj):
         self.xmlstream.send(obj)
 
+    def is_local(self, domain):
+        """Whether ``domain`` is one of ours (handlers declare what they serve for those)."""
+        return self._server.is_local(domain)
+
     def request(self, request):
         """tx_xmpp's ``StreamManager.request``: a ``generic.Request`` or an iq element."""
         if domish.IElement.providedBy(request):
