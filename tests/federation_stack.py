@@ -23,9 +23,9 @@ from wavebox.federation.xmppglue import FederationHandler, S2STransport
 from wavebox.server.waveserver import WaveServer
 from wavebox.store import open_store
 from wavebox.xmpp import certs
-from wavebox.xmpp.discovery import Trace, WaveServiceDiscovery
+from wavebox.xmpp.discovery import WaveServiceDiscovery
 from wavebox.xmpp.ping import PingResponder
-from wavebox.xmpp.resolver import DnspythonResolver, resolve_server
+from wavebox.xmpp.resolver import DnspythonResolver, Trace, resolve_server
 from wavebox.xmpp.streams import S2SService
 from wavebox.xmpp.tls import TLSPolicy
 

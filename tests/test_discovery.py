@@ -1,16 +1,12 @@
 """The seed's 13 connection-establishment steps, one test per branch, on in-memory DNS."""
 
-import sys
-from unittest import mock
-import types
-
 from twisted.internet import defer, task
 from twisted.internet.error import ConnectionRefusedError, TimeoutError as ConnectTimeoutError
 from twisted.trial import unittest
 
 from tests.helpers import LogWatch
 from wavebox.xmpp.discovery import (DiscoUnavailable, DiscoveryFailed, DiscoveryResult,
-                                    WaveServiceDiscovery, default_disco_for_check)
+                                    WaveServiceDiscovery)
 from wavebox.xmpp.resolver import (DNSQueryError, DNSTimeoutError, Endpoint, FakeResolver,
                                    SRVRecord)
 
@@ -366,37 +362,3 @@ class CacheTests(DiscoveryTestCase):
         self.discovery.forget("B.test")
         self.found()
         self.assertEqual(len(self.disco.calls), 2)
-
-
-class DefaultDiscoForCheckTests(unittest.SynchronousTestCase):
-
-    def _fake_streams(self, module):
-        # In place: the import system reads the real sys.modules dict once a
-        # module has been imported, so replacing sys.modules is not enough.
-        patcher = mock.patch.dict(sys.modules, {"wavebox.xmpp.streams": module})
-        patcher.start()
-        self.addCleanup(patcher.stop)
-
-    def test_without_the_s2s_layer_disco_is_reported_unavailable(self):
-        self._fake_streams(None)
-        disco = default_disco_for_check(None)
-        failure = self.failureResultOf(disco("b.test", []), DiscoUnavailable)
-        self.assertEqual(str(failure.value), "not available (no S2S layer)")
-
-    def test_uses_the_s2s_layer_when_it_is_there(self):
-        made = []
-
-        def make_check_disco(config):
-            made.append(config)
-            return "the S2S disco"
-        streams = types.ModuleType("wavebox.xmpp.streams")
-        streams.make_check_disco = make_check_disco
-        self._fake_streams(streams)
-        self.assertEqual(default_disco_for_check("config"), "the S2S disco")
-        self.assertEqual(made, ["config"])
-
-    def test_an_s2s_layer_without_make_check_disco_is_not_hidden(self):
-        streams = types.ModuleType("wavebox.xmpp.streams")   # no make_check_disco
-        self._fake_streams(streams)
-        self.assertRaises(ImportError, default_disco_for_check, None)
-

@@ -38,6 +38,10 @@ DISCO_ITEMS_GET = "/iq[@type='get']/query[@xmlns='%s']" % (NS_DISCO_ITEMS,)
 log = Logger()
 
 
+class DiscoUnavailable(Exception):
+    """The disco callable cannot ask at all (e.g. no S2S layer); go on without disco."""
+
+
 #: What a JID of ours is (category, type, name), offers, and lists.
 Entity = collections.namedtuple("Entity", "identities features items")
 

@@ -20,11 +20,41 @@ import dns.exception
 import dns.resolver
 from twisted.internet import defer, threads
 from twisted.internet.error import DNSLookupError
+from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
 # RFC 6120 3.2.2: with no SRV record, the domain itself on the registered port.
 XMPP_SERVER_PORT = 5269
 XMPP_SERVER_SERVICE = "_xmpp-server._tcp."
+
+
+class Trace:
+    """
+    The lines ``step N: what happened``, in order, logged as they come: what
+    the seed's discovery (:mod:`wavebox.xmpp.discovery`) and the S2S
+    service's resolution write while they look a peer up.  Here, below both,
+    so that each can import it.
+    """
+
+    log = Logger()
+
+    def __init__(self, domain):
+        self.domain = domain
+        self.lines = []
+
+    def step(self, number, text):
+        line = "step %d: %s" % (number, text)
+        self.lines.append(line)
+        self.log.debug("discovery of {domain}: {line}", domain=self.domain, line=line)
+
+    def __iter__(self):
+        return iter(self.lines)
+
+    def __len__(self):
+        return len(self.lines)
+
+    def __str__(self):
+        return "\n".join(self.lines)
 
 
 # --- values -----------------------------------------------------------------

@@ -1285,8 +1285,7 @@ class S2SService(service.Service):
 
 def dns_resolve(resolver):
     """The ``resolve`` callable of :class:`S2SService` over an ``IResolver``: SRV, then A."""
-    from wavebox.xmpp.discovery import Trace
-    from wavebox.xmpp.resolver import resolve_server
+    from wavebox.xmpp.resolver import Trace, resolve_server
 
     def resolve(domain):
         return resolve_server(resolver, domain, Trace(domain))
@@ -1316,7 +1315,7 @@ def make_check_disco(config, reactor=None):
     """
     from twisted.internet.error import CannotListenError
 
-    from wavebox.xmpp.discovery import DiscoUnavailable
+    from wavebox.xmpp.disco import DiscoUnavailable
     from wavebox.xmpp.resolver import DnspythonResolver
 
     resolver = DnspythonResolver(config.nameserver, config.dns_timeout)
