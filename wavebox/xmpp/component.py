@@ -38,7 +38,7 @@ from twisted.application.internet import ClientService
 from twisted.internet import defer, endpoints, error as net_error, protocol
 from twisted.logger import Logger
 from twisted.python import failure
-from twisted.words.protocols.jabber import error, xmlstream
+from twisted.words.protocols.jabber import xmlstream
 from twisted.words.xish import domish
 from twisted.words.xish.xmlstream import XmlStreamFactoryMixin
 from tx_xmpp.subprotocols import StreamManager
@@ -47,6 +47,8 @@ from wavebox.retry import RetryPolicy
 from wavebox.xmpp.disco import DiscoResponder, find_wave_service
 from wavebox.xmpp.requests import RequestTracker
 from wavebox.xmpp.stanza import NS_COMPONENT, to_stream_namespace
+from wavebox.xmpp.elementstream import RestrictedXmlStream
+from wavebox.xmpp.limits import error_reply
 
 UNHANDLED_REQUEST = "/iq[@type='get' or @type='set']"
 
@@ -161,7 +163,8 @@ class ComponentAuthenticator(xmlstream.ConnectAuthenticator):
 class ComponentStreamFactory(XmlStreamFactoryMixin, protocol.Factory):
     """Builds component streams; ``ClientService`` connects them, again and again."""
 
-    protocol = xmlstream.XmlStream
+    # No DTD, entities or oversized stanzas from the XMPP server either (RFC 6120 11.1).
+    protocol = RestrictedXmlStream
 
     def __init__(self, authenticator):
         XmlStreamFactoryMixin.__init__(self, authenticator)
@@ -320,7 +323,7 @@ class ExternalComponent(StreamManager, service.Service):
         if getattr(iq, "handled", False) or self.xmlstream is None:
             return
         iq.handled = True
-        self.send(error.StanzaError("service-unavailable").toResponse(iq))
+        self.send(error_reply(iq, "service-unavailable"))
 
     # --- service ---------------------------------------------------------------
 
