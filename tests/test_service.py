@@ -26,7 +26,8 @@ CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(wavebox.__file__)))
 
 def config_for(testcase, **values):
     base = {"domain": ["a.test"], "data_dir": testcase.mktemp(), "s2s_interface": "127.0.0.2",
-            "s2s_port": "0", "nameserver": "127.0.0.1:1", "console_port": "0"}
+            "s2s_port": "0", "nameserver": "127.0.0.1:1", "console_port": "0",
+            "web_port": "0"}     # the web client only where a test asks, as start_wavebox
     base.update(values)
     return load(base)
 

@@ -347,7 +347,7 @@ def resolve_server(resolver, domain, trace, srv_step=1, target_step=2, a_step=3,
     Where to connect for the XMPP domain ``domain``: the seed's steps 1-4
     (the hostname resolution of RFC 6120 3.2).  Every query is written to
     ``trace`` (anything with ``step(number, text)``, see
-    :class:`wavebox.xmpp.discovery.Trace`) under the step numbers given, so
+    :class:`Trace`) under the step numbers given, so
     the same function tells steps 1-4, 7 and 10.
 
     Deferred[list[Endpoint]], in the order to try them: SRV targets in
