@@ -43,15 +43,14 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from twisted.internet import defer, protocol, reactor, task  # noqa: E402
-from twisted.protocols.basic import LineReceiver  # noqa: E402
+from twisted.internet import defer, reactor, task  # noqa: E402
 
 from benchmarks.limits import Limits  # noqa: E402
 from tests.dnsserver import ZoneServer, standard_records  # noqa: E402
 from tests.federation_stack import ADDRESSES  # noqa: E402
 from tests.pki import write_domain_files  # noqa: E402
-from tests.helpers import quick_hash  # noqa: E402
-from tests.twistd_process import start_wavebox  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    Client, console_login, quick_hash, start_twistd_wavebox)
 from wavebox.store import open_store  # noqa: E402
 
 PASSWORD = "secret"
@@ -92,23 +91,19 @@ def percentile(values, p):
 
 # --- console users ---------------------------------------------------------------------
 
-class ConsoleUser(LineReceiver):
+class ConsoleUser(Client):
     """
     One console session.  While setting up it keeps its lines and waits for
     patterns; while measuring it hands every ``AUTHOR: TEXT`` line to
     ``on_blip`` and keeps nothing.
     """
 
-    delimiter = b"\n"
     MAX_LENGTH = 1 << 20
 
     def __init__(self):
-        self.lines = []
-        self.cursor = 0
-        self.waiting = None
+        Client.__init__(self)
         self.on_blip = None
         self.errors = 0
-        self.closed = defer.Deferred()
 
     def lineReceived(self, line):
         text = line.rstrip(b"\r").decode("utf-8", "replace")
@@ -125,46 +120,14 @@ class ConsoleUser(LineReceiver):
         self.lines.append(text)
         self._check()
 
-    def connectionLost(self, reason):
-        self.closed.callback(None)
-
-    def send(self, text):
-        self.transport.write(text.encode("utf-8") + b"\r\n")
-
     def expect(self, pattern, guard=GUARD):
-        d = defer.Deferred()
-        self.waiting = (re.compile(pattern), d)
-        d.addTimeout(guard, reactor, onTimeoutCancel=lambda *_: AssertionError(
-            "no line matching %r; got %r" % (pattern, self.lines[-5:])))
-        self._check()
-        return d
-
-    def _check(self):
-        if self.waiting is None:
-            return
-        regex, d = self.waiting
-        while self.cursor < len(self.lines):
-            line = self.lines[self.cursor]
-            self.cursor += 1
-            match = regex.search(line)
-            if match:
-                self.waiting = None
-                d.callback(match)
-                return
-
-    def hang_up(self):
-        if self.transport.connected:
-            self.transport.loseConnection()
-            return self.closed
-        return defer.succeed(None)
+        return Client.expect(self, pattern, guard)
 
 
 @defer.inlineCallbacks
 def log_in(port, address):
-    user = yield protocol.ClientCreator(reactor, ConsoleUser).connectTCP("127.0.0.1", port)
-    yield user.expect("^wavebox console")
-    user.send("/login %s %s" % (address, PASSWORD))
-    yield user.expect("^logged in as " + re.escape(address))
+    user = yield console_login(None, port, address, PASSWORD, re.escape(address),
+                               client=ConsoleUser)
     user.address = address
     return user
 
@@ -291,15 +254,14 @@ class Deployment:
                 yield gather(store.add_account(a, hashed) for a in self.accounts[domain])
             finally:
                 yield store.close()
-            self.procs[domain] = yield start_wavebox(
-                ["--domain", domain, "--data-dir", data,
-                 "--store", "sqlite:wavebox.sqlite3",
-                 "--s2s-interface", ADDRESSES[domain], "--s2s-port", "0",
-                 "--certificate", cert, "--private-key", key, "--trusted-ca", ca,
-                 "--nameserver", "%s:%d" % self.dns.nameserver,
-                 "--console-interface", "127.0.0.1", "--console-port", "0",
-                 "--log-level", "info"] + self.extra_args,
-                cwd=home, wants_s2s=True)
+            self.procs[domain], _ = yield start_twistd_wavebox(None, home, [
+                "--domain", domain, "--data-dir", data,
+                "--store", "sqlite:wavebox.sqlite3",
+                "--s2s-interface", ADDRESSES[domain], "--s2s-port", "0",
+                "--certificate", cert, "--private-key", key, "--trusted-ca", ca,
+                "--nameserver", "%s:%d" % self.dns.nameserver,
+                "--console-interface", "127.0.0.1", "--console-port", "0",
+                "--log-level", "info"] + self.extra_args, wants_s2s=True)
         self.dns.set_records(standard_records(
             {d: p.s2s_address[1] for d, p in self.procs.items()}))
 

@@ -35,7 +35,8 @@ from twisted.internet import defer, reactor  # noqa: E402
 from twisted.words.xish import domish  # noqa: E402
 from tx_xmpp.subprotocols import XMPPHandler  # noqa: E402
 
-from wavebox.xmpp import certs, ping, streams, tls  # noqa: E402
+from tests import pki  # noqa: E402
+from wavebox.xmpp import ping, streams, tls  # noqa: E402
 from wavebox.xmpp.resolver import Endpoint  # noqa: E402
 
 HOSTS = {"a.test": "127.0.0.2", "b.test": "127.0.0.3"}
@@ -61,7 +62,7 @@ class Counter(XMPPHandler):
 @defer.inlineCallbacks
 def main(messages, dialback):
     directory = tempfile.mkdtemp(prefix="wavebox-bench-")
-    ca_cert, ca_key = certs.gencert_ca("bench CA", directory)
+    ca_cert = pki.write_ca_file(directory)
     ports = {}
 
     def resolve(domain):
@@ -70,7 +71,7 @@ def main(messages, dialback):
 
     servers = {}
     for domain, host in HOSTS.items():
-        cert, key = certs.gencert(domain, directory, ca_cert, ca_key)
+        cert, key = pki.write_certificate_files(domain, directory)
         s2s = streams.S2SService([domain, "wave." + domain], "secret-" + domain,
                                  tls.TLSPolicy(cert, key, ca_cert), resolve,
                                  interface=host, port=0, trust_certificates=not dialback)
@@ -166,7 +167,7 @@ def versus_prosody(setups, pings):
     from tests.pki import write_domain_files
     from tests.processes import free_port
     from tests.prosody import ProsodyPeer
-    from tests.twistd_process import start_wavebox
+    from tests.helpers import start_twistd_wavebox
 
     directory = tempfile.mkdtemp(prefix="wavebox-bench-s2s-")
     os.makedirs(os.path.join(directory, "a"))
@@ -208,7 +209,7 @@ def versus_prosody(setups, pings):
                        "--log-level", "info"]
             if not trusts_a:
                 options += ["--tls-required", "no"]
-            proc = yield start_wavebox(options, cwd=home, wants_s2s=True)
+            proc, _ = yield start_twistd_wavebox(None, home, options, wants_s2s=True)
             try:
                 peers["b.test"] = proc.s2s_address
                 yield measure_peer(label, "b.test", proc.s2s_address, proc.pid, policy,

@@ -1,41 +1,25 @@
 """
-Test fixtures for the federation layer: a test CA with one signing
-certificate per domain, and an in-memory "network" joining the federation
-services of several WaveServers by their wave service JIDs.
+Test fixtures for the federation layer: an in-memory "network" joining
+the federation services of several WaveServers by their wave service JIDs.
 
 Every stanza crosses the network as XML text and is parsed again, so what
 the peer sees is what the wire carries.  Delivery runs on a task.Clock:
 ``network.pump()`` lets everything in flight arrive.
 """
 
-import functools
-
 from twisted.internet import defer
 
+from tests import pki
 from tests.helpers import insert, service_jid
-from wavebox import crypto
 from wavebox.federation import stanzas
 from wavebox.federation.service import FederationService
 from wavebox.federation.signers import SignerInfos
 from wavebox.model.delta import HashedVersion, WaveletDelta
 from wavebox.model.ids import IdGenerator, ParticipantId
 from wavebox.model.operations import AddParticipant, MutateDocument, RemoveParticipant
+from wavebox.retry import RetryPolicy
 from wavebox.server.waveserver import WaveServer
 from wavebox.store.memory import MemoryStore
-
-
-@functools.lru_cache(maxsize=None)
-def fixture_ca():
-    """(key, certificate) of the test CA, made once per test run."""
-    return crypto.generate_key_and_certificate("Wavebox Test CA", ca=True, key_size=2048,
-                                               wave_extension=False)
-
-
-@functools.lru_cache(maxsize=None)
-def domain_signer(domain):
-    """A delta signer for ``domain``, its certificate issued by the test CA."""
-    key, cert = crypto.generate_key_and_certificate(domain, issuer=fixture_ca(), key_size=1024)
-    return crypto.Signer(key, [cert, fixture_ca()[1]], domain)
 
 
 class MemoryNetwork:
@@ -138,15 +122,15 @@ class WaveNode:
         self.network = network
         self.clock = network.clock
         self.store = store or MemoryStore()
-        self.signer = domain_signer(domain)
+        self.signer = pki.signer(domain)
         self.server = WaveServer(self.store, [domain], signers={domain: self.signer},
                                  clock=self.clock)
         self.signers = SignerInfos(
             self.store, own=[self.signer.signer_info],
-            trusted_roots=[fixture_ca()[1]] if trusted is None else trusted,
+            trusted_roots=[pki.ca()[1]] if trusted is None else trusted,
             verify_signatures=verify)
         self.transport = network.transport([service_jid(domain)])
-        options.setdefault("outbox_options", {"initial_backoff": 1, "max_backoff": 8})
+        options.setdefault("outbox_options", {"retry": RetryPolicy(1, 8)})
         self.federation = FederationService(self.server, self.transport, service_jid,
                                             self.signers, clock=self.clock, **options)
         self.transport.service = self.federation

@@ -20,13 +20,12 @@ from wavebox.console.session import ConsoleFactory
 from wavebox.federation.service import FederationService
 from wavebox.federation.signers import SignerInfos
 from wavebox.federation.xmppglue import FederationHandler, S2STransport
-from wavebox.federation.stanzas import NS_WAVE
 from wavebox.server.waveserver import WaveServer
 from wavebox.store import open_store
 from wavebox.xmpp import certs
-from wavebox.xmpp.discovery import Trace, WaveServiceDiscovery
+from wavebox.xmpp.discovery import WaveServiceDiscovery
 from wavebox.xmpp.ping import PingResponder
-from wavebox.xmpp.resolver import DnspythonResolver, resolve_server
+from wavebox.xmpp.resolver import DnspythonResolver, Trace, resolve_server
 from wavebox.xmpp.streams import S2SService
 from wavebox.xmpp.tls import TLSPolicy
 
@@ -84,11 +83,7 @@ class WaveStack:
         """DNS is up: discovery, disco, federation, console and accounts."""
         self.resolver = DnspythonResolver(nameserver=nameserver, timeout=2.0)
         self.discovery = WaveServiceDiscovery(self.resolver, self.s2s.find_wave_service)
-        jid = service_jid(self.domain)
-        self.s2s.disco.add_identity(self.domain, "server", "im")
-        self.s2s.disco.add_item(self.domain, jid)
-        self.s2s.disco.add_identity(jid, "collaboration", "google-wave", "wavebox")
-        self.s2s.disco.add_feature(jid, NS_WAVE)
+        # As wavebox.service wires them: each handler declares its own disco.
         self.s2s.add_handler(PingResponder())
         self.signers = SignerInfos(self.store, own=[self.signer.signer_info],
                                    trusted_roots=[pki.ca()[1]])

@@ -72,11 +72,11 @@ class Client(LineReceiver):
     def send(self, text):
         self.transport.write(text.encode("utf-8") + b"\r\n")
 
-    def expect(self, pattern):
+    def expect(self, pattern, guard=TIMEOUT):
         """Fires with the first line from the cursor on matching ``pattern`` (a regex)."""
         d = defer.Deferred()
         self.waiting = (re.compile(pattern), d)
-        timer = reactor.callLater(TIMEOUT, self._timeout, pattern, d)
+        timer = reactor.callLater(guard, self._timeout, pattern, d)
         d.addBoth(self._cancel, timer)
         self._check()
         return d
@@ -109,31 +109,39 @@ class Client(LineReceiver):
         return self.lines[mark:]
 
 
-def _hang_up(client):
-    if client.transport.connected:
-        client.transport.loseConnection()
-        return client.closed
+    def hang_up(self):
+        """Close the connection; fires when it is closed."""
+        if self.transport.connected:
+            self.transport.loseConnection()
+            return self.closed
+        return defer.succeed(None)
 
 
 @defer.inlineCallbacks
-def connect_console(testcase, port):
-    """A Client on the console at 127.0.0.1:``port``, past its banner; hung up at the end."""
-    client = yield protocol.ClientCreator(reactor, Client).connectTCP("127.0.0.1", port)
-    testcase.addCleanup(_hang_up, client)
-    yield client.expect("^wavebox console")
-    return client
+def connect_console(testcase, port, client=Client):
+    """
+    A ``client`` (a :class:`Client` class) on the console at
+    127.0.0.1:``port``, past its banner; hung up at the end of ``testcase``
+    (anything with ``addCleanup``; None: the caller hangs up).
+    """
+    connected = yield protocol.ClientCreator(reactor, client).connectTCP("127.0.0.1", port)
+    if testcase is not None:
+        testcase.addCleanup(connected.hang_up)
+    yield connected.expect("^wavebox console")
+    return connected
 
 
 @defer.inlineCallbacks
-def console_login(testcase, port, user, password, address=""):
+def console_login(testcase, port, user, password, address="", client=Client):
     """
-    A Client logged in as ``user``; the console must answer "logged in as
-    ADDRESS" (a regex; empty: any address).
+    The console session every console test opens: connected as in
+    :func:`connect_console`, then logged in as ``user``; the console must
+    answer "logged in as ADDRESS" (a regex; empty: any address).
     """
-    client = yield connect_console(testcase, port)
-    client.send("/login %s %s" % (user, password))
-    yield client.expect("^logged in as " + address)
-    return client
+    connected = yield connect_console(testcase, port, client)
+    connected.send("/login %s %s" % (user, password))
+    yield connected.expect("^logged in as " + address)
+    return connected
 
 
 # --- the real program: twistd -n wavebox in a child process ---------------------------
@@ -143,74 +151,130 @@ CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(wavebox.__file__)))
 #: What the child runs: twistd, as the ``twistd`` script does.
 TWISTD = "from twisted.scripts.twistd import run; run()"
 _CONSOLE_LISTENING = re.compile(rb"console listening on 127\.0\.0\.1:(\d+)")
+_S2S_LISTENING = re.compile(rb"S2S listening on ([\d.]+):(\d+)")
 #: How long a test waits for the server to start or stop before it fails.
 TWISTD_TIMEOUT = 60
 
 
 class ServerProcess(protocol.ProcessProtocol):
-    """A ``twistd -n wavebox`` child: its output, its console port, its end."""
+    """
+    A ``twistd -n wavebox`` child: its output, its console port, its S2S
+    address (when it listens for S2S), its end.
+    """
 
-    def __init__(self):
-        self.output = b""
-        self.port = defer.Deferred()
+    def __init__(self, wants_s2s=False):
+        self._chunks = []
+        self._head = b""                       # the output until the ports are known
+        self.port = defer.Deferred()           # the console port
+        self.s2s = defer.Deferred()            # (host, port) of the S2S listener
         self.ended = defer.Deferred()
         self.running = True
+        self.pid = None
+        self.console_port = None               # once logged
+        self.s2s_address = None                # once logged
+        self._wants_s2s = wants_s2s
+
+    def connectionMade(self):
+        self.pid = self.transport.pid
+
+    @property
+    def output(self):
+        return b"".join(self._chunks)
 
     def outReceived(self, data):
-        self.output += data
-        m = _CONSOLE_LISTENING.search(self.output)
-        if m and not self.port.called:
-            self.port.callback(int(m.group(1)))
+        self._chunks.append(data)
+        if self.console_port is not None and (self.s2s_address is not None
+                                              or not self._wants_s2s):
+            return
+        self._head += data
+        if not self.port.called:
+            m = _CONSOLE_LISTENING.search(self._head)
+            if m:
+                self.console_port = int(m.group(1))
+                self.port.callback(self.console_port)
+        if not self.s2s.called:
+            m = _S2S_LISTENING.search(self._head)
+            if m:
+                self.s2s_address = (m.group(1).decode("ascii"), int(m.group(2)))
+                self.s2s.callback(self.s2s_address)
 
     errReceived = outReceived
 
     def processEnded(self, reason):
         self.running = False
-        if not self.port.called:
-            self.port.errback(AssertionError("server ended before listening:\n"
-                                             + self.output.decode("utf-8", "replace")))
+        for d in (self.port, self.s2s) if self._wants_s2s else (self.port,):
+            if not d.called:
+                d.errback(AssertionError("server ended before listening:\n"
+                                         + self.output.decode("utf-8", "replace")))
         self.ended.callback((reason.value.exitCode, reason.value.signal))
 
     def count(self, text):
         """How many times ``text`` (bytes) is in the output so far."""
         return self.output.count(text)
 
-
-def _reap(proc):
-    if proc.running:
-        proc.transport.signalProcess("KILL")
-        return proc.ended
+    def kill(self):
+        """SIGKILL, if still running; fires when it has ended."""
+        if self.running:
+            self.transport.signalProcess("KILL")
+            return self.ended
+        return defer.succeed(None)
 
 
 @defer.inlineCallbacks
-def start_twistd_wavebox(testcase, directory, args, main=TWISTD, checkout=CHECKOUT):
+def start_twistd_wavebox(testcase, directory, args, main=TWISTD, checkout=CHECKOUT,
+                         env=None, wants_s2s=False, wait=True):
     """
-    ``twistd -n wavebox ARGS`` started in ``directory`` (its console on
-    127.0.0.1, port 0); fires with (the ServerProcess, its console port)
-    once it listens.  Killed at the end of the test if still running.
-    ``main`` is the Python the child runs (tests may wrap twistd);
-    ``checkout`` the code it runs (benchmarks compare two).
+    The tests' one launcher of the real program: ``twistd -n wavebox ARGS``
+    started in ``directory``; fires with (the ServerProcess, its console
+    port) once its console (and, with ``wants_s2s``, its S2S service)
+    listens.  Killed at the end of ``testcase`` if still running
+    (``testcase`` is anything with ``addCleanup``; None: the caller ends
+    it).  ``main`` is the Python the child runs (tests may wrap twistd);
+    ``checkout`` the code it runs (benchmarks compare two); ``env`` adds to
+    the environment, which has no $WAVEBOX_CONFIG (only the options given).
+    Without ``wait`` it fires at once, with (the ServerProcess, None).
     """
-    proc = ServerProcess()
+    proc = ServerProcess(wants_s2s)
     if not any(a.startswith("--web-port") for a in args):
         args = list(args) + ["--web-port", "0"]      # the web client only where a test asks
     argv = [sys.executable, "-c", main, "-n", "--pidfile=", "--logfile=-", "wavebox"] + args
-    env = dict(os.environ, PYTHONPATH=checkout + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.pop("WAVEBOX_CONFIG", None)     # only the options given
-    reactor.spawnProcess(proc, sys.executable, argv, env=env, path=directory)
-    testcase.addCleanup(_reap, proc)
-    timer = reactor.callLater(TWISTD_TIMEOUT, proc.port.cancel)
-    port = yield proc.port
-    timer.cancel()
-    return proc, port
+    environ = dict(os.environ,
+                   PYTHONPATH=checkout + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    environ.pop("WAVEBOX_CONFIG", None)
+    environ.update(env or {})
+    reactor.spawnProcess(proc, sys.executable, argv, env=environ, path=directory)
+    if testcase is not None:
+        testcase.addCleanup(proc.kill)
+    if not wait:
+        for d in (proc.port, proc.s2s):
+            d.addErrback(lambda f: None)       # it may never listen, or say so in JSON
+        return (proc, None)
+    waits = [proc.port] + ([proc.s2s] if wants_s2s else [])
+    timer = reactor.callLater(TWISTD_TIMEOUT,
+                              lambda: [d.cancel() for d in waits if not d.called])
+    try:
+        for d in waits:
+            yield d
+    except BaseException:
+        yield proc.kill()
+        raise
+    finally:
+        if timer.active():
+            timer.cancel()
+    return proc, proc.console_port
 
 
 # --- logs -------------------------------------------------------------------------
 
 class LogWatch:
-    """Log lines, and Deferreds that fire when a line containing some text appears."""
+    """
+    The tests' one log catcher: the events logged while a test runs
+    (``events``, as the observers get them; ``lines``, formatted), and
+    Deferreds that fire when a line containing some text appears.
+    """
 
     def __init__(self, testcase, guard=20):
+        self.events = []
         self.lines = []
         self.guard = guard
         self._waiting = []
@@ -218,6 +282,7 @@ class LogWatch:
         testcase.addCleanup(globalLogPublisher.removeObserver, self._event)
 
     def _event(self, event):
+        self.events.append(event)
         line = formatEvent(event)
         self.lines.append(line)
         for text, d in list(self._waiting):

@@ -13,7 +13,7 @@ from tests.dnsserver import A, SRV, ZoneServer, standard_records
 from wavebox import cli
 from wavebox.cli import check as check_command
 from wavebox.config import Config, ConfigError, OPTIONS
-from wavebox.xmpp import certs, check
+from wavebox.xmpp import check
 from wavebox.xmpp.discovery import DiscoUnavailable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -144,12 +144,9 @@ class CheckAgainstZoneTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_a_certificate_from_a_ca_we_do_not_trust_fails_at_the_tls_step(self):
-        other = os.path.abspath(self.mktemp())
-        os.makedirs(other)
-        with open(os.path.join(other, "ca.pem"), "wb") as f:
-            f.write(certs.cert_pem(certs.make_ca("Another CA")[1]))
+        other = pki.write_ca_file(os.path.abspath(self.mktemp()), "Another CA")
         config = make_config(nameserver=self.zone.nameserver, dns_timeout=2.0,
-                             trusted_ca=os.path.join(other, "ca.pem"), data_dir=self.mktemp())
+                             trusted_ca=other, data_dir=self.mktemp())
         status, lines = yield self.check("b.test", config=config)
         self.assertEqual(status, 1)
         self.assertIn("-> TLS failed: TLS certificate of wave.b.test refused: ", lines[-2])

@@ -14,7 +14,8 @@ from twisted.words.protocols.jabber import error, xmlstream
 from twisted.words.xish import domish
 from tx_xmpp.subprotocols import XMPPHandler
 
-from wavebox.xmpp.component import Backoff, ExternalComponent, handshake_digest
+from wavebox.retry import RetryPolicy
+from wavebox.xmpp.component import ExternalComponent, handshake_digest
 
 COMPONENT_HEADER = (b"<stream:stream xmlns='jabber:component:accept' "
                     b"xmlns:stream='http://etherx.jabber.org/streams' "
@@ -40,14 +41,14 @@ class RecordingHandler(XMPPHandler):
 class Harness:
     """An ExternalComponent on a memory reactor, with its log collected."""
 
-    def __init__(self, testcase, secret="secret", backoff=None, refused_delay=60.0):
+    def __init__(self, testcase, secret="secret", retry=None, refused_delay=60.0):
         self.reactor = MemoryReactorClock()
         self.handler = RecordingHandler()
         self.events = []
         self.component = ExternalComponent(
             "127.0.0.5", 5347, "wave.prosody.test", secret, handlers=[self.handler],
             reactor=self.reactor,
-            backoff=backoff or Backoff(initial=1.0, factor=2.0, maximum=30.0, jitter=0.0),
+            retry=retry or RetryPolicy(initial=1.0, factor=2.0, maximum=30.0, jitter=0.0),
             refused_delay=refused_delay)
         self.component.log = Logger(observer=self.events.append)
         self.xs = None
@@ -67,9 +68,10 @@ class Harness:
     def accept(self):
         """The last connection attempt reaches the server; returns the stream."""
         factory = self.reactor.tcpClients[-1][2]
-        self.xs = factory.buildProtocol(None)
+        self.wire = factory.buildProtocol(None)     # as the endpoint wraps the stream
         self.transport = StringTransport()
-        self.xs.makeConnection(self.transport)
+        self.wire.makeConnection(self.transport)
+        self.xs = self.component.xmlstream
         return self.xs
 
     def refuse_tcp(self):
@@ -87,9 +89,8 @@ class Harness:
 
     def drop(self, reason=None):
         reason = failure.Failure(reason or net_error.ConnectionDone())
-        xs, self.xs = self.xs, None
-        xs.connectionLost(reason)
-        xs.factory.clientConnectionLost(self.reactor.connectors[-1], reason)
+        self.xs = None
+        self.wire.connectionLost(reason)
 
     def handshake(self, stream_id=b"s1"):
         self.accept()
@@ -113,33 +114,6 @@ class HandshakeDigestTests(unittest.SynchronousTestCase):
     def test_digest_encodes_non_ascii_secret_as_utf8(self):
         self.assertEqual(handshake_digest("id", "s\u00e9cret"),
                          xmlstream.hashPassword("id", "s\u00e9cret"))
-
-
-class BackoffTests(unittest.SynchronousTestCase):
-
-    def test_delays_double_up_to_the_cap(self):
-        backoff = Backoff(initial=1.0, factor=2.0, maximum=10.0, jitter=0.0)
-        self.assertEqual([backoff.next() for _ in range(6)], [1.0, 2.0, 4.0, 8.0, 10.0, 10.0])
-
-    def test_jitter_only_shortens_and_delays_still_grow(self):
-        low = Backoff(initial=1.0, factor=2.0, maximum=100.0, jitter=0.3, random=lambda: 1.0)
-        high = Backoff(initial=1.0, factor=2.0, maximum=100.0, jitter=0.3, random=lambda: 0.0)
-        lows = [low.next() for _ in range(5)]
-        highs = [high.next() for _ in range(5)]
-        self.assertEqual(highs, [1.0, 2.0, 4.0, 8.0, 16.0])
-        self.assertEqual([round(d, 6) for d in lows], [0.7, 1.4, 2.8, 5.6, 11.2])
-        # The shortest next delay is longer than the longest current one.
-        for longest, shortest_next in zip(highs, lows[1:]):
-            self.assertLess(longest, shortest_next)
-
-    def test_reset_starts_again_from_the_initial_delay(self):
-        backoff = Backoff(initial=1.0, factor=2.0, maximum=10.0, jitter=0.0)
-        backoff.next(), backoff.next()
-        backoff.reset()
-        self.assertEqual(backoff.next(), 1.0)
-
-    def test_rejects_a_factor_that_would_not_grow(self):
-        self.assertRaises(ValueError, Backoff, factor=1.0)
 
 
 class HandshakeTests(unittest.SynchronousTestCase):
@@ -375,8 +349,9 @@ class ServiceAPITests(unittest.SynchronousTestCase):
         d = h.component.request(iq)
         h.drop(net_error.ConnectionLost())
         self.failureResultOf(d, net_error.ConnectionLost)
-        self.assertEqual([c for c in h.reactor.getDelayedCalls() if c.active()
-                          and c.func != h.component._connect], [])
+        # No request timer is left: the one call waiting is the reconnection.
+        self.assertEqual([c.getTime() for c in h.reactor.getDelayedCalls() if c.active()],
+                         [h.reactor.seconds() + h.component.next_delay])
 
     def test_stanzas_go_out_in_the_component_namespace(self):
         h = self.connected()

@@ -8,8 +8,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests import wave_certs
-from wavebox import certgen, certpath, crypto
+from tests import pki
+from tests.pki import NOW
+from wavebox import certpath, crypto
 from wavebox.crypto import (
     AuthorityError, CertificateChainError, ChainValidator, InvalidSignatureError, Signer,
     SignerInfo, SignatureError, UnknownSignerError, check_authority,
@@ -23,10 +24,9 @@ from wavebox.wire import convert
 # The Apache fixtures are valid 2009-01-26 .. 2019-01-24.
 IN_2010 = datetime.datetime(2010, 6, 1, tzinfo=datetime.timezone.utc)
 IN_2020 = datetime.datetime(2020, 6, 1, tzinfo=datetime.timezone.utc)
-NOW = datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc)
 LATER = NOW + datetime.timedelta(days=1)
 
-APACHE_CHAIN = (wave_certs.SERVER_CERT, wave_certs.INTERMEDIATE_CERT)
+APACHE_CHAIN = (pki.APACHE_SERVER_CERT, pki.APACHE_INTERMEDIATE_CERT)
 SIGNATURE_OF_HELLO = base64.b64decode(
     "TMX5+6tJnEfso3KnbWygPfGBKXtFjRk6K/SQHyj+O5/dMuGeh5n/Da3v/Cq13LcRie18dxUWMginQUGrsgseqse5"
     "orT0C4i0P6ybSxwUZ8OfFnx3lD5K4MEceB+yAMCsnoUZA/F52ullE/aMpv9LIFmNl4QtlvKJmF3UlJCJe/M=")
@@ -48,7 +48,7 @@ class SignerIdVectorTests(SynchronousTestCase):
 
     def test_pkipath_uses_long_form_length(self):
         path = crypto.pkipath(APACHE_CHAIN)
-        body = wave_certs.INTERMEDIATE_CERT + wave_certs.SERVER_CERT
+        body = pki.APACHE_INTERMEDIATE_CERT + pki.APACHE_SERVER_CERT
         self.assertEqual(path, b"\x30\x82" + len(body).to_bytes(2, "big") + body)
 
     def test_pkipath_uses_short_form_below_128(self):
@@ -62,7 +62,7 @@ class SignatureVectorTests(SynchronousTestCase):
     """The signature vector of section 9 (WIAB WaveSignerTest / WaveSignatureVerifierTest)."""
 
     def setUp(self):
-        self.signer = Signer(wave_certs.SERVER_KEY, list(APACHE_CHAIN), "Server Cert")
+        self.signer = Signer(pki.APACHE_SERVER_KEY, list(APACHE_CHAIN), "Server Cert")
 
     def test_sha1withrsa_of_hello_is_deterministic_vector(self):
         signature = self.signer.sign(b"hello")
@@ -71,33 +71,33 @@ class SignatureVectorTests(SynchronousTestCase):
         self.assertEqual(signature.algorithm, "SHA1_RSA")
 
     def test_vector_signature_verifies_with_server_cert(self):
-        verify_signature(b"hello", SIGNATURE_OF_HELLO, wave_certs.SERVER_CERT)
+        verify_signature(b"hello", SIGNATURE_OF_HELLO, pki.APACHE_SERVER_CERT)
 
     def test_vector_signature_fails_on_other_bytes(self):
         self.assertRaises(InvalidSignatureError, verify_signature, b"hellO",
-                          SIGNATURE_OF_HELLO, wave_certs.SERVER_CERT)
+                          SIGNATURE_OF_HELLO, pki.APACHE_SERVER_CERT)
 
     def test_server_cert_speaks_for_its_cn(self):
-        check_authority("Server Cert", wave_certs.SERVER_CERT)
+        check_authority("Server Cert", pki.APACHE_SERVER_CERT)
 
     def test_server_cert_does_not_speak_for_other_authority(self):
         e = self.assertRaises(AuthorityError, check_authority, "some_other_authority.com",
-                              wave_certs.SERVER_CERT)
+                              pki.APACHE_SERVER_CERT)
         self.assertIn("some_other_authority.com", str(e))
 
     def test_key_must_match_leaf(self):
-        self.assertRaises(SignatureError, Signer, wave_certs.SERVER_KEY,
-                          [wave_certs.INTERMEDIATE_CERT], "x")
+        self.assertRaises(SignatureError, Signer, pki.APACHE_SERVER_KEY,
+                          [pki.APACHE_INTERMEDIATE_CERT], "x")
 
 
 class ApacheChainTests(SynchronousTestCase):
 
     def test_chain_validates_against_root_while_valid(self):
-        validate_chain(APACHE_CHAIN, [wave_certs.ROOT_CERT], IN_2010)
+        validate_chain(APACHE_CHAIN, [pki.APACHE_ROOT_CERT], IN_2010)
 
     def test_expired_chain_is_refused(self):
         e = self.assertRaises(CertificateChainError, validate_chain, APACHE_CHAIN,
-                              [wave_certs.ROOT_CERT], IN_2020)
+                              [pki.APACHE_ROOT_CERT], IN_2020)
         self.assertIn("not valid at 2020-06-01", str(e))
 
     def test_chain_without_trusted_root_is_refused(self):
@@ -106,14 +106,14 @@ class ApacheChainTests(SynchronousTestCase):
 
     def test_chain_in_wrong_order_is_refused(self):
         self.assertRaises(CertificateChainError, validate_chain,
-                          tuple(reversed(APACHE_CHAIN)), [wave_certs.ROOT_CERT], IN_2010)
+                          tuple(reversed(APACHE_CHAIN)), [pki.APACHE_ROOT_CERT], IN_2010)
 
     def test_leaf_alone_is_refused_when_root_is_not_its_issuer(self):
         self.assertRaises(CertificateChainError, validate_chain, APACHE_CHAIN[:1],
-                          [wave_certs.ROOT_CERT], IN_2010)
+                          [pki.APACHE_ROOT_CERT], IN_2010)
 
     def test_leaf_alone_validates_when_intermediate_is_trusted(self):
-        validate_chain(APACHE_CHAIN[:1], [wave_certs.INTERMEDIATE_CERT], IN_2010)
+        validate_chain(APACHE_CHAIN[:1], [pki.APACHE_INTERMEDIATE_CERT], IN_2010)
 
 
 def build_cert(key, subject, issuer_key, issuer_name, ca=False, critical_oids=()):
@@ -131,62 +131,6 @@ def build_cert(key, subject, issuer_key, issuer_name, ca=False, critical_oids=()
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-class Pki:
-    """
-    The certificates of these tests, made once: RSA key generation is the
-    slow part.  Two roots, both trusted where a test says so; an
-    intermediate under ``root``; leaves for a.test (with the critical wave
-    extension) under ``root`` and under ``intermediate``; ``other_leaf``
-    (b.test) under ``root``; ``untrusted``, a root nobody trusts; and
-    :meth:`issue` for one-off certificates (expired, not a CA, ...).
-    """
-
-    _made = None
-
-    @classmethod
-    def get(cls):
-        if cls._made is None:
-            cls._made = cls()
-        return cls._made
-
-    def __init__(self):
-        self.root_key, self.root = generate_key_and_certificate(
-            "Test Root", key_size=1024, ca=True, wave_extension=False, now=NOW)
-        self.leaf_key, self.leaf = generate_key_and_certificate(
-            "a.test", key_size=1024, issuer=(self.root_key, self.root), now=NOW)
-        self.other_key, self.self_signed = generate_key_and_certificate(
-            "a.test", key_size=1024, now=NOW)
-        self.other_root_key, self.other_root = generate_key_and_certificate(
-            "Other Root", key_size=1024, ca=True, wave_extension=False, now=NOW)
-        self.intermediate_key, self.intermediate = self.issue(
-            "Test Intermediate", (self.root_key, self.root), ca=True)
-        _, self.leaf_via_intermediate = generate_key_and_certificate(
-            "a.test", key_size=1024, issuer=(self.intermediate_key, self.intermediate),
-            now=NOW)
-        _, self.other_leaf = self.issue("b.test", (self.root_key, self.root))
-        self.untrusted_key, self.untrusted = generate_key_and_certificate(
-            "Untrusted Root", key_size=1024, ca=True, wave_extension=False, now=NOW)
-
-    def issue(self, name, issuer, ca=False, path_length=None, key_usage=None,
-              now=NOW, days=365, backdate=datetime.timedelta(days=1)):
-        """
-        ``(key, certificate)`` for ``name``, issued by ``issuer`` = (key,
-        certificate), valid from ``backdate`` before ``now`` for ``days``;
-        ``key_usage`` is a dict of ``x509.KeyUsage`` flags set (the rest off).
-        """
-        key = certgen.new_private_key(1024)
-        extensions = [(x509.BasicConstraints(ca=ca, path_length=path_length), True)]
-        if key_usage is not None:
-            flags = dict.fromkeys(
-                ["digital_signature", "content_commitment", "key_encipherment",
-                 "data_encipherment", "key_agreement", "key_cert_sign", "crl_sign",
-                 "encipher_only", "decipher_only"], False)
-            flags.update(key_usage)
-            extensions.append((x509.KeyUsage(**flags), True))
-        return key, certgen.issue(name, key, extensions, issuer=issuer, days=days,
-                                         now=now, backdate=backdate)
-
-
 def delta_by(author, address_path=()):
     return WaveletDelta(author, HashedVersion(0, b""), ["op"], address_path)
 
@@ -194,7 +138,7 @@ def delta_by(author, address_path=()):
 class VerifySignedDeltaTests(SynchronousTestCase):
 
     def setUp(self):
-        self.pki = Pki.get()
+        self.pki = pki.chains()
         self.signer = Signer(key_to_pem(self.pki.leaf_key), [self.pki.leaf], "a.test")
         self.infos = {self.signer.signer_id: self.signer.signer_info}
         self.bytes = b"\x0a\x02\x08\x00serialised delta"
@@ -282,7 +226,7 @@ class VerifySignedDeltaTests(SynchronousTestCase):
 class ChainValidatorTests(SynchronousTestCase):
 
     def setUp(self):
-        self.pki = Pki.get()
+        self.pki = pki.chains()
 
     def test_good_chain_is_remembered(self):
         validator = ChainValidator([self.pki.root])
@@ -316,7 +260,7 @@ class WholePathTests(SynchronousTestCase):
     """
 
     def setUp(self):
-        self.pki = Pki.get()
+        self.pki = pki.chains()
 
     def refused(self, chain, roots, *words, now=LATER):
         e = self.assertRaises(CertificateChainError, validate_chain, chain, roots, now)
@@ -466,7 +410,7 @@ class WholePathTests(SynchronousTestCase):
 class AuthorityTests(SynchronousTestCase):
 
     def setUp(self):
-        self.pki = Pki.get()
+        self.pki = pki.chains()
 
     def wildcard(self):
         return build_cert(self.pki.other_key, "*.example.com", self.pki.other_key,
@@ -485,7 +429,7 @@ class AuthorityTests(SynchronousTestCase):
 class KeyLoadingTests(SynchronousTestCase):
 
     def setUp(self):
-        self.key = Pki.get().leaf_key
+        self.key = pki.chains().leaf_key
 
     def test_pkcs8_pem_loads(self):
         self.assertIn(b"BEGIN PRIVATE KEY", key_to_pem(self.key))
@@ -500,7 +444,7 @@ class KeyLoadingTests(SynchronousTestCase):
         self.assertEqual(load_private_key(pem).private_numbers(), self.key.private_numbers())
 
     def test_pkcs8_der_loads(self):
-        self.assertIsInstance(load_private_key(wave_certs.SERVER_KEY).key_size, int)
+        self.assertIsInstance(load_private_key(pki.APACHE_SERVER_KEY).key_size, int)
 
     def test_garbage_key_is_refused(self):
         e = self.assertRaises(SignatureError, load_private_key,
@@ -512,10 +456,10 @@ class VerificationWorkTests(SynchronousTestCase):
     """A signer's certificate is parsed once, not once per delta it signed."""
 
     def test_the_signers_certificate_is_parsed_for_the_first_delta_only(self):
-        pki = Pki.get()
-        signer = Signer(key_to_pem(pki.leaf_key), [pki.leaf], "a.test")
+        chains = pki.chains()
+        signer = Signer(key_to_pem(chains.leaf_key), [chains.leaf], "a.test")
         infos = {signer.signer_id: signer.signer_info}
-        validator = ChainValidator([pki.root])
+        validator = ChainValidator([chains.root])
         self.patch(crypto, "_leaves", {})
         parsed = []
         real_parse = certpath.parse

@@ -1,16 +1,12 @@
 """The seed's 13 connection-establishment steps, one test per branch, on in-memory DNS."""
 
-import sys
-from unittest import mock
-import types
-
 from twisted.internet import defer, task
 from twisted.internet.error import ConnectionRefusedError, TimeoutError as ConnectTimeoutError
-from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
+from tests.helpers import LogWatch
 from wavebox.xmpp.discovery import (DiscoUnavailable, DiscoveryFailed, DiscoveryResult,
-                                    WaveServiceDiscovery, default_disco_for_check)
+                                    WaveServiceDiscovery)
 from wavebox.xmpp.resolver import (DNSQueryError, DNSTimeoutError, Endpoint, FakeResolver,
                                    SRVRecord)
 
@@ -279,9 +275,7 @@ class StepsTests(DiscoveryTestCase):
         ])
 
     def test_trace_is_logged_at_debug_as_it_grows(self):
-        events = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        events = LogWatch(self).events
         self.make(addresses={"b.test": ["127.0.0.3"]}, disco=FakeDisco({"b.test": "b.test"}))
         result = self.found()
         logged = [e["line"] for e in events if e.get("log_namespace", "").endswith("Trace")
@@ -352,9 +346,7 @@ class CacheTests(DiscoveryTestCase):
 
     def test_finding_the_same_service_again_is_not_logged_again_at_info(self):
         from twisted.logger import LogLevel
-        events = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        events = LogWatch(self).events
         self.make(addresses={"b.test": ["127.0.0.3"]}, disco=FakeDisco({"b.test": "b.test"}))
         for _ in range(3):
             self.found()
@@ -371,37 +363,3 @@ class CacheTests(DiscoveryTestCase):
         self.discovery.forget("B.test")
         self.found()
         self.assertEqual(len(self.disco.calls), 2)
-
-
-class DefaultDiscoForCheckTests(unittest.SynchronousTestCase):
-
-    def _fake_streams(self, module):
-        # In place: the import system reads the real sys.modules dict once a
-        # module has been imported, so replacing sys.modules is not enough.
-        patcher = mock.patch.dict(sys.modules, {"wavebox.xmpp.streams": module})
-        patcher.start()
-        self.addCleanup(patcher.stop)
-
-    def test_without_the_s2s_layer_disco_is_reported_unavailable(self):
-        self._fake_streams(None)
-        disco = default_disco_for_check(None)
-        failure = self.failureResultOf(disco("b.test", []), DiscoUnavailable)
-        self.assertEqual(str(failure.value), "not available (no S2S layer)")
-
-    def test_uses_the_s2s_layer_when_it_is_there(self):
-        made = []
-
-        def make_check_disco(config):
-            made.append(config)
-            return "the S2S disco"
-        streams = types.ModuleType("wavebox.xmpp.streams")
-        streams.make_check_disco = make_check_disco
-        self._fake_streams(streams)
-        self.assertEqual(default_disco_for_check("config"), "the S2S disco")
-        self.assertEqual(made, ["config"])
-
-    def test_an_s2s_layer_without_make_check_disco_is_not_hidden(self):
-        streams = types.ModuleType("wavebox.xmpp.streams")   # no make_check_disco
-        self._fake_streams(streams)
-        self.assertRaises(ImportError, default_disco_for_check, None)
-

@@ -29,12 +29,11 @@ from twisted.trial import unittest
 from twisted.words.protocols.jabber import error
 from twisted.words.xish import domish
 
+from tests import pki
 from tests.ejabberd import NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, EjabberdPeer
 from tests.helpers import PROSODY_GUARD as GUARD
 from tests.helpers import LogWatch, wavebox_beside_ejabberd
-from wavebox.xmpp import certs
-
-NS_WAVE = "http://waveprotocol.org/protocol/0.2/waveserver"
+from wavebox.xmpp.disco import NS_WAVE_SERVER as NS_WAVE
 
 
 def iq_get(sender, to, namespace, name="query"):
@@ -160,9 +159,8 @@ class UntrustedEjabberdCertificateTests(WaveboxAndEjabberd):
     """wavebox trusts another CA only: ejabberd's certificate must be refused."""
 
     def setUp(self):
-        directory = os.path.abspath(self.mktemp())
-        os.makedirs(directory)
-        other_ca, _ = certs.gencert_ca("a CA ejabberd's certificate is not from", directory)
+        other_ca = pki.write_ca_file(os.path.abspath(self.mktemp()),
+                                     "a CA ejabberd's certificate is not from")
         self.wavebox_options = {"trusted_ca": other_ca}
         return WaveboxAndEjabberd.setUp(self)
 

@@ -9,8 +9,9 @@ from cryptography.hazmat.primitives import serialization
 from twisted.internet import task
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests import pki
 from tests.federation_fixtures import (
-    MemoryNetwork, WaveNode, domain_signer, element, insert, fixture_ca)
+    MemoryNetwork, WaveNode, element, insert)
 from tests.helpers import LogWatch
 from wavebox import crypto
 from wavebox.federation import stanzas as S
@@ -376,17 +377,17 @@ class HostServiceTests(FederationTestCase):
         # Issue 9, finding 9: [leaf, trusted root, another root] used to pass
         # as soon as the trusted root was reached.
         der = serialization.Encoding.DER
-        key, leaf = crypto.generate_key_and_certificate("b.test", issuer=fixture_ca(),
+        key, leaf = crypto.generate_key_and_certificate("b.test", issuer=pki.ca(),
                                                         key_size=1024)
         _, other_root = crypto.generate_key_and_certificate(
             "Other Root", key_size=1024, ca=True, wave_extension=False)
-        chain = (leaf.public_bytes(der), fixture_ca()[1].public_bytes(der),
+        chain = (leaf.public_bytes(der), pki.ca()[1].public_bytes(der),
                  other_root.public_bytes(der))
         iq = S.build_signer_post(B, A, "p2", S.SignerInfoPayload("b.test", "SHA256", chain))
         error = self.assertRefused(self.send_raw(B, A, iq))
         self.assertIn("verification failure from domain b.test: Remote verification failed: "
-                      "CN=Wavebox Test CA is "
-                      "issued by CN=Wavebox Test CA, not by the certificate after it, "
+                      "CN=Wavebox Federation Test CA is "
+                      "issued by CN=Wavebox Federation Test CA, not by the certificate after it, "
                       "CN=Other Root", error.text)
         self.assertIsNone(self.successResultOf(self.a.store.get_signer_info(
             crypto.SignerInfo("b.test", chain).signer_id)))
@@ -469,7 +470,7 @@ class TrustRuleTests(FederationTestCase):
         self.assertEqual(self.b.version(own), before)
 
     def test_submit_for_an_author_of_another_domain_is_refused(self):
-        signer = domain_signer("c.test")
+        signer = pki.signer("c.test")
         delta = WaveletDelta(ParticipantId(BOB), self.a.version(self.name),
                              [MutateDocument("b+x", insert("forged"))])
         data = convert.serialize_wavelet_delta(delta)
@@ -558,8 +559,8 @@ class TrustRuleTests(FederationTestCase):
         delta = WaveletDelta(ParticipantId(ALICE), v, [MutateDocument("b+x", insert("evil"))])
         data = convert.serialize_wavelet_delta(delta)
         other_key, other_cert = crypto.generate_key_and_certificate(
-            "a.test", issuer=fixture_ca(), key_size=1024)
-        impostor = crypto.Signer(other_key, [other_cert, fixture_ca()[1]], "a.test")
+            "a.test", issuer=pki.ca(), key_size=1024)
+        impostor = crypto.Signer(other_key, [other_cert, pki.ca()[1]], "a.test")
         good = self.a.signer.sign(data)
         forged = crypto.Signature(impostor.sign(data).signature_bytes, good.signer_id,
                                   good.algorithm)

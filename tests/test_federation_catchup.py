@@ -7,23 +7,23 @@ task.Clock: the host's wait of up to 300 s is never let run out.
 """
 
 from twisted.internet import defer
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import LogLevel
 
 from tests.federation_fixtures import WaveNode
+from tests.helpers import LogWatch
 from tests.test_federation import FederationTestCase
 from wavebox.federation import stanzas as S
+from wavebox.retry import RetryPolicy
 
 ALICE, BOB = "alice@a.test", "bob@b.test"
 A, B = "wave.a.test", "wave.b.test"
-LONG_WAIT = {"initial_backoff": 1, "max_backoff": 300}
+LONG_WAIT = {"retry": RetryPolicy(1, 300)}
 
 
 class CatchUpTestCase(FederationTestCase):
     def setUp(self):
         FederationTestCase.setUp(self)
-        self.events = []
-        globalLogPublisher.addObserver(self.events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+        self.events = LogWatch(self).events
 
     def node(self, domain, **kwargs):
         kwargs.setdefault("outbox_options", dict(LONG_WAIT))

@@ -16,6 +16,7 @@ from tests.helpers import LogWatch, console_login, insert, quick_hash
 from wavebox.model.delta import HashedVersion, WaveletDelta
 from wavebox.model.ids import IdGenerator, ParticipantId
 from wavebox.model.operations import AddParticipant, MutateDocument
+from wavebox.retry import RetryPolicy
 
 
 class TwoServerChatTests(unittest.TestCase):
@@ -105,8 +106,8 @@ class StackTestCase(unittest.TestCase):
 
     def options(self, domain):
         """(federation options, S2S options) of a domain's server: quick retries."""
-        return ({"outbox_options": {"initial_backoff": 0.2, "max_backoff": 1.0}},
-                {"backoff_initial": 0.1, "backoff_max": 0.5})
+        return ({"outbox_options": {"retry": RetryPolicy(0.2, 1.0)}},
+                {"retry": RetryPolicy(0.1, 0.5)})
 
     @defer.inlineCallbacks
     def setUp(self):
@@ -215,8 +216,8 @@ class ComingBackOverS2STests(StackTestCase):
 
     def options(self, domain):
         if domain == "a.test":
-            return ({"outbox_options": {"initial_backoff": self.LONG_WAIT, "max_backoff": 300}},
-                    {"backoff_initial": self.LONG_WAIT, "backoff_max": 300})
+            return ({"outbox_options": {"retry": RetryPolicy(self.LONG_WAIT, 300)}},
+                    {"retry": RetryPolicy(self.LONG_WAIT, 300)})
         return StackTestCase.options(self, domain)
 
     @defer.inlineCallbacks

@@ -6,9 +6,11 @@ exponential backoff while the peer is unreachable, resumption after a restart.
 from twisted.internet import defer, task
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from tests.helpers import LogWatch
 from wavebox.cli import status as status_command
 from wavebox.federation import outbox as O
 from wavebox.federation import stanzas as S
+from wavebox.retry import RetryPolicy
 from wavebox.store.memory import MemoryStore
 
 A_JID, B_JID = "wave.a.test", "wave.b.test"
@@ -52,8 +54,7 @@ class OutboxTests(SynchronousTestCase):
 
     def make(self, **kw):
         kw.setdefault("receipt_timeout", 30)
-        kw.setdefault("initial_backoff", 2)
-        kw.setdefault("max_backoff", 60)
+        kw.setdefault("retry", RetryPolicy(2, 60))
         return O.Outbox(self.store, self.peer.send, self.peer.discover, clock=self.clock, **kw)
 
     def backlog(self):
@@ -115,7 +116,7 @@ class OutboxTests(SynchronousTestCase):
         self.assertEqual(retry.failures, 6)
 
     def test_backoff_is_capped(self):
-        self.assertEqual([O.backoff_delay(n, 2, 60) for n in range(0, 8)],
+        self.assertEqual([RetryPolicy(2, 60).delay(n) for n in range(0, 8)],
                          [0, 2, 4, 8, 16, 32, 60, 60])
 
     def test_no_receipt_in_time_means_resend_after_backoff(self):
@@ -210,7 +211,7 @@ class OutboxTests(SynchronousTestCase):
         self.assertEqual(self.backlog(), {})
 
     def test_restart_sends_at_once_not_after_the_wait_left_from_before(self):
-        outbox = self.make(max_backoff=300)
+        outbox = self.make(retry=RetryPolicy(2, 300))
         self.peer.reachable = False
         self.successResultOf(outbox.enqueue("b.test", A_JID, [update(1)]))
         for _ in range(10):               # failures until the wait is 300 s
@@ -220,7 +221,7 @@ class OutboxTests(SynchronousTestCase):
                          (11, (self.clock.seconds() + 300) * 1000))
         outbox.stop()
         self.peer.reachable = True
-        restarted = self.make(max_backoff=300)
+        restarted = self.make(retry=RetryPolicy(2, 300))
         self.successResultOf(restarted.resume())
         self.assertEqual(self.peer.all_deltas(), [b"delta 1"])    # the clock did not move
         self.receipt(self.peer.sent[0], restarted)
@@ -314,14 +315,14 @@ class SqliteOutboxTests(TestCase):
         @defer.inlineCallbacks
         def run():
             store = open_store("sqlite:db.sqlite3", data_dir=path)
-            outbox = O.Outbox(store, peer.send, peer.discover, clock=clock, initial_backoff=1)
+            outbox = O.Outbox(store, peer.send, peer.discover, clock=clock, retry=RetryPolicy(1, 300))
             for n in range(1, 4):
                 yield outbox.enqueue("b.test", A_JID, [update(n)])
             outbox.stop()
             yield store.close()
             store = open_store("sqlite:db.sqlite3", data_dir=path)
             peer.reachable = True
-            outbox = O.Outbox(store, peer.send, peer.discover, clock=clock, initial_backoff=1)
+            outbox = O.Outbox(store, peer.send, peer.discover, clock=clock, retry=RetryPolicy(1, 300))
             yield outbox.resume()
             clock.advance(1)
             yield wait_until(lambda: len(peer.sent) == 1)
@@ -381,15 +382,14 @@ class GiveUpTests(SynchronousTestCase):
     """Issue 13 item 3: failing delivery is visible, and it ends."""
 
     def setUp(self):
-        from tests.xmpp_fakes import LogCapture
-        self.logs = LogCapture(self)
+        self.logs = LogWatch(self)
         self.clock = task.Clock()
         self.clock.advance(1700000000)
         self.store = MemoryStore()
         self.peer = FakePeer()
         self.peer.reachable = False
         self.outbox = O.Outbox(self.store, self.peer.send, self.peer.discover, clock=self.clock,
-                               initial_backoff=60, max_backoff=3600, give_up=86400)
+                               retry=RetryPolicy(60, 3600), give_up=86400)
 
     def test_a_failing_destination_is_a_problem_since_its_first_failure(self):
         self.assertIsNone(self.outbox.problem("b.test"))
@@ -428,13 +428,13 @@ class GiveUpTests(SynchronousTestCase):
         self.clock.advance(7200)
         self.outbox.stop()
         again = O.Outbox(self.store, self.peer.send, self.peer.discover, clock=self.clock,
-                         initial_backoff=60, max_backoff=3600, give_up=86400)
+                         retry=RetryPolicy(60, 3600), give_up=86400)
         self.successResultOf(again.resume())
         self.assertEqual(again.problem("b.test").since_ms, 1700000000 * 1000)
 
     def test_never_gives_up_when_told_so(self):
         outbox = O.Outbox(self.store, self.peer.send, self.peer.discover, clock=self.clock,
-                          initial_backoff=60, max_backoff=3600, give_up=None)
+                          retry=RetryPolicy(60, 3600), give_up=None)
         self.successResultOf(outbox.enqueue("b.test", A_JID, [update(1)]))
         for _ in range(24 * 30):
             self.clock.advance(3600)

@@ -8,7 +8,7 @@ Our side gives our own signer info to the host of a wavelet we do not host.
 
 import base64
 
-from tests.federation_fixtures import domain_signer
+from tests import pki
 from tests.helpers import LogWatch, insert
 from tests.test_federation import BOB, A, B, C, FederationTestCase
 from wavebox import crypto
@@ -154,7 +154,7 @@ class HostFetchesSignerTests(SignerFetchTestCase):
 
     def test_fetched_chain_of_another_domain_refuses_the_submit(self):
         name = self.wave_with_bob()
-        other = domain_signer("c.test")          # trusted, but not b.test's
+        other = pki.signer("c.test")          # trusted, but not b.test's
         ScriptedSubmitter(self.net, X, chain_answer(other))
         _, submit = self.bob_submit(name, other, "not bob's server")
         error = self.assertRefused(self.send_raw(X, A, submit))

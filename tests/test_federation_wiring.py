@@ -35,7 +35,7 @@ class WiringTests(SynchronousTestCase):
 
     def test_retry_cap_reaches_the_outbox(self):
         federation = make("--federation-retry-max", "42").getServiceNamed("federation")
-        self.assertEqual(federation.outbox.max_backoff, 42.0)
+        self.assertEqual(federation.outbox.retry.maximum, 42.0)
 
     def test_disco_names_the_wave_service(self):
         s2s = make().getServiceNamed("s2s")
@@ -43,6 +43,33 @@ class WiringTests(SynchronousTestCase):
                       s2s.disco._entity("wave.a.test").features)
         self.assertIn(("collaboration", "google-wave", "wavebox"),
                       s2s.disco._entity("wave.a.test").identities)
+
+    def test_each_handler_declares_its_own_disco(self):
+        # The hosted domain: a server (the federation says so), with pings (the
+        # ping responder's) and the wave service as its item (the federation's).
+        s2s = make().getServiceNamed("s2s")
+        domain = s2s.disco._entity("a.test")
+        self.assertEqual(domain.identities, [("server", "im", "wavebox")])
+        self.assertEqual(domain.features, ["http://jabber.org/protocol/disco#info",
+                                           "http://jabber.org/protocol/disco#items",
+                                           "urn:xmpp:ping"])
+        self.assertEqual(domain.items, [("wave.a.test", None)])
+        service = s2s.disco._entity("wave.a.test")
+        self.assertEqual(service.features[2:], [
+            "urn:xmpp:ping", "urn:xmpp:receipts",
+            "http://waveprotocol.org/protocol/0.2/waveserver"])
+        self.assertEqual(service.items, [])
+        self.assertIsNone(s2s.disco._entity("nobody@a.test"))
+        self.assertIsNone(s2s.disco._entity("b.test"))
+
+    def test_the_component_declares_the_same_for_its_jid(self):
+        top = make("--component", "127.0.0.1:5347", "--component-secret", "s",
+                   "--component-jid", "waves.a.test")
+        entity = top.xmpp.disco._entity("waves.a.test")
+        self.assertEqual(entity.identities, [("collaboration", "google-wave", "wavebox")])
+        self.assertEqual(entity.features[2:], [
+            "urn:xmpp:ping", "urn:xmpp:receipts",
+            "http://waveprotocol.org/protocol/0.2/waveserver"])
 
     def test_stanzas_before_federation_starts_are_not_taken(self):
         from tests.federation_fixtures import element

@@ -102,11 +102,8 @@ def cycles(edges):
 
 class LayerTests(unittest.SynchronousTestCase):
 
-    def test_no_import_circles_but_the_one_issue_11_still_has_to_remove(self):
-        # xmpp/discovery.py <-> xmpp/streams.py is the circle left of issue 11's
-        # two; the S2S rewrite removes it, and then this set is empty.
-        self.assertEqual(cycles(graph()),
-                         {frozenset({"wavebox.xmpp.discovery", "wavebox.xmpp.streams"})})
+    def test_no_import_circles(self):
+        self.assertEqual(cycles(graph()), set())
 
     def test_the_model_imports_nothing_above_it_and_no_twisted(self):
         edges = graph()
@@ -116,6 +113,14 @@ class LayerTests(unittest.SynchronousTestCase):
                 self.assertEqual(above, [], name)
                 self.assertEqual([m for m in all_imports(dict(modules())[name])
                                   if m.split(".")[0] in ("twisted", "zope")], [], name)
+
+    def test_the_server_core_imports_nothing_above_it(self):
+        above = ("wavebox.config", "wavebox.service", "wavebox.cli", "wavebox.admin",
+                 "wavebox.metrics", "wavebox.console", "wavebox.web", "wavebox.federation",
+                 "wavebox.xmpp")
+        for name, targets in graph().items():
+            if name.startswith("wavebox.server"):
+                self.assertEqual(sorted(t for t in targets if t.startswith(above)), [], name)
 
     def test_the_cycle_finder_finds_a_lazy_circle(self):
         self.assertEqual(cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}),

@@ -5,10 +5,9 @@ hash, apply; on the remote, parse the bytes, verify, re-transform, apply, and
 end with the same state and the same history hash.
 """
 
-import datetime
-
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests import pki
 from wavebox import crypto
 from wavebox.model.conversation import append_blip_ops, create_wave, render
 from wavebox.model.delta import TransformedDelta, WaveletDelta
@@ -17,28 +16,16 @@ from wavebox.model.operations import AddParticipant, transform_delta
 from wavebox.model.wavelet import WaveletState
 from wavebox.wire import convert
 
-NOW = datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc)
 ALICE = ParticipantId("alice@a.test")
 BOB = ParticipantId("bob@b.test")
 
 
 class Pki:
-    _made = None
-
-    @classmethod
-    def get(cls):
-        if cls._made is None:
-            cls._made = cls()
-        return cls._made
+    """The signers of a.test and b.test and the root they chain to: the tests' one CA."""
 
     def __init__(self):
-        root_key, self.root = crypto.generate_key_and_certificate(
-            "Root", key_size=1024, ca=True, wave_extension=False, now=NOW)
-        self.signers = {}
-        for domain in ("a.test", "b.test"):
-            key, cert = crypto.generate_key_and_certificate(
-                domain, key_size=1024, issuer=(root_key, self.root), now=NOW)
-            self.signers[domain] = crypto.Signer(key, [cert], domain)
+        self.root = pki.ca()[1]
+        self.signers = {domain: pki.signer(domain) for domain in ("a.test", "b.test")}
 
 
 class Server:
@@ -65,7 +52,7 @@ class Server:
         """Host side: verify, transform, build the applied delta, hash, apply."""
         delta = convert.parse_wavelet_delta(signed.delta_bytes)
         crypto.verify_signed_delta(signed.delta_bytes, signed.signatures, self.signer_infos,
-                                   [self.pki.root], delta=delta, now=NOW)
+                                   [self.pki.root], delta=delta)
         current = self.state.hashed_version
         result = transform_delta(delta, self.history_from(delta.hashed_version), current)
         if result.is_duplicate:
@@ -79,8 +66,7 @@ class Server:
         """Remote side: parse the bytes, verify, re-run the transform, apply."""
         applied = convert.parse_applied_delta(applied_delta_bytes)
         crypto.verify_signed_delta(applied.delta_bytes, applied.signed_delta.signatures,
-                                   self.signer_infos, [self.pki.root], delta=applied.delta,
-                                   now=NOW)
+                                   self.signer_infos, [self.pki.root], delta=applied.delta)
         assert applied.applied_at == self.state.hashed_version
         result = transform_delta(applied.delta, self.history_from(applied.delta.hashed_version),
                                  self.state.hashed_version)
@@ -98,7 +84,7 @@ class Server:
 class HostAndRemoteTests(SynchronousTestCase):
 
     def setUp(self):
-        pki = Pki.get()
+        pki = Pki()
         self.ids = IdGenerator("a.test", seed="T")
         name, ops = create_wave(self.ids, ALICE)
         self.host = Server(name, pki)

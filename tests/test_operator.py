@@ -20,7 +20,7 @@ from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
 import wavebox
-from tests.helpers import CHECKOUT as ROOT, ServerProcess, TWISTD_TIMEOUT as TIMEOUT
+from tests.helpers import CHECKOUT as ROOT, TWISTD_TIMEOUT as TIMEOUT, start_twistd_wavebox
 from wavebox import config as wconfig
 from wavebox.cli.common import load_config
 from wavebox.store import lock as store_lock
@@ -38,29 +38,15 @@ class Servers:
         os.makedirs(self.dir)
         self.data = os.path.join(self.dir, "data")
 
+    @defer.inlineCallbacks
     def spawn(self, *extra, env=None, wait=True):
-        proc = ServerProcess()
-        args = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-                "-n", "--pidfile=", "--logfile=-", "wavebox",
-                "--domain", "a.test", "--data-dir", self.data,
-                "--console-interface", "127.0.0.1", "--console-port", "0",
-                "--s2s-interface", "127.0.0.1", "--s2s-port", "0"] + list(extra)
-        environ = dict(os.environ, PYTHONPATH=ROOT + os.pathsep
-                       + os.environ.get("PYTHONPATH", ""))
-        environ.pop("WAVEBOX_CONFIG", None)
-        environ.update(env or {})
-        reactor.spawnProcess(proc, sys.executable, args, env=environ, path=self.dir)
-        self.testcase.addCleanup(self._reap, proc)
-        if not wait:
-            proc.port.addErrback(lambda f: None)    # it may never listen, or say so in JSON
-            return defer.succeed(proc)
-        timer = reactor.callLater(TIMEOUT, proc.port.cancel)
-
-        def listening(port):
-            timer.cancel()
-            proc.console_port = port
-            return proc
-        return proc.port.addCallback(listening)
+        proc, _ = yield start_twistd_wavebox(
+            self.testcase, self.dir,
+            ["--domain", "a.test", "--data-dir", self.data,
+             "--console-interface", "127.0.0.1", "--console-port", "0",
+             "--s2s-interface", "127.0.0.1", "--s2s-port", "0"] + list(extra),
+            env=env, wait=wait)
+        return proc
 
     @defer.inlineCallbacks
     def spawn_json(self, *extra):
@@ -75,11 +61,6 @@ class Servers:
                 break
             yield deferLater(reactor, 0.1)
         raise AssertionError("no console in the JSON log:\n%s" % (proc.output,))
-
-    def _reap(self, proc):
-        if proc.running:
-            proc.transport.signalProcess("KILL")
-            return proc.ended
 
 
 def output_lines(proc):

@@ -13,7 +13,8 @@ from tx_xmpp.subprotocols import XMPPHandler
 from tests.helpers import wavebox_behind_prosody
 from tests.processes import poll_until
 from tests.prosody import ProsodyPeer
-from wavebox.xmpp.component import Backoff, ExternalComponent
+from wavebox.retry import RetryPolicy
+from wavebox.xmpp.component import ExternalComponent
 
 
 class CountingHandler(XMPPHandler):
@@ -43,7 +44,7 @@ class ComponentWithProsodyTests(unittest.TestCase):
         component = ExternalComponent(
             self.peer.ip, self.peer.component_port, self.peer.component_jid, secret,
             handlers=[self.counter] + list(handlers),
-            backoff=Backoff(initial=0.1, factor=2.0, maximum=2.0, jitter=0.0),
+            retry=RetryPolicy(initial=0.1, factor=2.0, maximum=2.0, jitter=0.0),
             refused_delay=refused_delay)
         component.log = Logger(observer=self.log_events.append)
         component.startService()
@@ -76,8 +77,8 @@ class ComponentWithProsodyTests(unittest.TestCase):
         self.assertTrue(component.authenticated)
         lost = self.log_lines(LogLevel.warn)
         self.assertTrue(any("lost the connection to XMPP server" in line for line in lost), lost)
-        # The handshake after the restart reset the backoff.
-        self.assertEqual(component.backoff.attempts, 0)
+        # The handshake after the restart reset the count of failures.
+        self.assertEqual(component.failures, 0)
 
     @defer.inlineCallbacks
     def test_wrong_secret_logs_one_line_per_attempt_and_waits_longer(self):

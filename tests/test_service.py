@@ -15,6 +15,7 @@ from twisted.trial import unittest
 from twisted.words.xish import domish
 
 import wavebox
+from tests.helpers import LogWatch
 from wavebox import service as wservice
 from wavebox.config import ConfigError, Options, load
 from wavebox.xmpp.disco import NS_WAVE_SERVER
@@ -25,7 +26,8 @@ CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(wavebox.__file__)))
 
 def config_for(testcase, **values):
     base = {"domain": ["a.test"], "data_dir": testcase.mktemp(), "s2s_interface": "127.0.0.2",
-            "s2s_port": "0", "nameserver": "127.0.0.1:1", "console_port": "0"}
+            "s2s_port": "0", "nameserver": "127.0.0.1:1", "console_port": "0",
+            "web_port": "0"}     # the web client only where a test asks, as start_wavebox
     base.update(values)
     return load(base)
 
@@ -99,10 +101,7 @@ class MakeServiceTests(unittest.TestCase):
         port = taken.getHost().port
         top = wservice.makeService(config_for(self, s2s_port=str(port)))
         top.twistd_options = {"pidfile": ""}
-        events = []
-        from twisted.logger import globalLogPublisher
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        events = LogWatch(self).events
         e = self.assertRaises(SystemExit, top.startService)
         yield top.stopService()
         self.assertEqual(e.code, 2)
@@ -167,10 +166,7 @@ class MakeServiceTests(unittest.TestCase):
         application = service.Application("test")
         self.patch(sys, "stdout", _Lines(lines))
         top.setServiceParent(application)
-        from twisted.logger import globalLogPublisher
-        seen = []
-        globalLogPublisher.addObserver(seen.append)
-        self.addCleanup(globalLogPublisher.removeObserver, seen.append)
+        seen = LogWatch(self).events
         for text in ("ConsoleFactory starting on 9876", "(TCP Port 9876 Closed)",
                      "something else from Twisted"):
             legacy.msg(text)

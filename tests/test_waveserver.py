@@ -733,9 +733,9 @@ class SigningPoolTests(ServerTestCase):
     """Deltas signed in threads keep their wavelet's order and wait for the store."""
 
     def setUp(self):
-        from tests.federation_fixtures import domain_signer
+        from tests import pki
         ServerTestCase.setUp(self)
-        self.signer = domain_signer("a.test")
+        self.signer = pki.signer("a.test")
         self.pool = ControlledPool()
         self.store = ControlledStore()
         self.store.hold = False
@@ -808,13 +808,13 @@ class RealSigningPoolTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_signs_in_its_threads_and_answers_in_the_reactor_thread(self):
         import threading
-        from tests.federation_fixtures import domain_signer
+        from tests import pki
         from wavebox.crypto import verify_signature
         from wavebox.server.waveserver import SigningPool
         pool = SigningPool(2)
         pool.start()
         self.addCleanup(pool.stop)
-        signer = domain_signer("a.test")
+        signer = pki.signer("a.test")
         where = []
 
         def sign(data):

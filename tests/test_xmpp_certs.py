@@ -10,6 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from twisted.trial import unittest
 
+from tests.helpers import LogWatch
 from wavebox import cli
 from wavebox.config import load
 from wavebox.xmpp import certs, tls
@@ -79,8 +80,7 @@ class SelfSignedTests(unittest.SynchronousTestCase):
         self.assertEqual(certs.certificate_names(cert), ["a.test", "wave.a.test", "c.test"])
 
     def test_policy_from_config_makes_a_self_signed_certificate_and_warns(self):
-        from tests.xmpp_fakes import LogCapture
-        logs = LogCapture(self)
+        logs = LogWatch(self)
         data = self.mktemp()
         config = load({"domain": ["a.test"], "data_dir": data})
         policy = tls.policy_from_config(config, ["a.test", "wave.a.test"])
@@ -89,8 +89,7 @@ class SelfSignedTests(unittest.SynchronousTestCase):
         self.assertEqual(logs.count("Peers that check certificates will not trust"), 1)
 
     def test_certificate_for_another_domain_is_a_warning_at_start_up(self):
-        from tests.xmpp_fakes import LogCapture
-        logs = LogCapture(self)
+        logs = LogWatch(self)
         out = self.mktemp()
         cert_path, key_path = certs.gencert("b.test", out=out)
         config = load({"domain": ["a.test"], "data_dir": self.mktemp(),
@@ -101,8 +100,7 @@ class SelfSignedTests(unittest.SynchronousTestCase):
             "wave.b.test)" % (cert_path,)), 1)
 
     def test_wildcard_certificate_names_the_wave_service(self):
-        from tests.xmpp_fakes import LogCapture
-        logs = LogCapture(self)
+        logs = LogWatch(self)
         directory = self.mktemp()
         cert_path, key_path = certs.ensure_self_signed(directory, ["a.test", "*.a.test"])
         config = load({"domain": ["a.test"], "data_dir": self.mktemp(),
@@ -111,8 +109,7 @@ class SelfSignedTests(unittest.SynchronousTestCase):
         self.assertEqual(logs.count("does not name"), 0)
 
     def test_tls_required_no_warns(self):
-        from tests.xmpp_fakes import LogCapture
-        logs = LogCapture(self)
+        logs = LogWatch(self)
         config = load({"domain": ["a.test"], "data_dir": self.mktemp(), "tls_required": "no"})
         policy = tls.policy_from_config(config, ["a.test"])
         self.assertFalse(policy.required)
@@ -200,9 +197,8 @@ class CertificateForRealDeploymentsTests(unittest.TestCase):
         self.assertIn("warning: it does not name wave.a.test", out)
 
     def test_a_certificate_expiring_within_14_days_is_a_start_up_warning(self):
-        from tests.xmpp_fakes import LogCapture
         for days, warned in ((10, 1), (20, 0)):
-            logs = LogCapture(self)
+            logs = LogWatch(self)
             key, leaf = certs.make_server_certificate(["a.test", "wave.a.test"], days=days)
             out = self.mktemp()
             os.makedirs(out)

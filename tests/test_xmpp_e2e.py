@@ -1,7 +1,7 @@
 """
 Two (or three) wavebox servers in one process, on the real reactor: real TCP
 on loopback (a.test on 127.0.0.2, b.test on 127.0.0.3, each on an ephemeral
-port), real STARTTLS with certificates from a test CA made here, dialback,
+port), real STARTTLS with certificates from the tests' CA (tests/pki.py), dialback,
 and a real DNS server on loopback (tests/dnsserver.py) with SRV and A
 records that carry the real ports.  The servers are built by
 ``wavebox.service.makeService`` from a configuration, as twistd builds them.
@@ -14,11 +14,11 @@ from twisted.trial import unittest
 from twisted.words.protocols.jabber import error
 from twisted.words.xish import domish
 
+from tests import pki
 from tests.dnsserver import A, SRV, ZoneServer, standard_records
 from tests.helpers import LogWatch
 from wavebox import service as wservice
 from wavebox.config import load
-from wavebox.xmpp import certs
 
 GUARD = 20      # seconds: a guard against hanging, never an assertion about speed
 
@@ -65,7 +65,7 @@ class TwoServers(unittest.TestCase):
     def setUp(self):
         self.log = LogWatch(self)
         self.dir = self.mktemp()
-        self.ca_cert, self.ca_key = certs.gencert_ca("wavebox test CA", self.dir)
+        self.ca_cert = pki.write_ca_file(self.dir)
         self.servers = {}
         self.values = {}
         self.zone = None
@@ -87,8 +87,8 @@ class TwoServers(unittest.TestCase):
         Start a server for ``domain``; :meth:`publish_dns` makes it known.
         ``chain``: PEM files whose certificates it sends after its own.
         """
-        ca_cert, ca_key = ca or (self.ca_cert, self.ca_key)
-        cert, key = certs.gencert(certificate_for or domain, self.dir, ca_cert, ca_key)
+        cert, key = pki.write_certificate_files(certificate_for or domain, self.dir,
+                                                **({"ca_name": ca} if ca else {}))
         for path in chain:
             with open(path, "rb") as extra, open(cert, "ab") as f:
                 f.write(extra.read())
@@ -234,8 +234,7 @@ class FederationTests(TwoServers):
 
     @defer.inlineCallbacks
     def test_peer_signed_by_a_ca_we_do_not_trust_is_told_in_plain_words(self):
-        other = certs.gencert_ca("another CA", self.mktemp())
-        self.start("c.test", ca=other)
+        self.start("c.test", ca="another CA")
         yield self.publish_dns()
         d = self.s2s("a.test").request(ping_iq("a.test", "c.test"))
         yield self.assertFailure(d.addTimeout(GUARD, reactor), error.StanzaError)
@@ -298,7 +297,7 @@ class WholeChainTests(TwoServers):
     def setUp(self):
         directory = self.mktemp()
         os.makedirs(directory)
-        self.other_root, _ = certs.gencert_ca("another trusted root", directory)
+        self.other_root = pki.write_ca_file(directory, "another trusted root")
         return TwoServers.setUp(self)
 
     def adjust(self, values):
@@ -323,8 +322,8 @@ class WholeChainTests(TwoServers):
         [line] = [line for line in self.log.lines
                   if line.startswith("outgoing S2S stream") and "c.test refused" in line]
         self.assertIn("refused: the chain it sent is not one path to trusted_ca: "
-                      "CN=wavebox test CA is issued by CN=wavebox test CA, not by the "
-                      "certificate after it, CN=another trusted root", line)
+                      "CN=Wavebox Federation Test CA is issued by CN=Wavebox Federation "
+                      "Test CA, not by the certificate after it, CN=another trusted root", line)
         self.assertNotIn("\n", line)
         self.assertFalse([s for s in self.s2s("c.test").incoming if s.authenticated])
 
@@ -338,7 +337,8 @@ class WholeChainTests(TwoServers):
         yield self.assertFailure(d.addTimeout(GUARD, reactor), error.StanzaError)
         self.assertEqual(self.log.count(
             "its TLS certificate proves no domain: the chain it sent is not one path to "
-            "trusted_ca: CN=wavebox test CA is issued by CN=wavebox test CA"), 1,
+            "trusted_ca: CN=Wavebox Federation Test CA is issued by "
+            "CN=Wavebox Federation Test CA"), 1,
             self.log.lines)
         self.assertFalse(self.log.count("c.test -> a.test accepted: its certificate proves"))
         self.assertFalse(self.log.count("c.test -> a.test authenticated by SASL EXTERNAL"))
@@ -397,8 +397,7 @@ class SystemTrustStoreTests(TwoServers):
 
     @defer.inlineCallbacks
     def test_peer_certificate_from_a_ca_not_in_the_system_store_is_refused(self):
-        other_ca, _ = certs.gencert_ca("a CA nobody trusts", self.mktemp())
-        self.system_store = other_ca
+        self.system_store = pki.write_ca_file(self.mktemp(), "a CA nobody trusts")
         self.start("c.test")
         yield self.publish_dns()
         d = self.s2s("c.test").request(ping_iq("c.test", "a.test"))

@@ -11,6 +11,7 @@ from twisted.trial import unittest
 from twisted.words.xish import domish
 
 from tests import xmpp_fakes as fx
+from tests.helpers import LogWatch
 from tests.test_xmpp_streams import condition_of, message
 from wavebox import config as wconfig
 from wavebox.xmpp import component, elementstream, limits, streams
@@ -44,7 +45,7 @@ class Base(unittest.SynchronousTestCase):
         self.service, self.network, self.resolver, self.clock = fx.make_service(
             table={"b.test": [("127.0.0.3", 5269)]})
         self.addCleanup(self.service.stopService)
-        self.log = fx.LogCapture(self)
+        self.log = LogWatch(self)
         self.delivered = []
         self.service.local.xmlstream.addObserver("/message", self.delivered.append)
 
@@ -94,7 +95,7 @@ class RestrictedXMLTests(Base):
 
     def test_the_component_stream_refuses_a_dtd_too(self):
         factory = component.ComponentStreamFactory(
-            component.ComponentAuthenticator("wave.a.test", "secret"), None)
+            component.ComponentAuthenticator("wave.a.test", "secret"))
         xs = factory.buildProtocol(None)
         transport = StringTransport()
         xs.makeConnection(transport)

@@ -5,6 +5,8 @@ from twisted.trial import unittest
 from twisted.words.xish import domish
 
 from tests import xmpp_fakes as fx
+from tests.helpers import LogWatch
+from wavebox.retry import RetryPolicy
 from wavebox.xmpp import ping
 
 
@@ -35,7 +37,7 @@ class ResponderTests(unittest.SynchronousTestCase):
         self.assertEqual(list(answer.elements()), [])
 
     def test_fedone_ping_gets_a_receipt_with_the_same_id_and_swapped_addresses(self):
-        log = fx.LogCapture(self)
+        log = LogWatch(self)
         self.peer.feed(
             "<message type='normal' id='ping-1' from='wave.b.test' to='wave.a.test'>"
             "<ping xmlns='http://waveprotocol.org/protocol/0.2/waveserver'/>"
@@ -56,7 +58,7 @@ class PingerTestCase(unittest.SynchronousTestCase):
         self.addCleanup(self.service.stopService)
         self.sent = []
         self.service.send = self.sent.append
-        self.log = fx.LogCapture(self)
+        self.log = LogWatch(self)
 
     def pinger(self, locate=None, **kw):
         pinger = ping.ServerPinger(self.service, "wave.a.test", ["b.test"], locate=locate,
@@ -164,7 +166,7 @@ class PingerRetryTests(PingerTestCase):
         self.assertEqual(self.log.count("sending ping to b.test"), 1)
 
     def test_retries_wait_twice_as_long_each_time_up_to_the_cap(self):
-        self.pinger(retry_initial=10, retry_max=600)
+        self.pinger(retry=RetryPolicy(10, 600, attempts=12))
         delays = []
         for _ in range(8):
             self.bounce(self.sent[-1])
@@ -184,7 +186,7 @@ class PingerRetryTests(PingerTestCase):
         self.assertEqual(len(self.sent), 2)
 
     def test_pinging_stops_after_the_last_attempt(self):
-        self.pinger(attempts=3)
+        self.pinger(retry=RetryPolicy(10, 600, attempts=3))
         for _ in range(3):
             self.bounce(self.sent[-1])
             self.clock.advance(3600)

@@ -9,6 +9,7 @@ from twisted.words.protocols.jabber import error
 from twisted.words.xish import domish
 
 from tests import xmpp_fakes as fx
+from tests.helpers import LogWatch
 from wavebox.xmpp import dialback, streams
 
 
@@ -36,7 +37,7 @@ class ReceivingStreamTests(unittest.SynchronousTestCase):
     def setUp(self):
         self.service, self.network, self.resolver, self.clock = fx.make_service()
         self.addCleanup(self.service.stopService)
-        self.log = fx.LogCapture(self)
+        self.log = LogWatch(self)
         self.delivered = []
         self.service.local.xmlstream.addObserver("/message", self.delivered.append)
 
@@ -318,7 +319,7 @@ class RoutingTests(unittest.SynchronousTestCase):
         tried = len(self.network.attempts)
         self.service.send(message("a.test", "bob@b.test", "later"))
         self.assertEqual(len(self.network.attempts), tried)
-        self.clock.advance(self.service.backoff_initial + 0.1)
+        self.clock.advance(self.service.retry.initial + 0.1)
         self.assertEqual(len(self.network.attempts), tried + 1)
         peer = fx.answer_outgoing(self.network)
         peer.take()
@@ -556,7 +557,7 @@ class RequestTests(unittest.SynchronousTestCase):
         self.clock.advance(5)
         f = self.failureResultOf(d, error.StanzaError)
         self.assertEqual(f.value.condition, "remote-server-timeout")
-        self.assertEqual(self.service._requests, {})
+        self.assertEqual(list(self.service._requests), [])
 
     def test_unreachable_peer_fails_the_request_with_the_bounce(self):
         d = self.service.request(iq("a.test", "b.test"))
@@ -632,7 +633,7 @@ class OutageLogTests(unittest.SynchronousTestCase):
         self.service, self.network, _, self.clock = fx.make_service(
             table={"b.test": [("127.0.0.3", 5269)]})
         self.addCleanup(self.service.stopService)
-        self.log = fx.LogCapture(self)
+        self.log = LogWatch(self)
 
     def fail_once(self):
         self.service.send(message("a.test", "bob@b.test"))

@@ -10,7 +10,6 @@ from twisted.internet import defer, task
 from twisted.internet.address import IPv4Address
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.testing import StringTransport
-from twisted.logger import globalLogPublisher
 from twisted.words.xish import domish
 from zope.interface import alsoProvides
 
@@ -216,19 +215,3 @@ def answer_outgoing(network, index=-1, sender="b.test", tls=True, dialback_error
     peer.feed("<stream:features><dialback xmlns='urn:xmpp:features:dialback'>%s</dialback>"
               "</stream:features>" % ("<errors/>" if dialback_errors else ""))
     return peer
-
-
-class LogCapture:
-    """Collects log events while a test runs."""
-
-    def __init__(self, testcase):
-        self.events = []
-        globalLogPublisher.addObserver(self.events.append)
-        testcase.addCleanup(globalLogPublisher.removeObserver, self.events.append)
-
-    def messages(self):
-        from twisted.logger import formatEvent
-        return [formatEvent(e) for e in self.events]
-
-    def count(self, text):
-        return sum(1 for m in self.messages() if text in m)

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 from twisted.python import usage
 
+from wavebox.server import login
+
 
 class ConfigError(Exception):
     """A configuration value is wrong.  The message names the option."""
@@ -309,13 +311,14 @@ OPTIONS += [
 
 # Issue 9: logins (the console's, and any other front end's) and the console's limits.
 OPTIONS += [
-    Option("login-account-failures", _positive_int, 5, "failed logins of one account "
-           "before each further try must wait (1 s, doubling up to --login-backoff-max)"),
-    Option("login-ip-failures", _positive_int, 20, "failed logins from one client address "
-           "(an IPv6 client: its /64), all accounts together, before each further try "
-           "must wait"),
-    Option("login-backoff-max", _positive_float, 300.0, "longest wait, in seconds, "
-           "between two login tries after repeated failures"),
+    Option("login-account-failures", _positive_int, login.DEFAULT_ACCOUNT_FAILURES,
+           "failed logins of one account before each further try must wait (1 s, "
+           "doubling up to --login-backoff-max)"),
+    Option("login-ip-failures", _positive_int, login.DEFAULT_IP_FAILURES,
+           "failed logins from one client address (an IPv6 client: its /64), all "
+           "accounts together, before each further try must wait"),
+    Option("login-backoff-max", _positive_float, login.DEFAULT_BACKOFF_MAX,
+           "longest wait, in seconds, between two login tries after repeated failures"),
     Option("console-max-sessions", _positive_int, 100, "console sessions open at once; "
            "one more is told the console is full and closed"),
     Option("console-max-sessions-per-ip", _positive_int, 20, "console sessions open at "

@@ -34,6 +34,7 @@ from twisted.web import resource, server
 from zope.interface import implementer
 
 from wavebox import __version__
+from wavebox.clock import default_clock
 from wavebox.server.interfaces import IWaveletListener
 
 log = Logger()
@@ -113,8 +114,7 @@ class Metrics:
     """The registry and its instruments, hooked to the running server ``top``."""
 
     def __init__(self, top, domains, clock=None):
-        if clock is None:
-            from twisted.internet import reactor as clock
+        clock = default_clock(clock)
         self.registry = CollectorRegistry(auto_describe=True)
         self.deltas = Counter("wavebox_deltas_applied", "durable deltas, by the origin of "
                               "their author", ["origin"], registry=self.registry)

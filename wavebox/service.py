@@ -4,10 +4,12 @@ services of ``twistd wavebox``.  The only module that knows every layer.
 
 In start order: the store and the wave server core, the console; the XMPP
 server-to-server service (listening on ``s2s_interface:s2s_port`` for every
-hosted domain and its wave service JID), told what to advertise in disco;
-the XEP-0199 / FedOne ping responder; peer discovery over DNS; the start-up
-ping of each ``--xmpp_server_ping`` domain; and the wave federation service
-(it starts after the store is open, and stops before it closes).
+hosted domain and its wave service JID); the XEP-0199 / FedOne ping
+responder; peer discovery over DNS; the start-up ping of each
+``--xmpp_server_ping`` domain; and the wave federation service (it starts
+after the store is open, and stops before it closes), joined to the XMPP
+layer by :mod:`wavebox.federation.xmppglue` as the tests join it.  Each
+handler declares its own disco identities and features.
 
 In component mode (``--component``, XEP-0114) an XMPP server does S2S for
 us: instead of the S2S service there is one component stream, with the same
@@ -29,9 +31,6 @@ from wavebox import __version__, logsetup, sdnotify
 from wavebox.config import ConfigError
 
 log = Logger()
-
-WAVE_IDENTITY_NAME = "wavebox"
-
 
 class WaveboxService(service.MultiService):
     """
@@ -183,23 +182,9 @@ def makeServiceFromOptions(options):
     return top
 
 
-def advertise(s2s, config):
-    """Tell the XMPP layer what each hosted domain and its wave service are (XEP-0030)."""
-    from wavebox.xmpp.disco import NS_WAVE_SERVER, WAVE_IDENTITY
-    from wavebox.xmpp.ping import NS_PING, NS_RECEIPTS
-    disco = s2s.disco
-    for domain in config.domains:
-        jid = config.service_jid(domain)
-        disco.add_identity(domain, "server", "im", WAVE_IDENTITY_NAME)
-        disco.add_feature(domain, NS_PING)
-        disco.add_item(domain, jid)
-        disco.add_identity(jid, WAVE_IDENTITY[0], WAVE_IDENTITY[1], WAVE_IDENTITY_NAME)
-        for feature in (NS_PING, NS_RECEIPTS, NS_WAVE_SERVER):
-            disco.add_feature(jid, feature)
-
-
 def makeService(config, reactor=None):
     from wavebox import certpath
+    from wavebox.federation.xmppglue import S2STransport, XMPPTransport
     from wavebox.xmpp import streams
     from wavebox.xmpp.discovery import WaveServiceDiscovery
     from wavebox.xmpp.ping import PingResponder, ServerPinger
@@ -217,7 +202,8 @@ def makeService(config, reactor=None):
         top = _component_mode(top, config, reactor)
         component = top.xmpp
         _make_federation(config, top, top.wave_server, component,
-                         component.locate_wave_service, service_jid=lambda domain: component.jid)
+                         XMPPTransport(component, component.locate_wave_service),
+                         service_jid=lambda domain: component.jid)
         _make_metrics(config, top, reactor)
         _make_admin(config, top, reactor)
         return top
@@ -232,28 +218,21 @@ def makeService(config, reactor=None):
         # Unreadable certificate or key, mismatched pair: stop with one line.
         raise ConfigError("--certificate: cannot use the TLS certificate and key: %s" % (e,))
     s2s.setServiceParent(top)
-    advertise(s2s, config)
     s2s.add_handler(PingResponder())
 
     discovery = WaveServiceDiscovery(resolver, s2s.find_wave_service, clock=reactor,
                                      service_prefix=config.wave_service_prefix)
     top.discovery = discovery
-
-    def locate(domain):
-        def found(result):
-            s2s.set_endpoints(result.jid, result.endpoints)
-            return result.jid
-        return discovery.discover(domain).addCallback(found)
-
+    transport = S2STransport(s2s, discovery)
     pinger = ServerPinger(s2s, config.service_jid(config.domains[0]), config.xmpp_server_ping,
-                          locate=locate, clock=reactor, forget=discovery.forget)
+                          locate=transport.discover, clock=reactor, forget=transport.forget)
     pinger.setName("ping")
     pinger.setServiceParent(top)
     top.s2s = s2s
     top.xmpp = s2s
     top.resolver = resolver
     _AnswerRelay(top.wave_server, s2s).setServiceParent(top)
-    _make_federation(config, top, top.wave_server, s2s, locate, forget=discovery.forget)
+    _make_federation(config, top, top.wave_server, s2s, transport)
     _make_metrics(config, top, reactor)
     _make_admin(config, top, reactor)
     return top
@@ -508,16 +487,6 @@ def _make_wave_services(config, top):
     return wave_server
 
 
-def advertise_component(component, config):
-    """In component mode we answer only for the component JID: the wave service."""
-    from wavebox.xmpp.disco import NS_WAVE_SERVER, WAVE_IDENTITY
-    from wavebox.xmpp.ping import NS_PING, NS_RECEIPTS
-    jid = component.jid
-    component.disco.add_identity(jid, WAVE_IDENTITY[0], WAVE_IDENTITY[1], WAVE_IDENTITY_NAME)
-    for feature in (NS_PING, NS_RECEIPTS, NS_WAVE_SERVER):
-        component.disco.add_feature(jid, feature)
-
-
 def makeComponentService(config, reactor=None):
     """
     Component mode (XEP-0114): one stream to the XMPP server's component port,
@@ -529,7 +498,6 @@ def makeComponentService(config, reactor=None):
     host, port = config.component
     component = ExternalComponent(host, port, config.component_jid, config.component_secret,
                                   reactor=reactor)
-    advertise_component(component, config)
     component.add_handler(PingResponder())
     return component
 
@@ -562,23 +530,26 @@ def _trusted_roots(config):
             config.trusted_ca, getattr(e, "strerror", None) or e))
 
 
-def _make_federation(config, top, wave_server, xmpp, locate, forget=None, service_jid=None):
+def _make_federation(config, top, wave_server, xmpp, transport, service_jid=None):
     """
     The wave federation service (host, remote, outbox) on the XMPP layer
-    (``xmpp``: the S2S service or the XEP-0114 component; ``locate(domain)``
-    finds a peer's wave service JID).  Added after the wave server core, it
+    (``xmpp``: the S2S service or the XEP-0114 component; ``transport``: the
+    xmppglue transport over it).  Added after the wave server core, it
     starts after the store is open and stops before it closes.
     """
     from wavebox.federation.service import FederationService
     from wavebox.federation.signers import SignerInfos
-    from wavebox.federation.xmppglue import FederationHandler, XMPPTransport
+    from wavebox.federation.xmppglue import FederationHandler
+    from wavebox.retry import RetryPolicy
 
     signers = SignerInfos(None, own=[s.signer_info for s in wave_server.signers.values()],
                           trusted_roots=_trusted_roots(config),
                           verify_signatures=config.verify_signatures)
     federation = FederationService(
-        wave_server, XMPPTransport(xmpp, locate, forget), service_jid or config.service_jid,
-        signers, outbox_options={"max_backoff": config.federation_retry_max,
+        wave_server, transport, service_jid or config.service_jid,
+        signers, outbox_options={"retry": RetryPolicy(
+                                     min(1.0, config.federation_retry_max),
+                                     config.federation_retry_max),
                                  "give_up": config.federation_give_up})
     xmpp.add_handler(FederationHandler(federation))
     federation.setServiceParent(top)

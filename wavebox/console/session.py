@@ -24,6 +24,7 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
+from wavebox.clock import default_clock
 from wavebox.console import view
 from wavebox.console.limits import CLOSE_GRACE, ConsoleLimits, LineQueue, SessionRefusal
 from wavebox.model.delta import HashedVersion, WaveletDelta
@@ -65,8 +66,7 @@ class ConsoleFactory(protocol.ServerFactory):
 
     def __init__(self, wave_server, domains, verify_password=verify_password_in_thread,
                  login_guard=None, clock=None, limits=None):
-        if clock is None:
-            from twisted.internet import reactor as clock
+        clock = default_clock(clock)
         self.wave_server = wave_server
         self.domains = list(domains)
         self.clock = clock

@@ -25,6 +25,7 @@ holds items at once when we start (:meth:`Outbox.resume`).
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from wavebox.clock import default_clock
 from wavebox.federation.errors import UNREACHABLE, as_federation_error
 from wavebox.federation.stanzas import FederationError
 from wavebox.model.errors import ModelError
@@ -53,8 +54,7 @@ class StartupCatchUp:
 
     def __init__(self, server, remote, clock=None, delay=DEFAULT_DELAY, pause=DEFAULT_PAUSE,
                  concurrency=DEFAULT_CONCURRENCY):
-        if clock is None:
-            from twisted.internet import reactor as clock
+        clock = default_clock(clock)
         self.server = server
         self.remote = remote
         self.clock = clock

@@ -38,13 +38,15 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from wavebox.clock import default_clock
 from wavebox.federation import stanzas
+from wavebox.retry import RetryPolicy
 
 log = Logger()
 
 DEFAULT_RECEIPT_TIMEOUT = 30.0   # the Java senders' 30 s (§1.2)
-DEFAULT_INITIAL_BACKOFF = 1.0
-DEFAULT_MAX_BACKOFF = 300.0
+#: After a failure: 1 s, then twice as long each time, up to 5 minutes.
+DEFAULT_RETRY = RetryPolicy(initial=1.0, maximum=300.0)
 DEFAULT_WINDOW = 8               # messages in flight per destination
 DEFAULT_BATCH = 16               # queued items per message when catching up
 DEFAULT_GIVE_UP = 7 * 24 * 3600.0  # seconds unreachable before a destination is dropped
@@ -76,13 +78,6 @@ def item_range(stanza_id):
         return int(first), int(last)
     except ValueError:
         return None
-
-
-def backoff_delay(attempts, initial=DEFAULT_INITIAL_BACKOFF, maximum=DEFAULT_MAX_BACKOFF):
-    """Seconds to wait after ``attempts`` failures in a row: initial·2^(n-1), capped."""
-    if attempts <= 0:
-        return 0.0
-    return min(maximum, initial * (2 ** min(attempts - 1, 62)))
 
 
 def encode_payload(from_jid, updates):
@@ -407,8 +402,7 @@ class DestinationQueue:
         if give_up is not None and now_ms - self.since_ms >= give_up * 1000:
             self.outbox.give_up_on(self, reason)
             return
-        delay = backoff_delay(self.attempts, self.outbox.initial_backoff,
-                              self.outbox.max_backoff)
+        delay = self.outbox.retry.delay(self.attempts)
         next_ms = now_ms + int(delay * 1000)
         log.warn("outbox to {dest}: {reason}; {n}{more} update(s) queued, failure {a}, "
                  "retrying in {delay:g}s", dest=self.destination, reason=reason,
@@ -434,6 +428,10 @@ class DestinationQueue:
 
     def _retry(self):
         self.retry_call = None
+        # The wait just logged is the whole wait: the transport does not add
+        # one of its own (its routes to the peer were backing off too).
+        if self.outbox.retrying is not None:
+            self.outbox.retrying(self.destination)
         self.kick()
 
     def stop(self):
@@ -455,25 +453,26 @@ class Outbox:
     ``send(element)`` hands a stanza to XMPP (it may return a Deferred that
     fails when the stanza cannot be delivered); ``discover(domain)`` gives the
     peer's wave service JID (a Deferred); ``forget(domain)``, if given, drops
-    what discovery cached about a peer that just failed us.
+    what discovery cached about a peer that just failed us; ``retrying(domain)``,
+    if given, tells the transport that a wait is over and the queue tries the
+    peer again now.  ``retry`` is the :class:`~wavebox.retry.RetryPolicy` of
+    the waits.
     """
 
-    def __init__(self, store, send, discover, clock=None, forget=None,
+    def __init__(self, store, send, discover, clock=None, forget=None, retrying=None,
                  receipt_timeout=DEFAULT_RECEIPT_TIMEOUT,
-                 initial_backoff=DEFAULT_INITIAL_BACKOFF,
-                 max_backoff=DEFAULT_MAX_BACKOFF,
+                 retry=DEFAULT_RETRY,
                  window=DEFAULT_WINDOW, batch=DEFAULT_BATCH, give_up=DEFAULT_GIVE_UP,
                  claim_interval=DEFAULT_CLAIM_INTERVAL):
-        if clock is None:
-            from twisted.internet import reactor as clock
+        clock = default_clock(clock)
         self.store = store
         self.send = send
         self.discover = discover
         self.forget = forget
+        self.retrying = retrying
         self.clock = clock
         self.receipt_timeout = receipt_timeout
-        self.initial_backoff = initial_backoff
-        self.max_backoff = max_backoff
+        self.retry = retry
         self.window = window
         self.batch = batch
         self.give_up = give_up      # seconds of failures in a row before dropping; None: never

@@ -43,6 +43,10 @@ class ITransport(Interface):
     def discover(domain):
         """Fires with the JID of ``domain``'s wave service (§8.2)."""
 
+    def retry_now(domain):
+        """The outbox waited out a failure of ``domain`` and tries it again now:
+        no further wait of the transport's own should come on top (optional)."""
+
 
 @implementer(IDeliveryStatus)
 class FederationService(service.Service):
@@ -63,6 +67,7 @@ class FederationService(service.Service):
         self.signers = signers
         self.outbox = Outbox(server.store, transport.send, transport.discover, clock=clock,
                              forget=getattr(transport, "forget", None),
+                             retrying=getattr(transport, "retry_now", None),
                              **(outbox_options or {}))
         self.host = FederationHost(server, self.outbox, signers, service_jid,
                                    transport.discover, transport=transport,

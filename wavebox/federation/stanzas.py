@@ -24,7 +24,9 @@ Wire facts this module pins (they are why the code looks the way it does):
   the signer post response has ``node="signer"`` on its ``<item>``;
 * errors do not echo the payload (§1.8).
 
-Only twisted.words.xish and base64: no wave model here.
+Only twisted.words, base64 and the namespaces the XMPP layer owns (the
+wave service's, ``wavebox.xmpp.disco``; XEP-0184 receipts, ``wavebox.xmpp.ping``):
+no wave model here.
 """
 
 import base64
@@ -32,14 +34,15 @@ import binascii
 import re
 from dataclasses import dataclass, field
 
+from twisted.words.protocols.jabber.error import NS_XMPP_STANZAS as NS_STANZAS
 from twisted.words.protocols.jabber.error import STANZA_CONDITIONS, StanzaError
 from twisted.words.xish import domish
 
-NS_WAVE = "http://waveprotocol.org/protocol/0.2/waveserver"
+from wavebox.xmpp.disco import NS_WAVE_SERVER as NS_WAVE
+from wavebox.xmpp.ping import NS_RECEIPTS
+
 NS_PUBSUB = "http://jabber.org/protocol/pubsub"
 NS_PUBSUB_EVENT = "http://jabber.org/protocol/pubsub#event"
-NS_RECEIPTS = "urn:xmpp:receipts"
-NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 NS_XML = "http://www.w3.org/XML/1998/namespace"
 
 NODE_WAVELET = "wavelet"

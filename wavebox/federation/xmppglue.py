@@ -5,19 +5,22 @@ and the seed's peer discovery (:mod:`wavebox.xmpp.discovery`): the
 and the tx_xmpp handler that hands it the stanzas for our wave service JIDs.
 
 The XMPP layer knows nothing of waves; this module is where the two meet,
-through its public API only (``send``, ``request``, ``add_handler``; for
-S2S also ``set_endpoints`` and discovery's ``discover``/``forget``; for the
-XEP-0114 component, ``locate_wave_service``).
+through its public API only (``send``, ``request``, ``retry_now``,
+``add_handler``; for S2S also ``set_endpoints`` and discovery's
+``discover``/``forget``; for the XEP-0114 component, ``locate_wave_service``).
 """
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.words.protocols.jabber import jid
+from tx_xmpp.disco import DiscoFeature, DiscoIdentity, DiscoItem, IDisco
 from tx_xmpp.subprotocols import XMPPHandler
 from zope.interface import implementer
 
 from wavebox.federation import stanzas
 from wavebox.federation.service import ITransport
 from wavebox.federation.trust import jid_domain
+from wavebox.xmpp.disco import WAVE_IDENTITY
 
 log = Logger()
 
@@ -55,6 +58,10 @@ class XMPPTransport:
         if self._forget is not None:
             self._forget(domain)
 
+    def retry_now(self, domain):
+        """The outbox waited for ``domain`` and tries it now: so does the XMPP layer."""
+        self.xmpp.retry_now(domain)
+
 
 def S2STransport(s2s, discovery):
     """The transport over our own S2S service and the seed's discovery steps."""
@@ -66,12 +73,49 @@ def S2STransport(s2s, discovery):
     return XMPPTransport(s2s, locate, discovery.forget)
 
 
-class FederationHandler(XMPPHandler):
-    """Gives the federation service every stanza of ours it speaks for."""
+#: The name in our disco identities.
+IDENTITY_NAME = "wavebox"
 
-    def __init__(self, federation):
+
+@implementer(IDisco)
+class FederationHandler(XMPPHandler):
+    """
+    Gives the federation service every stanza of ours it speaks for, and
+    declares in disco what it serves: each hosted domain is a server with
+    its wave service as an item; each wave service JID has the wave
+    identity, receipts (XEP-0184, which updates ask for) and the wave
+    federation feature (wave protocol notes 8.2).
+    """
+
+    def __init__(self, federation, name=IDENTITY_NAME):
         XMPPHandler.__init__(self)
         self.federation = federation
+        self.name = name
+
+    def _hosted(self, target):
+        """The hosted domain ``target`` is (a bare domain JID), or None."""
+        if target.user or target.resource:
+            return None
+        for domain in self.federation.server.domains:
+            if domain == target.host and domain not in self.federation.jids:
+                return domain
+        return None
+
+    def getDiscoInfo(self, requestor, target, nodeIdentifier=""):
+        if nodeIdentifier or target.user or target.resource:
+            return []
+        if target.host in self.federation.jids:
+            return [DiscoIdentity(WAVE_IDENTITY[0], WAVE_IDENTITY[1], self.name),
+                    DiscoFeature(stanzas.NS_RECEIPTS), DiscoFeature(stanzas.NS_WAVE)]
+        if self._hosted(target):
+            return [DiscoIdentity("server", "im", self.name)]
+        return []
+
+    def getDiscoItems(self, requestor, target, nodeIdentifier=""):
+        domain = None if nodeIdentifier else self._hosted(target)
+        if domain is None:
+            return []
+        return [DiscoItem(jid.internJID(self.federation.service_jid(domain)))]
 
     def connectionInitialized(self):
         self.xmlstream.addObserver(IQ_REQUEST, self.on_iq)

@@ -34,19 +34,19 @@ from collections import OrderedDict
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from wavebox.config import options_by_key
+from wavebox.clock import default_clock
 from wavebox.model.errors import InvalidParticipantId
 from wavebox.model.ids import ParticipantId
 from wavebox.store import accounts
 
 log = Logger()
 
-# The defaults are the options' (--login-account-failures, --login-ip-failures,
-# --login-backoff-max): one place says them.
-_OPTIONS = options_by_key()
-DEFAULT_ACCOUNT_FAILURES = _OPTIONS["login_account_failures"].default
-DEFAULT_IP_FAILURES = _OPTIONS["login_ip_failures"].default
-DEFAULT_BACKOFF_MAX = _OPTIONS["login_backoff_max"].default
+# The defaults of --login-account-failures, --login-ip-failures and
+# --login-backoff-max: said here, where they mean something, and read by the
+# option table (wavebox.config), which sits above the server core.
+DEFAULT_ACCOUNT_FAILURES = 5
+DEFAULT_IP_FAILURES = 20
+DEFAULT_BACKOFF_MAX = 300.0
 #: The first wait, in seconds; each further failure doubles it.
 BACKOFF_BASE = 1.0
 #: Seconds without a failure after which an account or address starts afresh.
@@ -154,8 +154,7 @@ class LoginGuard:
                  account_failures=DEFAULT_ACCOUNT_FAILURES, ip_failures=DEFAULT_IP_FAILURES,
                  backoff_max=DEFAULT_BACKOFF_MAX, max_entries=DEFAULT_MAX_ENTRIES,
                  dummy=None):
-        if clock is None:
-            from twisted.internet import reactor as clock
+        clock = default_clock(clock)
         self.server = server
         self.clock = clock
         self.verify = verify

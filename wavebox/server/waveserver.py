@@ -25,6 +25,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from wavebox.clock import default_clock
 from wavebox.model.delta import HashedVersion, SignedDelta, WaveletDelta
 from wavebox.model.errors import InvalidDelta, InvalidHashedVersion, ModelError
 from wavebox.model.ids import ParticipantId, WaveletName
@@ -61,8 +62,7 @@ class WaveServer:
 
     def __init__(self, store, domains, signers=None, clock=None, snapshot_interval=100,
                  signing_pool=None, max_loaded=None, idle_time=None):
-        if clock is None:
-            from twisted.internet import reactor as clock
+        clock = default_clock(clock)
         self._store = None
         self.store = store
         self.domains = tuple(d.lower() for d in domains)

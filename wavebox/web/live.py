@@ -28,6 +28,7 @@ from twisted.internet import defer, interfaces
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from wavebox.clock import default_clock
 from wavebox.model import conversation
 from wavebox.model.delta import HashedVersion, WaveletDelta
 from wavebox.model.errors import InvalidParticipantId, ModelError
@@ -498,8 +499,7 @@ class LiveFactory(WebSocketServerFactory):
     def __init__(self, wave_server, sessions, clock=None, queue_limit=1000,
                  output_limit=4 * 1024 * 1024, max_sockets=None):
         WebSocketServerFactory.__init__(self)
-        if clock is None:
-            from twisted.internet import reactor as clock
+        clock = default_clock(clock)
         self.wave_server = wave_server
         self.sessions = sessions
         self.clock = clock

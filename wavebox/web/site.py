@@ -25,6 +25,7 @@ from twisted.web.util import redirectTo
 
 from autobahn.twisted.resource import WebSocketResource
 
+from wavebox.clock import default_clock
 from wavebox.server.login import LoginRefused
 from wavebox.web.live import LiveFactory, expected_origins, session_token
 from wavebox.web.sessions import COOKIE, Sessions, TooManySessions
@@ -206,8 +207,7 @@ class WebClient:
 
     def __init__(self, wave_server, login_guard, clock=None, max_sessions=1000,
                  session_idle=7 * 86400.0, queue_limit=1000, output_limit=4 * 1024 * 1024):
-        if clock is None:
-            from twisted.internet import reactor as clock
+        clock = default_clock(clock)
         self.wave_server = wave_server
         self.login_guard = login_guard
         self.sessions = Sessions(clock, max_sessions=max_sessions, idle=session_idle)

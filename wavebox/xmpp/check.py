@@ -11,10 +11,9 @@ import os
 from twisted.internet import defer
 from twisted.internet.error import DNSLookupError
 
-from wavebox.xmpp.discovery import (DiscoveryFailed, WaveServiceDiscovery,
-                                    default_disco_for_check)
+from wavebox.xmpp.discovery import DiscoveryFailed, WaveServiceDiscovery
 from wavebox.xmpp.resolver import DnspythonResolver, DNSTimeoutError, describe_dns_error
-from wavebox.xmpp.streams import TLSUnavailable
+from wavebox.xmpp.streams import TLSUnavailable, make_check_disco
 
 
 #: A name no zone has (RFC 6761): a live name server answers it at once.
@@ -122,7 +121,7 @@ def run_check(reactor, domain, config, out, disco=None, connect=None, discover=N
         return 1
     if discover is None:
         if disco is None:
-            disco = default_disco_for_check(config)
+            disco = make_check_disco(config)
         discovery = WaveServiceDiscovery(resolver, disco, clock=reactor,
                                          service_prefix=config.wave_service_prefix)
         discover = discovery.discover

@@ -22,31 +22,34 @@ Finding a remote server (DNS, dialback) is the XMPP server's work;
 and falls back to the ``wave.`` guess.
 
 The server may restart or refuse us.  :class:`ExternalComponent` then
-reconnects with capped, jittered exponential backoff (:class:`Backoff`), which
-is reset only by a successful handshake, so that a server that accepts the TCP
-connection and refuses the handshake is never retried in a fast loop.  A
-refused handshake is logged as one line that says what to fix, and the next
-attempt waits at least ``refused_delay`` seconds.
+reconnects through Twisted's ``ClientService``, which waits as the house's
+one :class:`~wavebox.retry.RetryPolicy` says (capped, jittered, exponential).
+The failures are counted from the last successful handshake, not from the
+last TCP connection, so that a server that accepts the TCP connection and
+refuses the handshake is never retried in a fast loop.  A refused handshake
+is logged as one line that says what to fix, and the next attempt waits at
+least ``refused_delay`` seconds.
 """
 
 import hashlib
-import random
 
 from twisted.application import service
-from twisted.internet import defer, error as net_error, protocol
+from twisted.application.internet import ClientService
+from twisted.internet import defer, endpoints, error as net_error, protocol
 from twisted.logger import Logger
 from twisted.python import failure
-from twisted.words.protocols.jabber import error, xmlstream
+from twisted.words.protocols.jabber import xmlstream
 from twisted.words.xish import domish
 from twisted.words.xish.xmlstream import XmlStreamFactoryMixin
 from tx_xmpp.subprotocols import StreamManager
 
+from wavebox.retry import RetryPolicy
 from wavebox.xmpp.disco import DiscoResponder, find_wave_service
+from wavebox.xmpp.requests import RequestTracker
+from wavebox.xmpp.stanza import NS_COMPONENT, to_stream_namespace
 from wavebox.xmpp.elementstream import RestrictedXmlStream
 from wavebox.xmpp.limits import error_reply
 
-NS_COMPONENT_ACCEPT = "jabber:component:accept"
-_STANZA_NAMESPACES = (None, "", "jabber:client", "jabber:server")
 UNHANDLED_REQUEST = "/iq[@type='get' or @type='set']"
 
 # Stream error conditions that mean "this server will not take this component
@@ -65,51 +68,14 @@ def handshake_digest(stream_id, secret):
     return hashlib.sha1((stream_id + secret).encode("utf-8")).hexdigest()
 
 
-class Backoff:
-    """
-    Delays between reconnection attempts: ``initial``, times ``factor`` after
-    each attempt, capped at ``maximum``.  Each delay is shortened by up to
-    ``jitter`` (a fraction) so that many components do not retry in step;
-    the reduction is less than the growth, so delays still increase until
-    the cap.
-    """
-
-    def __init__(self, initial=1.0, factor=2.0, maximum=120.0, jitter=0.2, random=random.random):
-        if not (initial > 0 and factor > 1 and maximum >= initial and 0 <= jitter < 1):
-            raise ValueError("bad backoff parameters")
-        self.initial = initial
-        self.factor = factor
-        self.maximum = maximum
-        self.jitter = jitter
-        self._random = random
-        self.attempts = 0
-
-    def next(self):
-        """The delay before the next attempt; later calls give longer delays."""
-        base = min(self.initial * self.factor ** self.attempts, self.maximum)
-        self.attempts += 1
-        return base * (1.0 - self.jitter * self._random())
-
-    def reset(self):
-        self.attempts = 0
+#: Reconnection: 1 s, then twice as long each time up to 2 minutes, each wait
+#: shortened by up to a fifth so that many components do not retry in step.
+DEFAULT_RETRY = RetryPolicy(initial=1.0, maximum=120.0, jitter=0.2)
 
 
 def to_component_namespace(element):
-    """
-    Put a stanza (and children that inherited its namespace) into the
-    stream's ``jabber:component:accept``, so that it goes out without an
-    ``xmlns`` of its own: Prosody checks the addresses only of stanzas in
-    the stream's namespace (or ``jabber:client``).
-    """
-    if element.uri in _STANZA_NAMESPACES:
-        old = element.uri
-        element.uri = NS_COMPONENT_ACCEPT
-        if element.defaultUri in _STANZA_NAMESPACES:
-            element.defaultUri = NS_COMPONENT_ACCEPT
-        for child in element.elements():
-            if child.uri == old:
-                to_component_namespace(child)
-    return element
+    """A stanza (and children that inherited it) in ``jabber:component:accept``."""
+    return to_stream_namespace(element, NS_COMPONENT)
 
 
 class HandshakeRefused(Exception):
@@ -143,7 +109,7 @@ class HandshakeInitializer:
         xs.addOnetimeObserver("/handshake", self._accepted)
         xs.addOnetimeObserver(xmlstream.STREAM_ERROR_EVENT, self._refused)
         xs.addOnetimeObserver(xmlstream.STREAM_END_EVENT, self._ended)
-        handshake = domish.Element((NS_COMPONENT_ACCEPT, "handshake"))
+        handshake = domish.Element((NS_COMPONENT, "handshake"))
         handshake.addContent(handshake_digest(xs.sid or "", self.secret))
         xs.send(handshake)
         return self._deferred
@@ -181,7 +147,7 @@ class HandshakeInitializer:
 class ComponentAuthenticator(xmlstream.ConnectAuthenticator):
     """Opens a version-less ``jabber:component:accept`` stream to the component JID."""
 
-    namespace = NS_COMPONENT_ACCEPT
+    namespace = NS_COMPONENT
 
     def __init__(self, jid, secret):
         xmlstream.ConnectAuthenticator.__init__(self, jid)
@@ -194,26 +160,36 @@ class ComponentAuthenticator(xmlstream.ConnectAuthenticator):
         xs.initializers = [HandshakeInitializer(xs, self.secret)]
 
 
-class ComponentStreamFactory(XmlStreamFactoryMixin, protocol.ClientFactory):
-    """
-    Builds component streams; reconnection is :class:`ExternalComponent`'s
-    job (not ReconnectingClientFactory's, which resets its delay on every TCP
-    connection and so would retry a refused handshake in a fast loop).
-    """
+class ComponentStreamFactory(XmlStreamFactoryMixin, protocol.Factory):
+    """Builds component streams; ``ClientService`` connects them, again and again."""
 
     # No DTD, entities or oversized stanzas from the XMPP server either (RFC 6120 11.1).
     protocol = RestrictedXmlStream
 
-    def __init__(self, authenticator, component):
+    def __init__(self, authenticator):
         XmlStreamFactoryMixin.__init__(self, authenticator)
         self.authenticator = authenticator
-        self.component = component
 
-    def clientConnectionFailed(self, connector, reason):
-        self.component._attemptEnded(reason, connected=False)
 
-    def clientConnectionLost(self, connector, reason):
-        self.component._attemptEnded(reason, connected=True)
+class _AttemptEndpoint:
+    """
+    The XMPP server's component port, as ``ClientService`` connects to it:
+    each attempt is announced to the component, and the reason of one that
+    fails is kept, so that the line that says when we retry also says why.
+    """
+
+    def __init__(self, endpoint, component):
+        self._endpoint = endpoint
+        self._component = component
+
+    def connect(self, factory):
+        self._component._attempt_started()
+        d = self._endpoint.connect(factory)
+
+        def failed(reason):
+            self._component._connect_failure = reason
+            return reason
+        return d.addErrback(failed)
 
 
 class ExternalComponent(StreamManager, service.Service):
@@ -234,7 +210,7 @@ class ExternalComponent(StreamManager, service.Service):
     connect_timeout = 10
 
     def __init__(self, host, port, jid, secret, handlers=(), reactor=None,
-                 backoff=None, refused_delay=60.0, request_timeout=30.0):
+                 retry=DEFAULT_RETRY, refused_delay=60.0, request_timeout=30.0):
         if reactor is None:
             from twisted.internet import reactor
         self.host = host
@@ -242,17 +218,24 @@ class ExternalComponent(StreamManager, service.Service):
         self.jid = jid
         self.domains = [jid]
         self.request_timeout = request_timeout
-        self.backoff = backoff if backoff is not None else Backoff()
+        self.retry = retry
         self.refused_delay = refused_delay
         self.authenticated = False
+        #: Attempts that ended without a handshake since the last one that had one.
+        self.failures = 0
         self.next_delay = None
-        self._connector = None
-        self._retry = None
+        self._was_connected = False
+        self._connect_failure = None
+        self._lost_reason = None
         self._refusal = None
         self._stream_error = None
-        self._stopped = []
-        StreamManager.__init__(self, ComponentStreamFactory(
-            ComponentAuthenticator(jid, secret), self), reactor)
+        factory = ComponentStreamFactory(ComponentAuthenticator(jid, secret))
+        StreamManager.__init__(self, factory, reactor)
+        self._requests = RequestTracker(reactor, request_timeout)
+        self._client = ClientService(
+            _AttemptEndpoint(endpoints.TCP4ClientEndpoint(
+                reactor, host, port, timeout=self.connect_timeout), self),
+            factory, retryPolicy=self._next_attempt_delay, clock=reactor)
         self.disco = DiscoResponder()
         self.add_handler(self.disco)
         for handler in handlers:
@@ -302,30 +285,18 @@ class ExternalComponent(StreamManager, service.Service):
             element["from"] = self.jid
         if not element.getAttribute("id"):
             element.addUniqueId()
-        key = element["id"]
-        if key in self._iqDeferreds:
-            return defer.fail(ValueError("an iq with id %r is already waiting" % (key,)))
-        d = defer.Deferred(lambda _: self._forget_request(key))
-        self._iqDeferreds[key] = d
-        timeout = self.request_timeout if timeout is None else timeout
-        call = self._reactor.callLater(timeout, self._request_timed_out, key)
-
-        def cancel_timer(result):
-            if call.active():
-                call.cancel()
-            return result
-        d.addBoth(cancel_timer)
+        try:
+            # The XMPP server checks the answers' addresses for its components.
+            d = self._requests.track(element, self.request_timeout if timeout is None
+                                     else timeout, check_addresses=False)
+        except ValueError:
+            return defer.fail()
         self.send(element)
         return d
 
-    def _forget_request(self, key):
-        self._iqDeferreds.pop(key, None)
-
-    def _request_timed_out(self, key):
-        d = self._iqDeferreds.pop(key, None)
-        if d is not None:
-            d.errback(error.StanzaError("remote-server-timeout", type="wait",
-                                        text="no answer in time"))
+    def _onIQResponse(self, iq):
+        """StreamManager's observer of iq results and errors: the tracker answers them."""
+        self._requests.answer(iq)
 
     def find_wave_service(self, domain, endpoints=None, sender=None):
         """Which JID of ``domain`` is a wave service (XEP-0030, through the XMPP server)."""
@@ -358,45 +329,38 @@ class ExternalComponent(StreamManager, service.Service):
 
     def startService(self):
         service.Service.startService(self)
-        self._connect()
+        self._client.startService()
 
     def stopService(self):
         """Stop reconnecting and close the stream; fires once it is closed."""
         service.Service.stopService(self)
-        if self._retry is not None and self._retry.active():
-            self._retry.cancel()
-        self._retry = None
-        connector, self._connector = self._connector, None
-        if connector is None:
-            return defer.succeed(None)
-        d = defer.Deferred()
-        self._stopped.append(d)
         if self.xmlstream is not None and self.authenticated:
             self.xmlstream.sendFooter()
-        connector.disconnect()
-        return d
+        return self._client.stopService()
+
+    def retry_now(self, domain):
+        """Reaching other servers, and when to retry them, is the XMPP server's business."""
 
     # --- connection attempts ---------------------------------------------------
 
-    def _connect(self):
-        self._retry = None
-        self._refusal = None
+    def _attempt_started(self):
+        self._was_connected = False
+        self._connect_failure = None
+        self._lost_reason = None
         self.log.debug("connecting to XMPP server {where} as component {jid}",
                        where=self.where, jid=self.jid)
-        self._connector = self._reactor.connectTCP(self.host, self.port, self.factory,
-                                                   timeout=self.connect_timeout)
 
-    def _attemptEnded(self, reason, connected):
-        """One connection (or attempt) is over: schedule the next one."""
-        stopped, self._stopped = self._stopped, []
-        if not self.running:
-            for d in stopped:
-                d.callback(None)
-            return
-        self._connector = None
+    def _next_attempt_delay(self, failed_attempts):
+        """
+        ``ClientService``'s retry policy: an attempt (or a connection) is
+        over; the wait before the next one, logged with what ended this one.
+        ``ClientService`` counts from the last TCP connection; the count that
+        matters here, :attr:`failures`, runs from the last handshake.
+        """
+        self.failures += 1
+        delay = self.retry.delay(self.failures)
         refusal, self._refusal = self._refusal, None
         stream_error, self._stream_error = self._stream_error, None
-        delay = self.backoff.next()
         if refusal is not None:
             delay = max(delay, self.refused_delay)
             explanation = _REFUSALS.get(refusal.condition, "handshake refused")
@@ -405,23 +369,27 @@ class ExternalComponent(StreamManager, service.Service):
                 "(stream error {refusal}); retrying in {delay:.0f} s",
                 where=self.where, jid=self.jid, explanation=explanation,
                 refusal=str(refusal), delay=delay)
-        elif connected:
+        elif self._was_connected:
+            lost = self._lost_reason
             why = ("stream error %s" % (stream_error,) if stream_error
-                   else reason.getErrorMessage())
+                   else lost.getErrorMessage() if lost is not None else "connection closed")
             self.log.warn("lost the connection to XMPP server {where} ({why}); "
                           "reconnecting in {delay:.1f} s", where=self.where,
                           why=why, delay=delay)
         else:
+            reason = self._connect_failure
             self.log.warn("cannot connect to XMPP server {where} as component {jid} "
                           "({reason}); retrying in {delay:.1f} s", where=self.where,
-                          jid=self.jid, reason=reason.getErrorMessage(), delay=delay)
+                          jid=self.jid, delay=delay,
+                          reason=reason.getErrorMessage() if reason is not None else "?")
         self.next_delay = delay
-        self._retry = self._reactor.callLater(delay, self._connect)
+        return delay
 
     # --- StreamManager events --------------------------------------------------
 
     def _connected(self, xs):
         self.authenticated = False
+        self._was_connected = True
         xs.addObserver(xmlstream.STREAM_ERROR_EVENT, self._onStreamError)
         StreamManager._connected(self, xs)
 
@@ -432,7 +400,7 @@ class ExternalComponent(StreamManager, service.Service):
 
     def _authd(self, xs):
         self.authenticated = True
-        self.backoff.reset()
+        self.failures = 0
         original_send = xs.send
 
         def send(obj):
@@ -460,4 +428,6 @@ class ExternalComponent(StreamManager, service.Service):
 
     def _disconnected(self, reason):
         self.authenticated = False
+        self._lost_reason = reason if isinstance(reason, failure.Failure) else None
         StreamManager._disconnected(self, reason)
+        self._requests.fail_all(self._lost_reason or failure.Failure(net_error.ConnectionDone()))

@@ -41,12 +41,11 @@ import secrets
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python import failure
-from twisted.words.protocols.jabber import jid
+from twisted.words.protocols.jabber import error, jid
 from twisted.words.xish import domish
 
 NS_DIALBACK = "jabber:server:dialback"
 NS_DIALBACK_FEATURE = "urn:xmpp:features:dialback"
-NS_STANZA_ERRORS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
 SECRET_FILE = "dialback.secret"
 
@@ -161,9 +160,9 @@ def _error_element(name, sender, recipient, condition, error_type="cancel", stre
     element = _element(name, sender, recipient, stream_id=stream_id, answer="error")
     err = element.addElement("error")
     err["type"] = error_type
-    err.addElement((NS_STANZA_ERRORS, condition))
+    err.addElement((error.NS_XMPP_STANZAS, condition))
     if text:
-        err.addElement((NS_STANZA_ERRORS, "text"), content=text[:ERROR_TEXT_LIMIT])
+        err.addElement((error.NS_XMPP_STANZAS, "text"), content=text[:ERROR_TEXT_LIMIT])
     return element
 
 
@@ -173,7 +172,7 @@ def _error_details(element):
     for child in element.elements():
         if child.name == "error":
             for part in child.elements():
-                if part.uri != NS_STANZA_ERRORS:
+                if part.uri != error.NS_XMPP_STANZAS:
                     continue
                 if part.name == "text":
                     text = str(part)[:ERROR_TEXT_LIMIT].strip() or None

@@ -3,19 +3,21 @@ Service Discovery (XEP-0030): the responder for our JIDs, and the question
 :mod:`wavebox.xmpp.discovery` asks a remote domain ("which of your JIDs is a
 wave service?").
 
-The responder knows only what it is told: the wiring registers each JID we
-answer for with its identities, features and items (for a hosted domain, a
-``server``/``im`` identity and the wave service JID as an item; for the wave
-service, the ``collaboration``/``google-wave`` identity and the wave
-federation feature, wave-protocol notes section 8.2).  Any other JID of ours
-gets ``service-unavailable`` (RFC 6120 8.3.3.19: do not reveal which
-accounts exist).
+The responder knows only what the handlers on the stream declare (tx_xmpp's
+``IDisco``): the ping responder its ping feature, the federation (for a
+hosted domain) a ``server``/``im`` identity and the wave service JID as an
+item and (for the wave service) the ``collaboration``/``google-wave``
+identity, receipts and the wave federation feature, wave-protocol notes
+section 8.2.  Any other JID of ours gets ``service-unavailable`` (RFC 6120
+8.3.3.19: do not reveal which accounts exist).
 
 A remote domain hosts a wave service when disco#info of one of its items (or
 of the domain itself) shows the ``collaboration``/``google-wave`` identity or
 the ``http://waveprotocol.org/protocol/0.2/waveserver`` feature; Wave in a
 Box only checks the feature, FedOne the identity, so either is enough.
 """
+
+import collections
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -38,35 +40,45 @@ DISCO_ITEMS_GET = "/iq[@type='get']/query[@xmlns='%s']" % (NS_DISCO_ITEMS,)
 log = Logger()
 
 
-class _Entity:
-    def __init__(self):
-        self.identities = []
-        self.features = [NS_DISCO_INFO, NS_DISCO_ITEMS]
-        self.items = []
+class DiscoUnavailable(Exception):
+    """The disco callable cannot ask at all (e.g. no S2S layer); go on without disco."""
+
+
+#: What a JID of ours is (category, type, name), offers, and lists.
+Entity = collections.namedtuple("Entity", "identities features items")
 
 
 class DiscoResponder(XMPPHandler):
-    """Answers disco#info and disco#items for the JIDs it was told about."""
+    """
+    Answers disco#info and disco#items for our JIDs.  What a JID is and
+    offers is declared by the handlers beside this one on the stream: each
+    that provides tx_xmpp's ``IDisco`` is asked (``getDiscoInfo``,
+    ``getDiscoItems``) for the JID a query is sent to, so a handler says
+    what it serves where it is written (the ping responder its pings, the
+    federation its wave service).  ``add_identity``/``add_feature``/
+    ``add_item`` declare more by hand.  A JID for which nothing is declared
+    is not answered (the stream says ``service-unavailable``).
+    """
 
     def __init__(self):
         XMPPHandler.__init__(self)
-        self._entities = {}
+        self._declared = {}         # JID -> (identities, features, items), declared by hand
 
-    def _entity(self, entity):
-        return self._entities.setdefault(jid.internJID(entity).full(), _Entity())
+    def _entry(self, entity):
+        return self._declared.setdefault(jid.internJID(entity).full(), ([], [], []))
 
     def add_identity(self, entity, category, kind, name=None):
-        identities = self._entity(entity).identities
+        identities = self._entry(entity)[0]
         if (category, kind, name) not in identities:
             identities.append((category, kind, name))
 
     def add_feature(self, entity, feature):
-        features = self._entity(entity).features
+        features = self._entry(entity)[1]
         if feature not in features:
             features.append(feature)
 
     def add_item(self, entity, item, name=None):
-        items = self._entity(entity).items
+        items = self._entry(entity)[2]
         if (item, name) not in items:
             items.append((item, name))
 
@@ -74,12 +86,41 @@ class DiscoResponder(XMPPHandler):
         self.xmlstream.addObserver(DISCO_INFO_GET, self.on_info)
         self.xmlstream.addObserver(DISCO_ITEMS_GET, self.on_items)
 
-    def _known(self, iq):
-        target = iq.getAttribute("to")
+    def _declarers(self):
+        return [h for h in (self.parent or ()) if h is not self and txdisco.IDisco.providedBy(h)]
+
+    def _entity(self, entity):
+        """
+        (identities, features, items) of ``entity`` (a JID string), from the
+        handlers and by hand; None when nothing is declared for it.  The
+        handlers' answers must be ready at once (they are, here).
+        """
         try:
-            return self._entities.get(jid.internJID(target).full())
-        except (jid.InvalidFormat, TypeError):
+            target = jid.internJID(entity)
+        except (jid.InvalidFormat, TypeError, UnicodeError):
             return None
+        identities, features, items = (list(x) for x in self._declared.get(target.full(),
+                                                                            ([], [], [])))
+        known = target.full() in self._declared
+        for handler in self._declarers():
+            for element in handler.getDiscoInfo(None, target, ""):
+                known = True
+                if isinstance(element, txdisco.DiscoIdentity):
+                    if (element.category, element.type, element.name) not in identities:
+                        identities.append((element.category, element.type, element.name))
+                elif isinstance(element, txdisco.DiscoFeature) and element not in features:
+                    features.append(str(element))
+            for element in handler.getDiscoItems(None, target, ""):
+                known = True
+                if (element.entity.full(), element.name) not in items:
+                    items.append((element.entity.full(), element.name))
+        if not known:
+            return None
+        return Entity(identities, [NS_DISCO_INFO, NS_DISCO_ITEMS]
+                      + [f for f in features if f not in (NS_DISCO_INFO, NS_DISCO_ITEMS)], items)
+
+    def _known(self, iq):
+        return self._entity(iq.getAttribute("to"))
 
     def _answer(self, iq, query):
         iq.handled = True

@@ -40,7 +40,9 @@ from twisted.internet import defer
 from twisted.internet.error import TimeoutError as ConnectTimeoutError
 from twisted.logger import Logger
 
-from wavebox.xmpp.resolver import (NoServiceError, ResolutionError,
+from wavebox.clock import default_clock
+from wavebox.xmpp.disco import DiscoUnavailable
+from wavebox.xmpp.resolver import (NoServiceError, ResolutionError, Trace,
                                    ResolutionTimeout, resolve_server)
 
 # Defaults in the spirit of Wave in a Box's disco cache: a found peer is
@@ -52,30 +54,6 @@ DISCO_TIMEOUT = 30.0
 
 REMOTE_SERVER_NOT_FOUND = "remote-server-not-found"
 REMOTE_SERVER_TIMEOUT = "remote-server-timeout"
-
-
-class Trace:
-    """The lines ``step N: what happened``, in order, logged as they come."""
-
-    log = Logger()
-
-    def __init__(self, domain):
-        self.domain = domain
-        self.lines = []
-
-    def step(self, number, text):
-        line = "step %d: %s" % (number, text)
-        self.lines.append(line)
-        self.log.debug("discovery of {domain}: {line}", domain=self.domain, line=line)
-
-    def __iter__(self):
-        return iter(self.lines)
-
-    def __len__(self):
-        return len(self.lines)
-
-    def __str__(self):
-        return "\n".join(self.lines)
 
 
 @dataclass(frozen=True)
@@ -108,10 +86,6 @@ class DiscoveryFailed(Exception):
 
     def __str__(self):
         return "%s: %s (%s)" % (self.domain, self.reason, self.condition)
-
-
-class DiscoUnavailable(Exception):
-    """The disco callable cannot ask at all (e.g. no S2S layer); go on without disco."""
 
 
 def _is_timeout(error):
@@ -164,8 +138,7 @@ class WaveServiceDiscovery:
     def __init__(self, resolver, disco, clock=None, success_ttl=SUCCESS_TTL,
                  failure_ttl=FAILURE_TTL, disco_timeout=DISCO_TIMEOUT,
                  service_prefix="wave", random=_random):
-        if clock is None:
-            from twisted.internet import reactor as clock
+        clock = default_clock(clock)
         self.resolver = resolver
         self.disco = disco
         self.clock = clock
@@ -392,23 +365,3 @@ class WaveServiceDiscovery:
 
 
 # --- `wavebox check` glue --------------------------------------------------------
-
-def _no_disco(domain, endpoints):
-    return defer.fail(DiscoUnavailable("not available (no S2S layer)"))
-
-
-def default_disco_for_check(config):
-    """
-    The disco callable ``wavebox check`` uses: the S2S layer's, once it
-    exists (``wavebox.xmpp.streams.make_check_disco(config)``); until then one
-    that says disco is not available, so the check goes on to the guess.
-    """
-    try:
-        from wavebox.xmpp.streams import make_check_disco
-    except ModuleNotFoundError as e:
-        # Only the absence of the module itself; a streams module that is
-        # there but broken must show.
-        if e.name != "wavebox.xmpp.streams":
-            raise
-        return _no_disco
-    return make_check_disco(config)

@@ -21,8 +21,12 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.words.protocols.jabber.xmlstream import toResponse
 from twisted.words.xish import domish
+from tx_xmpp.disco import DiscoFeature, IDisco
 from tx_xmpp.subprotocols import XMPPHandler
+from zope.interface import implementer
 
+from wavebox.clock import default_clock
+from wavebox.retry import RetryPolicy
 from wavebox.xmpp.disco import NS_WAVE_SERVER
 
 NS_PING = "urn:xmpp:ping"
@@ -31,6 +35,10 @@ NS_RECEIPTS = "urn:xmpp:receipts"
 XMPP_PING = "/iq[@type='get']/ping[@xmlns='%s']" % (NS_PING,)
 WAVE_PING = "/message/ping[@xmlns='%s']" % (NS_WAVE_SERVER,)
 RECEIPT = "/message/received[@xmlns='%s']" % (NS_RECEIPTS,)
+
+#: The start-up pings of a peer that does not answer: 10 s, then twice as
+#: long each time up to 10 minutes, 12 pings in all.
+DEFAULT_RETRY = RetryPolicy(initial=10.0, maximum=600.0, attempts=12)
 
 log = Logger()
 
@@ -47,8 +55,22 @@ def wave_ping(sender, recipient, ping_id):
     return message
 
 
+@implementer(IDisco)
 class PingResponder(XMPPHandler):
-    """Answers XEP-0199 pings and FedOne server pings sent to our JIDs."""
+    """
+    Answers XEP-0199 pings and FedOne server pings sent to our JIDs, and
+    says so in disco: every domain of the stream (``parent.is_local``) has
+    the ping feature.
+    """
+
+    def getDiscoInfo(self, requestor, target, nodeIdentifier=""):
+        if (nodeIdentifier or target.user or target.resource
+                or not self.parent.is_local(target.host)):
+            return []
+        return [DiscoFeature(NS_PING)]
+
+    def getDiscoItems(self, requestor, target, nodeIdentifier=""):
+        return []
 
     def connectionInitialized(self):
         self.xmlstream.addObserver(XMPP_PING, self.on_xmpp_ping)
@@ -91,9 +113,9 @@ class ServerPinger(service.Service):
     """
     At start-up, send the FedOne ping from ``sender`` (our wave service JID)
     to the wave service of each domain in ``domains``; a peer that does not
-    answer is pinged again after ``retry_initial`` seconds, then after twice
-    as long each time up to ``retry_max``, ``attempts`` times in all or until
-    it answers.  The first failure is a warning that says so; the ones after
+    answer is pinged again as the :class:`~wavebox.retry.RetryPolicy`
+    ``retry`` says (10 s, then twice as long each time up to 10 minutes, 12
+    times in all), or until it answers.  The first failure is a warning that says so; the ones after
     it are logged at debug level, so an outage is one line, not one per try.
 
     ``locate(domain)`` fires with that domain's wave service JID (the wiring
@@ -104,10 +126,8 @@ class ServerPinger(service.Service):
     """
 
     def __init__(self, s2s, sender, domains, locate=None, clock=None, timeout=60.0,
-                 prefix="wave", forget=None, retry_initial=10.0, retry_max=600.0,
-                 attempts=12):
-        if clock is None:
-            from twisted.internet import reactor as clock
+                 prefix="wave", forget=None, retry=DEFAULT_RETRY):
+        clock = default_clock(clock)
         self.s2s = s2s
         self.sender = sender
         self.domains = list(domains)
@@ -115,9 +135,7 @@ class ServerPinger(service.Service):
         self.forget = forget
         self.clock = clock
         self.timeout = timeout
-        self.retry_initial = retry_initial
-        self.retry_max = retry_max
-        self.attempts = attempts
+        self.retry = retry
         self._waiting = {}      # ping id -> (domain, service jid, Deferred, timeout call)
         self._start_call = None
         self._retry_calls = {}  # domain -> the delayed call of its next start-up ping
@@ -160,19 +178,19 @@ class ServerPinger(service.Service):
         answered, why = result
         if answered or why is None or not self.running:
             return
-        if attempt >= self.attempts:
+        if self.retry.exhausted(attempt):
             if attempt == 1:
                 log.warn("{why}", why=why)
             else:
                 log.info("{why}; no answer from {domain} in {n} attempts: not pinging it "
                          "again", why=why, domain=domain, n=attempt)
             return
-        delay = min(self.retry_max, self.retry_initial * 2 ** min(attempt - 1, 30))
+        delay = self.retry.delay(attempt)
         if attempt == 1:
             log.warn("{why}; pinging it again in {delay:.0f}s, then less and less often (up "
                      "to every {most:.0f}s, {n} attempts in all) until it answers; until then "
                      "further failures are logged at debug level", why=why, delay=delay,
-                     most=self.retry_max, n=self.attempts)
+                     most=self.retry.maximum, n=self.retry.attempts)
         else:
             log.debug("{why}; attempt {attempt}, next in {delay:.0f}s", why=why,
                       attempt=attempt, delay=delay)

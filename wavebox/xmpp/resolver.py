@@ -21,6 +21,7 @@ import dns.exception
 import dns.resolver
 from twisted.internet import defer, threads
 from twisted.internet.error import DNSLookupError
+from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
 # RFC 6120 3.2.2: with no SRV record, the domain itself on the registered port.
@@ -28,6 +29,35 @@ XMPP_SERVER_PORT = 5269
 XMPP_SERVER_SERVICE = "_xmpp-server._tcp."
 # XEP-0368: the same service over TLS from the first byte.
 XMPPS_SERVER_SERVICE = "_xmpps-server._tcp."
+
+
+class Trace:
+    """
+    The lines ``step N: what happened``, in order, logged as they come: what
+    the seed's discovery (:mod:`wavebox.xmpp.discovery`) and the S2S
+    service's resolution write while they look a peer up.  Here, below both,
+    so that each can import it.
+    """
+
+    log = Logger()
+
+    def __init__(self, domain):
+        self.domain = domain
+        self.lines = []
+
+    def step(self, number, text):
+        line = "step %d: %s" % (number, text)
+        self.lines.append(line)
+        self.log.debug("discovery of {domain}: {line}", domain=self.domain, line=line)
+
+    def __iter__(self):
+        return iter(self.lines)
+
+    def __len__(self):
+        return len(self.lines)
+
+    def __str__(self):
+        return "\n".join(self.lines)
 
 
 # --- values -----------------------------------------------------------------
@@ -332,7 +362,7 @@ def resolve_server(resolver, domain, trace, srv_step=1, target_step=2, a_step=3,
     Where to connect for the XMPP domain ``domain``: the seed's steps 1-4
     (the hostname resolution of RFC 6120 3.2).  Every query is written to
     ``trace`` (anything with ``step(number, text)``, see
-    :class:`wavebox.xmpp.discovery.Trace`) under the step numbers given, so
+    :class:`Trace`) under the step numbers given, so
     the same function tells steps 1-4, 7 and 10.
 
     Deferred[list[Endpoint]], in the order to try them: SRV targets in

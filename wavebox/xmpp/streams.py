@@ -97,19 +97,19 @@ from twisted.words.protocols.jabber.xmlstream import XMPPHandlerCollection
 from twisted.words.xish import domish
 from twisted.words.xish.utility import XmlPipe
 
+from wavebox.retry import RetryPolicy
 from wavebox.xmpp import dialback as db
 from wavebox.xmpp import limits as xlimits
 from wavebox.xmpp import sasl
 from wavebox.xmpp.disco import DiscoResponder, find_wave_service
 from wavebox.xmpp.elementstream import (
     MAX_DEPTH, MAX_STANZA_SIZE, MAX_UNAUTHENTICATED_STANZA_SIZE, RestrictedXmlStream, XMLRefused)
+from wavebox.xmpp.requests import RequestTracker
 from wavebox.xmpp.resolver import ResolutionTimeout
+from wavebox.xmpp.stanza import NS_SERVER, parse_jid, to_stream_namespace
 from wavebox.xmpp.tls import TLSVerdict
 
 NS_STREAMS = xmlstream.NS_STREAMS
-NS_SERVER = "jabber:server"
-NS_CLIENT = "jabber:client"
-NS_COMPONENT = "jabber:component:accept"
 NS_TLS = xmlstream.NS_XMPP_TLS
 
 STANZA_KINDS = ("message", "presence", "iq")
@@ -158,29 +158,9 @@ def _describe(reason):
     return "%s: %s" % (type(value).__name__, text) if text else type(value).__name__
 
 
-def parse_jid(value):
-    if not value:
-        return None
-    try:
-        return jid.internJID(value)
-    except (jid.InvalidFormat, UnicodeError):
-        return None
-
-
 def to_server_namespace(element):
-    """
-    Put a stanza (and children that inherited it) into ``jabber:server``:
-    handlers often build ``jabber:client`` or namespace-less stanzas.
-    """
-    if element.uri in (None, "", NS_CLIENT, NS_COMPONENT):
-        old = element.uri
-        element.uri = NS_SERVER
-        if element.defaultUri in (None, "", NS_CLIENT, NS_COMPONENT):
-            element.defaultUri = NS_SERVER
-        for child in element.elements():
-            if child.uri == old:
-                to_server_namespace(child)
-    return element
+    """A stanza (and children that inherited it) in ``jabber:server``, as S2S sends it."""
+    return to_stream_namespace(element, NS_SERVER)
 
 
 # --- one TCP connection ------------------------------------------------------
@@ -903,6 +883,10 @@ class LocalEntities(XMPPHandlerCollection):
     def send(self, obj):
         self.xmlstream.send(obj)
 
+    def is_local(self, domain):
+        """Whether ``domain`` is one of ours (handlers declare what they serve for those)."""
+        return self._server.is_local(domain)
+
     def request(self, request):
         """tx_xmpp's ``StreamManager.request``: a ``generic.Request`` or an iq element."""
         if domish.IElement.providedBy(request):
@@ -971,7 +955,7 @@ class S2SService(service.Service):
                  max_unauthenticated_stanza_size=MAX_UNAUTHENTICATED_STANZA_SIZE,
                  max_depth=MAX_DEPTH, limits=None, stranger_share=None,
                  connect_timeout=30.0, dialback_timeout=30.0, negotiation_timeout=30.0,
-                 request_timeout=30.0, backoff_initial=2.0, backoff_max=60.0,
+                 request_timeout=30.0, retry=RetryPolicy(initial=2.0, maximum=60.0),
                  hint_lifetime=3600.0, close_grace=2.0, no_multiplex_lifetime=3600.0,
                  s2s_auth="any", tls_port=None):
         if reactor is None:
@@ -1008,8 +992,7 @@ class S2SService(service.Service):
         self.dialback_timeout = dialback_timeout
         self.negotiation_timeout = negotiation_timeout
         self.request_timeout = request_timeout
-        self.backoff_initial = backoff_initial
-        self.backoff_max = backoff_max
+        self.retry = retry
         self.hint_lifetime = hint_lifetime
         self.close_grace = close_grace
         self.no_multiplex_lifetime = no_multiplex_lifetime
@@ -1020,7 +1003,7 @@ class S2SService(service.Service):
         self.incoming = set()
         self.outgoing = []
         self.routes = {}
-        self._requests = {}
+        self._requests = RequestTracker(self.clock, request_timeout)
         # f(iq) -> True when it took an answer no request of ours waits for
         # (several processes for one domain: it may be another's).
         self.unmatched_answer = None
@@ -1076,24 +1059,14 @@ class S2SService(service.Service):
             iq["from"] = self.default_domain
         if not iq.getAttribute("id"):
             iq.addUniqueId()
-        key = iq["id"]
-        if key in self._requests:
-            return defer.fail(ValueError("an iq with id %r is already waiting" % (key,)))
-        recipient, sender = parse_jid(iq.getAttribute("to")), parse_jid(iq["from"])
-        if recipient is None or sender is None:
-            return defer.fail(ValueError("an iq request needs a valid 'to' and 'from'"))
-
-        def cancel(d):
-            self._forget_request(key)
-
-        d = defer.Deferred(cancel)
-        timeout = self.request_timeout if timeout is None else timeout
-        call = self.clock.callLater(timeout, self._request_timed_out, key)
-        self._requests[key] = (d, recipient.full(), sender.full(), call)
+        try:
+            d = self._requests.track(iq, self.request_timeout if timeout is None else timeout)
+        except ValueError:
+            return defer.fail()
         try:
             self.send(iq)
         except Exception:
-            self._forget_request(key)
+            self._requests.forget(iq["id"])
             return defer.fail()
         return d
 
@@ -1149,8 +1122,7 @@ class S2SService(service.Service):
                 route.retry_call.cancel()
             route.retry_call = None
             route.queue = []
-        for d, _, _, call in list(self._requests.values()):
-            d.cancel()
+        self._requests.cancel_all()
         waits = []
         for listening in (self._listening, self._listening_tls):
             if listening is not None:
@@ -1181,13 +1153,25 @@ class S2SService(service.Service):
         what waits for the peer, and our answers to it, go at once rather
         than at the next retry.
         """
+        self._end_back_off(domains, "opened a stream to us")
+
+    def retry_now(self, domain):
+        """
+        A sender with a retry policy of its own (the federation outbox) has
+        waited and tries ``domain`` again now: our routes to it (and to its
+        family) try at once too, rather than wait out a back-off of their own
+        on top, so the gap between two attempts is the one the sender logged.
+        """
+        self._end_back_off([domain], "is being retried")
+
+    def _end_back_off(self, domains, why):
         for route in list(self.routes.values()):
             if not route.retry_at or route.establishing or self.stopping:
                 continue
             if not any(_same_family(route.remote, d) for d in domains):
                 continue
-            log.debug("S2S: {remote} opened a stream to us: ending the back-off of our "
-                      "route from {local}", remote=route.remote, local=route.local)
+            log.debug("S2S: {remote} {why}: ending the back-off of our route from {local}",
+                      remote=route.remote, why=why, local=route.local)
             route.retry_at = 0
             if route.retry_call is not None and route.retry_call.active():
                 route.retry_call.cancel()
@@ -1200,7 +1184,7 @@ class S2SService(service.Service):
 
     def _deliver_local(self, stanza):
         if stanza.name == "iq" and stanza.getAttribute("type") in ("result", "error"):
-            if self._answer_request(stanza):
+            if self._requests.answer(stanza):
                 return
             if self.unmatched_answer is not None and self.unmatched_answer(stanza):
                 return
@@ -1214,35 +1198,7 @@ class S2SService(service.Service):
         An answer another process of ours received (authenticated there) for
         a request this one may have made; True when it was ours.
         """
-        return self._answer_request(iq)
-
-    def _answer_request(self, iq):
-        entry = self._requests.get(iq.getAttribute("id"))
-        if entry is None:
-            return False
-        d, expected_from, expected_to, call = entry
-        sender, recipient = parse_jid(iq.getAttribute("from")), parse_jid(iq.getAttribute("to"))
-        if (sender is None or recipient is None or sender.full() != expected_from
-                or recipient.full() != expected_to):
-            return False
-        self._forget_request(iq["id"])
-        iq.handled = True
-        if iq["type"] == "error":
-            d.errback(error.exceptionFromStanza(iq))
-        else:
-            d.callback(iq)
-        return True
-
-    def _forget_request(self, key):
-        entry = self._requests.pop(key, None)
-        if entry is not None and entry[3].active():
-            entry[3].cancel()
-
-    def _request_timed_out(self, key):
-        entry = self._requests.pop(key, None)
-        if entry is not None:
-            entry[0].errback(error.StanzaError(
-                "remote-server-timeout", type="wait", text="no answer in time"))
+        return self._requests.answer(iq)
 
     # outgoing ------------------------------------------------------------------
 
@@ -1326,7 +1282,7 @@ class S2SService(service.Service):
         if condition not in ("remote-server-not-found", "remote-server-timeout"):
             condition = "remote-server-timeout"
         route.failures += 1
-        delay = min(self.backoff_max, self.backoff_initial * 2 ** (route.failures - 1))
+        delay = self.retry.delay(route.failures)
         route.retry_at = self.clock.seconds() + delay
         queue, route.queue = route.queue, []
         # A peer that is down fails again at every retry, and whoever sent
@@ -1564,8 +1520,7 @@ class S2SService(service.Service):
 
 def dns_resolve(resolver):
     """The ``resolve`` callable of :class:`S2SService` over an ``IResolver``: SRV, then A."""
-    from wavebox.xmpp.discovery import Trace
-    from wavebox.xmpp.resolver import resolve_server
+    from wavebox.xmpp.resolver import Trace, resolve_server
 
     def resolve(domain):
         return resolve_server(resolver, domain, Trace(domain))
@@ -1600,7 +1555,7 @@ def make_check_disco(config, reactor=None):
     """
     from twisted.internet.error import CannotListenError
 
-    from wavebox.xmpp.discovery import DiscoUnavailable
+    from wavebox.xmpp.disco import DiscoUnavailable
     from wavebox.xmpp.resolver import DnspythonResolver
 
     resolver = DnspythonResolver(config.nameserver, config.dns_timeout)
