@@ -280,13 +280,8 @@ class CertificateOnlyEjabberdRefusesOurCertificateTests(WaveboxAndEjabberd):
     def setUp(self):
         directory = os.path.abspath(self.mktemp())
         os.makedirs(directory)
-        other = certs.make_ca("a CA ejabberd does not trust")
-        key, certificate = certs.make_server_certificate(certs.server_names("a.test"), ca=other)
-        cert_path, key_path = directory + "/other-cert.pem", directory + "/other-key.pem"
-        with open(cert_path, "wb") as f:
-            f.write(certs.cert_pem(certificate, other[1]))
-        with open(key_path, "wb") as f:
-            f.write(certs.key_pem(key))
+        cert_path, key_path = pki.write_certificate_files(
+            "a.test", directory, ca_name="a CA ejabberd does not trust")
         self.wavebox_options = {"certificate": cert_path, "private_key": key_path}
         return WaveboxAndEjabberd.setUp(self)
 

@@ -13,6 +13,7 @@ from twisted.words.protocols.jabber import error
 from twisted.words.xish import domish
 
 from tests import xmpp_fakes as fx
+from tests.helpers import LogWatch
 from wavebox.xmpp import sasl
 
 NS_SASL = sasl.NS_SASL
@@ -62,7 +63,7 @@ class ReceivingTests(unittest.SynchronousTestCase):
     policy = "any"
 
     def setUp(self):
-        self.log = fx.LogCapture(self)
+        self.log = LogWatch(self)
         self.service, self.network, _, self.clock = fx.make_service(
             table={"b.test": [("127.0.0.3", 5269)]}, s2s_auth=self.policy)
         self.addCleanup(self.service.stopService)
@@ -202,7 +203,7 @@ class OriginatingTests(unittest.SynchronousTestCase):
     policy = "any"
 
     def setUp(self):
-        self.log = fx.LogCapture(self)
+        self.log = LogWatch(self)
         self.service, self.network, _, self.clock = fx.make_service(
             table={"b.test": [("127.0.0.3", 5269)]}, s2s_auth=self.policy)
         self.addCleanup(self.service.stopService)
@@ -210,6 +211,8 @@ class OriginatingTests(unittest.SynchronousTestCase):
     def connect(self, offer):
         """Send a ping; play b.test through STARTTLS and features ``offer``."""
         self.answer = self.service.request(ping())
+        # Stopping the service cancels a request still waiting: that is no error here.
+        self.addCleanup(lambda: self.answer.addErrback(lambda f: None))
         peer = self.network.accept(self.network.attempts[-1])
         peer.feed(fx.HEADER % "from='b.test' id='pre-tls'")
         peer.feed("<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'>"
