@@ -36,9 +36,8 @@ from twisted.internet import defer, reactor, task  # noqa: E402
 
 from benchmarks.bench_capacity import (  # noqa: E402
     GUARD, Measure, Typist, cpu_seconds, gather, log_in, percentile, progress)
-from tests.helpers import quick_hash  # noqa: E402
+from tests.helpers import quick_hash, start_twistd_wavebox  # noqa: E402
 from tests.postgres import PostgresCluster  # noqa: E402
-from tests.twistd_process import start_wavebox  # noqa: E402
 from wavebox.store import open_store  # noqa: E402
 
 PASSWORD = "secret"
@@ -92,15 +91,15 @@ def run_case(case, args, cluster, directory):
     try:
         for n, home in enumerate(homes):
             os.makedirs(home, exist_ok=True)
-            procs.append((yield start_wavebox(
-                ["--domain", "a.test", "--data-dir", os.path.join(home, "data"),
+            procs.append((yield start_twistd_wavebox(None, home, [
+                 "--domain", "a.test", "--data-dir", os.path.join(home, "data"),
                  "--store", url, "--dialback-secret", "bench",
                  "--s2s-interface", ADDRESSES[n], "--s2s-port", "0",
                  "--nameserver", "127.0.0.1:9", "--dns-timeout", "0.5",
                  "--console-interface", "127.0.0.1", "--console-port", "0",
                  # Every typist logs in from 127.0.0.1.
                  "--console-max-sessions", "10000", "--console-max-sessions-per-ip", "10000",
-                 "--log-level", "info"], cwd=home)))
+                 "--log-level", "info"]))[0])
         progress("%s: %d process(es) up" % (case, processes))
         measure = Measure()
         typing = []

@@ -18,10 +18,9 @@ from twisted.trial import unittest
 
 from tests import helpers
 from tests.dnsserver import SRV, A, ZoneServer
-from tests.helpers import console_login, quick_hash
+from tests.helpers import console_login, quick_hash, start_twistd_wavebox
 from tests.pki import write_domain_files
 from tests.postgres import fresh_database
-from tests.twistd_process import start_wavebox
 from wavebox.store import open_store
 
 PASSWORD = "secret"
@@ -83,17 +82,16 @@ class SeveralProcessesForOneDomainTests(unittest.TestCase):
         pki = os.path.join(home, "pki")
         os.makedirs(pki, exist_ok=True)
         cert, key, ca = write_domain_files(domain, pki)
-        proc = yield start_wavebox(
-            ["--domain", domain, "--data-dir", os.path.join(self.base, domain if
+        proc, _ = yield start_twistd_wavebox(self, home, [
+             "--domain", domain, "--data-dir", os.path.join(self.base, domain if
                                                             domain == "b.test" else host,
                                                             "data"),
              "--s2s-interface", address, "--s2s-port", "0",
              "--certificate", cert, "--private-key", key, "--trusted-ca", ca,
              "--nameserver", "%s:%d" % self.dns.nameserver, "--dns-timeout", "2",
              "--console-interface", "127.0.0.1", "--console-port", "0",
-             "--log-level", "info"] + options, cwd=home, wants_s2s=True)
+             "--log-level", "info"] + options, wants_s2s=True)
         self.procs[host] = proc
-        self.addCleanup(proc.kill)
 
     def login(self, host, user):
         return console_login(self, self.procs[host].console_port, user.partition("@")[0],
