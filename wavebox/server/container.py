@@ -486,12 +486,21 @@ class RemoteWaveletContainer(WaveletContainer):
         already verified by the caller).  Fires with a :class:`RemoteApplyResult`
         once those it applied are durable.
         """
-        outcome = yield self.run(self._apply_applied, list(applied_deltas))
-        updates = []
-        for written in outcome.updates:     # _Written, until durable
-            update = yield written.durable
-            updates.append(update)
-        return RemoteApplyResult(tuple(updates), outcome.current, outcome.missing)
+        accepted = yield self.accept_applied_deltas(applied_deltas)
+        result = yield accepted.durable()
+        return result
+
+    def accept_applied_deltas(self, applied_deltas):
+        """
+        As :meth:`apply_applied_deltas`, but fires as soon as the deltas
+        have their place in the wavelet's order (applied to the head, asked
+        of the store), with :class:`AcceptedDeltas`: its ``current`` and
+        ``missing`` are known then, and ``durable()`` fires with the
+        RemoteApplyResult once the disk has them.  The caller that orders
+        the host's updates can take the next one meanwhile, and its deltas
+        share the sync of these (group commit).
+        """
+        return self.run(self._apply_applied, list(applied_deltas)).addCallback(AcceptedDeltas)
 
     @defer.inlineCallbacks
     def _apply_applied(self, applied_deltas):
@@ -529,6 +538,24 @@ class _Written:
 
     def __init__(self, durable):
         self.durable = durable
+
+
+class AcceptedDeltas:
+    """Remote deltas in the wavelet's order, not yet known to be durable."""
+
+    def __init__(self, outcome):
+        self.current = outcome.current
+        self.missing = outcome.missing
+        self._written = outcome.updates
+
+    @defer.inlineCallbacks
+    def durable(self):
+        """Fires with the :class:`RemoteApplyResult` once every accepted delta is durable."""
+        updates = []
+        for written in self._written:
+            update = yield written.durable
+            updates.append(update)
+        return RemoteApplyResult(tuple(updates), self.current, self.missing)
 
 
 class RemoteApplyResult:
