@@ -180,14 +180,23 @@ class FederationRemote:
         updates = stanzas.parse_update_message(message)
         peer = _Peer(message.getAttribute("to"), message.getAttribute("from"))
         first_error = None
+        taken = []
         for update in updates:
             try:
                 # Taken in order under the wavelet's lock; the disk is waited
                 # for outside it, so that the host's next update of the
-                # wavelet is worked on meanwhile and shares the sync.  The
-                # receipt still waits for this one's durable.
+                # wavelet (in this message or the next) is worked on
+                # meanwhile and shares the sync.  The receipt still waits
+                # until every update of the message is durable.
                 accepted = yield self._lock(update.wavelet_name).run(
                     self._take_update, update, peer)
+                taken.append(accepted)
+            except Exception as e:
+                error = as_federation_error(e)
+                if first_error is None:
+                    first_error = error
+        for accepted in taken:
+            try:
                 yield accepted.durable()
             except Exception as e:
                 error = as_federation_error(e)
