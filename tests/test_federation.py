@@ -618,3 +618,49 @@ class HostUnitTests(SynchronousTestCase):
         self.successResultOf(a.say(ALICE, name, "to both"))
         self.assertEqual(self.successResultOf(a.store.outbox_backlog()),
                          {"b.test": 3, "c.test": 2})
+
+
+class RemotePipelineTests(FederationTestCase):
+    """
+    The host's updates of one wavelet are taken in order, the next while the
+    previous one waits for our disk, and none is acknowledged (receipt)
+    before it is durable here.
+    """
+
+    def receipts(self):
+        return [e for e in self.stanzas_between(B, A, "message")
+                if any(c.name == "received" for c in e.elements())]
+
+    def test_the_next_update_is_taken_while_the_previous_waits_for_the_disk(self):
+        from twisted.internet import defer
+        name = self.wave_with_bob()
+        self.net.pump()
+        receipts_before = len(self.receipts())
+        held = []
+        real = self.b.store.append_delta
+
+        def slow_append(*args, **kwargs):
+            written, durable = real(*args, **kwargs), defer.Deferred()
+            held.append((written, durable))
+            return durable
+        self.b.store.append_delta = slow_append
+        said = [self.a.say(ALICE, name, "line %d" % i) for i in range(3)]
+        self.net.pump()
+        for d in said:
+            self.successResultOf(d)        # durable on the host
+        # All three were asked of our store at once: each update was taken
+        # while the one before it waited for the disk ...
+        self.assertEqual(len(held), 3)
+        # ... and none is acknowledged before it is durable.
+        self.assertEqual(len(self.receipts()), receipts_before)
+        self.assertNotEqual(self.b.version(name), self.a.version(name))
+        written, durable = held[0]
+        written.chainDeferred(durable)
+        self.net.pump()
+        self.assertEqual(len(self.receipts()), receipts_before + 1)
+        for written, durable in held[1:]:
+            written.chainDeferred(durable)
+        self.net.pump()
+        self.assertEqual(len(self.receipts()), receipts_before + 3)
+        self.assertEqual(self.b.version(name), self.a.version(name))
+        self.assertEqual(self.a.texts(name), self.b.texts(name))

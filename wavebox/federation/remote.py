@@ -52,6 +52,20 @@ class _Peer:
 
 
 @implementer(IRemoteSubmitter)
+class _AllDurable:
+    """Several AcceptedDeltas in order; ``durable()`` fires with the last one's result."""
+
+    def __init__(self, accepted):
+        self.accepted = accepted
+
+    @defer.inlineCallbacks
+    def durable(self):
+        result = None
+        for accepted in self.accepted:
+            result = yield accepted.durable()
+        return result
+
+
 class FederationRemote:
     """
     ``transport`` gives ``request(iq, timeout) -> Deferred[response]`` and
@@ -166,9 +180,24 @@ class FederationRemote:
         updates = stanzas.parse_update_message(message)
         peer = _Peer(message.getAttribute("to"), message.getAttribute("from"))
         first_error = None
+        taken = []
         for update in updates:
             try:
-                yield self._lock(update.wavelet_name).run(self._take_update, update, peer)
+                # Taken in order under the wavelet's lock; the disk is waited
+                # for outside it, so that the host's next update of the
+                # wavelet (in this message or the next) is worked on
+                # meanwhile and shares the sync.  The receipt still waits
+                # until every update of the message is durable.
+                accepted = yield self._lock(update.wavelet_name).run(
+                    self._take_update, update, peer)
+                taken.append(accepted)
+            except Exception as e:
+                error = as_federation_error(e)
+                if first_error is None:
+                    first_error = error
+        for accepted in taken:
+            try:
+                yield accepted.durable()
             except Exception as e:
                 error = as_federation_error(e)
                 if first_error is None:
@@ -196,7 +225,8 @@ class FederationRemote:
         if update.commit_notice is not None:
             wanted = HashedVersion(update.commit_notice.version,
                                    update.commit_notice.history_hash)
-        yield self._apply(name, applied, peer, wanted)
+        accepted = yield self._accept(name, applied, peer, wanted)
+        return accepted
 
     def _parse_applied(self, data):
         try:
@@ -235,14 +265,40 @@ class FederationRemote:
 
     @defer.inlineCallbacks
     def _apply(self, name, applied, peer, wanted=None):
+        """:meth:`_accept`, then wait until the disk has it all; fires with the last result."""
+        accepted = yield self._accept(name, applied, peer, wanted)
+        result = yield accepted.durable()
+        return result
+
+    @defer.inlineCallbacks
+    def _accept(self, name, applied, peer, wanted=None):
         """
         Hand the deltas to the core; while some wait ahead of a gap, or the
         host has committed more than we hold, fetch the history in between.
+        Fires once all are in the wavelet's order, with an object whose
+        ``durable()`` fires with the last RemoteApplyResult once all are
+        durable.
         """
         waiting = self._waiting.setdefault(name.uri, {})
         for a in applied:
             waiting[a.applied_at.version] = a.applied_at
-        result = yield self.server.apply_remote_deltas(name, applied)
+        taken = []
+        try:
+            result = yield self.server.accept_remote_deltas(name, applied)
+            taken.append(result)
+            result = yield self._fill_gaps(name, result, waiting, peer, wanted, taken)
+        except BaseException:
+            # Whatever was taken before the failure is still written: wait
+            # for it (its failure, if any, is the store's, already logged).
+            for accepted in taken:
+                accepted.durable().addErrback(lambda _: None)
+            raise
+        if not waiting:
+            self._waiting.pop(name.uri, None)
+        return _AllDurable(taken)
+
+    @defer.inlineCallbacks
+    def _fill_gaps(self, name, result, waiting, peer, wanted, taken):
         rounds = 0
         while True:
             current = result.current
@@ -264,12 +320,11 @@ class FederationRemote:
                                       "the host sent no history from version %d"
                                       % (current.version,))
             yield self._verify_all(name, deltas, peer)
-            result = yield self.server.apply_remote_deltas(name, deltas)
+            result = yield self.server.accept_remote_deltas(name, deltas)
+            taken.append(result)
             if result.current.version <= current.version:
                 raise FederationError("bad-request", "the history from version %d did not "
                                       "extend our copy" % (current.version,))
-        if not waiting:
-            self._waiting.pop(name.uri, None)
         return result
 
     # -- after our restart ------------------------------------------------------

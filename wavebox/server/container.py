@@ -578,20 +578,25 @@ class RemoteWaveletContainer(WaveletContainer):
         already verified by the caller).  Fires with a :class:`RemoteApplyResult`
         once those it applied are durable.
         """
-        for attempt in range(2):
-            outcome = yield self.run(self._apply_applied, list(applied_deltas))
-            updates = []
-            try:
-                for written in outcome.updates:     # _Written, until durable
-                    update = yield written.durable
-                    updates.append(update)
-            except StoreConflict:
-                if attempt:
-                    raise
-                # Another process of ours stored the host's delta first: the
-                # next run catches up with the store, and applies what is new.
-                continue
-            return RemoteApplyResult(tuple(updates), outcome.current, outcome.missing)
+        accepted = yield self.accept_applied_deltas(applied_deltas)
+        result = yield accepted.durable()
+        return result
+
+    def accept_applied_deltas(self, applied_deltas, retry=True):
+        """
+        As :meth:`apply_applied_deltas`, but fires as soon as the deltas
+        have their place in the wavelet's order (applied to the head, asked
+        of the store), with :class:`AcceptedDeltas`: its ``current`` and
+        ``missing`` are known then, and ``durable()`` fires with the
+        RemoteApplyResult once the disk has them.  The caller that orders
+        the host's updates can take the next one meanwhile, and its deltas
+        share the sync of these (group commit).  When another process of
+        ours stored the host's delta first (StoreConflict), ``durable()``
+        catches up with the store and applies what is new, once.
+        """
+        deltas = list(applied_deltas)
+        again = (lambda: self.accept_applied_deltas(deltas, retry=False)) if retry else None
+        return self.run(self._apply_applied, deltas).addCallback(AcceptedDeltas, again)
 
     @defer.inlineCallbacks
     def _apply_applied(self, applied_deltas):
@@ -629,6 +634,34 @@ class _Written:
 
     def __init__(self, durable):
         self.durable = durable
+
+
+class AcceptedDeltas:
+    """Remote deltas in the wavelet's order, not yet known to be durable."""
+
+    def __init__(self, outcome, again=None):
+        self.current = outcome.current
+        self.missing = outcome.missing
+        self._written = outcome.updates
+        self._again = again
+
+    @defer.inlineCallbacks
+    def durable(self):
+        """Fires with the :class:`RemoteApplyResult` once every accepted delta is durable."""
+        updates = []
+        try:
+            for written in self._written:
+                update = yield written.durable
+                updates.append(update)
+        except StoreConflict:
+            if self._again is None:
+                raise
+            # Another process of ours stored the host's delta first: the next
+            # run catches up with the store, and applies what is new.
+            accepted = yield self._again()
+            result = yield accepted.durable()
+            return result
+        return RemoteApplyResult(tuple(updates), self.current, self.missing)
 
 
 class RemoteApplyResult:

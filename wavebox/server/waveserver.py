@@ -367,6 +367,23 @@ class WaveServer:
             return defer.fail()
         return self.container(name).apply_applied_deltas(parsed)
 
+    def accept_remote_deltas(self, name, applied_deltas):
+        """
+        As :meth:`apply_remote_deltas`, but fires once the deltas have their
+        place in the wavelet's order, with a
+        :class:`wavebox.server.container.AcceptedDeltas` whose ``durable()``
+        fires with the RemoteApplyResult: who orders a host's updates need
+        not hold its order while the disk syncs.
+        """
+        try:
+            if self.is_local(name):
+                raise errors.HostedHere("Received update to local wavelet %s" % (name.uri,))
+            parsed = [parse_applied_delta(a) if isinstance(a, (bytes, bytearray)) else a
+                      for a in applied_deltas]
+        except Exception:
+            return defer.fail()
+        return self.container(name).accept_applied_deltas(parsed)
+
     # -- listening --------------------------------------------------------------
 
     def subscribe(self, name, listener):
