@@ -192,6 +192,8 @@ def start_twistd_wavebox(testcase, directory, args, main=TWISTD, checkout=CHECKO
     ``checkout`` the code it runs (benchmarks compare two).
     """
     proc = ServerProcess()
+    if not any(a.startswith("--web-port") for a in args):
+        args = list(args) + ["--web-port", "0"]      # the web client only where a test asks
     argv = [sys.executable, "-c", main, "-n", "--pidfile=", "--logfile=-", "wavebox"] + args
     env = dict(os.environ, PYTHONPATH=checkout + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.pop("WAVEBOX_CONFIG", None)     # only the options given
@@ -245,6 +247,7 @@ PROSODY_GUARD = 30
 
 def start_wavebox(testcase, options):
     """wavebox as twistd builds it from ``options`` (config keys); stopped at the end."""
+    options = dict({"web_port": "0"}, **options)     # the web client only where a test asks
     top = wservice.makeService(load(options))
     top.startService()
     testcase.addCleanup(top.stopService)

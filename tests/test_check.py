@@ -44,7 +44,7 @@ def start_peer(testcase, domain="b.test", host="127.0.0.3", certificate_for=None
         "domain": [domain], "data_dir": os.path.join(directory, "data"),
         "s2s_interface": host, "s2s_port": "0", "certificate": cert, "private_key": key,
         "trusted_ca": ca, "nameserver": "127.0.0.1:1", "dns_timeout": "1",
-        "console_port": "0", "store": "memory:"}))
+        "console_port": "0", "web_port": "0", "store": "memory:"}))
     top.startService()
     testcase.addCleanup(top.stopService)
     return top, top.s2s.listening_address()[1], ca

@@ -96,7 +96,8 @@ class TwoServers(unittest.TestCase):
             "domain": [domain], "data_dir": "%s/%s-data" % (self.dir, domain),
             "s2s_interface": HOSTS[domain], "s2s_port": "0", "certificate": cert,
             "private_key": key, "trusted_ca": self.ca_cert, "xmpp_server_ping": list(ping),
-            "nameserver": "127.0.0.1:1", "dns_timeout": "2", "console_port": "0"}
+            "nameserver": "127.0.0.1:1", "dns_timeout": "2", "console_port": "0",
+            "web_port": "0"}
         self.adjust(values)
         top = wservice.makeService(load(values))
         self.values[domain] = values

@@ -95,6 +95,8 @@ def start_wavebox(options, cwd, env=None, wants_s2s=False, timeout=TIMEOUT):
     service) listens (``console_port``, ``s2s_address``).  The caller ends it (``kill()``, or SIGTERM).
     """
     proc = ServerProcess(wants_s2s)
+    if not any(str(o).startswith("--web-port") for o in options):
+        options = list(options) + ["--web-port", "0"]   # the web client only where asked
     child_env = dict(os.environ if env is None else env)
     child_env["PYTHONPATH"] = ROOT + os.pathsep + child_env.get("PYTHONPATH", "")
     args = twistd_args(*options)

@@ -283,6 +283,22 @@ OPTIONS += [
            "running server; mode 0600 ('' or off: none)"),
 ]
 
+# Issue 14: the web client.
+OPTIONS += [
+    Option("web-interface", _interface, "127.0.0.1", "address the web client listens on "
+           "('' or * = all; keep it on localhost, or behind a TLS proxy, unless you mean it)"),
+    Option("web-port", _port, 9898, "port of the web client, http://INTERFACE:PORT/ "
+           "(0 = off)"),
+    Option("web-max-sessions", _positive_int, 1000, "web sessions (logged-in browsers) at "
+           "once; a login beyond them is refused until one logs out or expires"),
+    Option("web-session-idle", _positive_float, 7 * 86400.0, "seconds a web session may go "
+           "unused (no page, no WebSocket) before it ends"),
+    Option("web-queue-limit", _positive_int, 1000, "messages one browser's WebSocket may "
+           "have waiting to be handled; one that sends more is closed"),
+    Option("web-output-limit", _byte_size, 4 * 1024 * 1024, "bytes one browser's WebSocket "
+           "may have unsent because the browser does not read; then it is closed"),
+]
+
 # Issue 9: logins (the console's, and any other front end's) and the console's limits.
 OPTIONS += [
     Option("login-account-failures", _positive_int, 5, "failed logins of one account "

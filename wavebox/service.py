@@ -362,6 +362,36 @@ class ConsoleService(service.Service):
             return d
 
 
+class WebService(service.Service):
+    """The web client's listener (issue 14); logs the address it got."""
+
+    name = "web"
+
+    def __init__(self, web, port, interface):
+        self.web = web
+        self.port = port
+        self.interface = interface
+        self.listening = None
+
+    def startService(self):
+        from twisted.internet import reactor
+        service.Service.startService(self)
+        try:
+            self.listening = reactor.listenTCP(self.port, self.web.site, interface=self.interface)
+        except CannotListenError as e:
+            raise listen_error("web", e)
+        host = self.listening.getHost()
+        log.info("web client listening on http://{host}:{port}/", host=host.host, port=host.port)
+
+    def stopService(self):
+        service.Service.stopService(self)
+        # Logged-in pages are told, and their sockets closed, before the store closes.
+        self.web.sessions.end_all()
+        listening, self.listening = self.listening, None
+        if listening is not None:
+            return listening.stopListening()
+
+
 def _make_signers(config):
     """One delta signer per hosted domain, from the domain certificate (certs.py)."""
     from wavebox.certs import ensure_certificate
@@ -401,6 +431,10 @@ def _make_wave_services(config, top):
     console = ConsoleFactory(wave_server, config.domains, login_guard=top.login_guard,
                              limits=ConsoleLimits.from_config(config))
     ConsoleService(console, config.console_port, config.console_interface).setServiceParent(top)
+    if config.web_port:
+        from wavebox.web.site import WebClient
+        top.web = WebClient.from_config(wave_server, top.login_guard, config)
+        WebService(top.web, config.web_port, config.web_interface).setServiceParent(top)
     return wave_server
 
 

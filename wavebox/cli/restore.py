@@ -34,10 +34,11 @@ def parser():
 def restore(config, source, out):
     with open(os.path.join(source, MANIFEST), encoding="utf-8") as f:
         manifest = json.load(f)
-    data_dir = os.path.abspath(config.data_dir)
+    data_dir = config.data_dir      # as given, so what is printed reads as typed
     target = store_path(config.store, config.data_dir)
     if target is None:
-        raise ValueError("--store: %s is not an sqlite: store" % (config.store,))
+        raise ValueError("--store: %s is not an sqlite: store (a PostgreSQL store comes "
+                         "back with pg_restore)" % (config.store,))
     if os.path.exists(target):
         raise OSError("%s already holds a store; restore into a data directory without "
                       "one (or move it away first)" % (target,))

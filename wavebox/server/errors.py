@@ -110,3 +110,10 @@ class HostUnreachable(RemoteHostError):
 
 class NoSuchAccount(WaveServerError):
     """A participant of one of our domains that has no account here: nobody would read it."""
+
+
+class ParticipantChangeRefused(WaveServerError):
+    """
+    A participant cannot be added (already there) or removed (not there):
+    said in the person's terms, before any delta is made, by every front end.
+    """
