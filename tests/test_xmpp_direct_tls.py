@@ -51,7 +51,7 @@ class DirectTLSListenerTests(unittest.TestCase):
             "s2s_interface": "127.0.0.2", "s2s_port": "0", "s2s_tls_port": "0",
             "certificate": cert, "private_key": key, "trusted_ca": self.ca,
             "nameserver": "127.0.0.1:1", "dns_timeout": "1", "console_port": "0",
-            "store": "memory:"}))
+            "web_port": "0", "store": "memory:"}))
         self.top.startService()
         self.addCleanup(self.top.stopService)
         self.s2s = self.top.s2s
