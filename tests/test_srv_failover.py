@@ -41,7 +41,7 @@ def wavebox_s2s(testcase, domain, host, nameserver):
         "domain": [domain], "data_dir": os.path.join(directory, "data"),
         "s2s_interface": host, "s2s_port": "0", "certificate": cert, "private_key": key,
         "trusted_ca": ca, "nameserver": nameserver, "dns_timeout": "2",
-        "console_port": "0", "store": "memory:"}))
+        "console_port": "0", "web_port": "0", "store": "memory:"}))
     top.startService()
     testcase.addCleanup(top.stopService)
     return top, ca
