@@ -389,6 +389,15 @@ class PostgresStore(SqlStore):
     def _runners(self):
         return [self._writer, self._reader, self._claims]
 
+    def close(self):
+        if not self._closed:
+            # Let go of the queues we deliver now, not when PostgreSQL has
+            # noticed that the connection ended: another process takes them.
+            self._claims.submit(
+                lambda conn: conn.execute("SELECT pg_advisory_unlock_all()") and None
+            ).addErrback(lambda f: None)
+        return SqlStore.close(self)
+
     def _released(self):
         self._listener.stop()
         self._writer.join()
