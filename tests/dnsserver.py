@@ -247,11 +247,14 @@ class ZoneServer:
             return defer.fail()
         return defer.succeed(zone_server)
 
-    def listen(self):
-        # UDP picks the ephemeral port; TCP must get the same number, which
-        # another test may hold, so try a few times.
-        for attempt in range(20):
-            udp = self.reactor.listenUDP(0, dns.DNSDatagramProtocol(self.factory),
+    def listen(self, port=0):
+        """
+        Serve on ``port`` (UDP and TCP), or on a free port when it is 0: UDP
+        picks the ephemeral port and TCP must get the same number, which
+        another test may hold, so that is tried a few times.
+        """
+        for attempt in range(20 if port == 0 else 1):
+            udp = self.reactor.listenUDP(port, dns.DNSDatagramProtocol(self.factory),
                                          interface=self.interface)
             port = udp.getHost().port
             try:
@@ -298,11 +301,25 @@ class ZoneServer:
 
 
 def main(argv=None):
-    """``python -m tests.dnsserver ZONEFILE...``: print the port, serve until stopped."""
+    """
+    ``python -m tests.dnsserver [--port N] ZONEFILE...``: print the port,
+    serve until stopped.  A fixed ``--port`` lets a walkthrough's config
+    files name the server before it starts (docs/tutorial.rst).
+    """
     from twisted.internet import reactor
-    argv = sys.argv[1:] if argv is None else argv
+    argv = list(sys.argv[1:] if argv is None else argv)
+    port = 0
+    if argv[:1] == ["--port"] and len(argv) >= 2:
+        try:
+            port = int(argv[1])
+        except ValueError:
+            port = -1
+        if not 0 < port < 65536:
+            sys.stderr.write("dnsserver: --port: not a port number: %r\n" % (argv[1],))
+            return 2
+        del argv[:2]
     if not argv:
-        sys.stderr.write("usage: python -m tests.dnsserver ZONEFILE [ZONEFILE...]\n")
+        sys.stderr.write("usage: python -m tests.dnsserver [--port N] ZONEFILE [ZONEFILE...]\n")
         return 2
     texts = []
     for path in argv:
@@ -314,7 +331,11 @@ def main(argv=None):
             sys.stderr.write("dnsserver: %s: not a zone file we can serve: %s\n" % (path, e))
             return 2
         texts.append(text)
-    zone_server = ZoneServer(zones=texts).listen()
+    try:
+        zone_server = ZoneServer(zones=texts).listen(port)
+    except ierror.CannotListenError as e:
+        sys.stderr.write("dnsserver: cannot listen on 127.0.0.1:%d: %s\n" % (port, e.socketError))
+        return 2
     sys.stdout.write("%d\n" % (zone_server.port,))
     sys.stdout.flush()
     reactor.run()

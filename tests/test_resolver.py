@@ -398,6 +398,44 @@ class ZoneServerFixtureTests(ZoneServerMixin, unittest.TestCase):
             yield child.ended
 
 
+    @defer.inlineCallbacks
+    def test_serves_on_the_port_it_is_given(self):
+        # The tutorial's config files name the DNS server's port before it
+        # starts: --port must be the port it serves on, over UDP and TCP.
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("".join(zone_texts(standard_records({"a.test": 5269}))))
+        import socket
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            wanted = probe.getsockname()[1]
+        child = _PortReader()
+        env = dict(os.environ, PYTHONPATH=ROOT)
+        process = reactor.spawnProcess(
+            child, sys.executable,
+            [sys.executable, "-m", "tests.dnsserver", "--port", str(wanted), path], env=env)
+        try:
+            port = yield child.port
+            self.assertEqual(port, wanted)
+            resolver = DnspythonResolver(nameserver=("127.0.0.1", wanted), timeout=2.0)
+            endpoints = yield resolve_server(resolver, "a.test", ListTrace())
+            self.assertEqual(endpoints, [Endpoint("127.0.0.2", 5269, "wave.a.test")])
+        finally:
+            process.signalProcess("TERM")
+            yield child.ended
+
+    def test_a_bad_port_is_one_line_and_status_2(self):
+        import subprocess
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("".join(zone_texts(standard_records({"a.test": 5269}))))
+        done = subprocess.run([sys.executable, "-m", "tests.dnsserver", "--port", "x", path],
+                              env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True,
+                              text=True, timeout=60)
+        self.assertEqual(done.returncode, 2)
+        self.assertEqual(done.stderr, "dnsserver: --port: not a port number: 'x'\n")
+
+
 async def _in_thread(f, *args, **kw):
     from twisted.internet import threads
     return await threads.deferToThread(f, *args, **kw)

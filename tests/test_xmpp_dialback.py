@@ -157,6 +157,12 @@ class ReceivingServerTests(unittest.SynchronousTestCase):
         _, answer = peer.take()
         self.assertEqual(answer[0].getAttribute("type"), "error")
         self.assertEqual(answer[0].error.firstChildElement().name, "remote-server-timeout")
+        # The reason goes with it, so the originating operator reads it in
+        # their own log (DialbackFailed quotes it).
+        condition, text = dialback._error_details(answer[0])
+        self.assertEqual(condition, "remote-server-timeout")
+        self.assertTrue(text.startswith("cannot verify b.test -> a.test: "), text)
+        self.assertIn("connection refused", text)
 
     def test_certificate_that_proves_the_domain_needs_no_verify(self):
         self.service.tls.proves.add("b.test")
@@ -253,10 +259,20 @@ class AuthoritativeServerTests(unittest.SynchronousTestCase):
 
 class DialbackFailedTextTests(unittest.SynchronousTestCase):
 
-    def test_a_dialback_error_points_at_the_peers_log(self):
-        text = str(dialback.DialbackFailed("error", "remote-server-timeout"))
-        self.assertTrue(text.startswith("dialback error (remote-server-timeout): the peer could "
-                                        "not check the key; its log says why"), text)
+    def test_a_dialback_error_without_a_reason_says_what_to_check_here(self):
+        # Not "its log says why": the peer's log is not ours to read.
+        text = str(dialback.DialbackFailed("error", "remote-server-timeout", peer="b.test"))
+        self.assertTrue(text.startswith("dialback error (remote-server-timeout): b.test could "
+                                        "not verify our key: to check it, it connects back"),
+                        text)
+        self.assertIn("wavebox check --self", text)
+        self.assertNotIn("log", text)
+
+    def test_a_dialback_error_with_a_reason_quotes_it(self):
+        text = str(dialback.DialbackFailed("error", "remote-server-timeout", "its CA is unknown",
+                                           peer="b.test"))
+        self.assertEqual(text, "dialback error (remote-server-timeout): b.test could not verify "
+                               "our key; it says: its CA is unknown")
 
     def test_invalid_is_said_plainly(self):
         self.assertEqual(str(dialback.DialbackFailed("invalid")), "dialback invalid")

@@ -34,7 +34,7 @@ def parser():
 def restore(config, source, out):
     with open(os.path.join(source, MANIFEST), encoding="utf-8") as f:
         manifest = json.load(f)
-    data_dir = os.path.abspath(config.data_dir)
+    data_dir = config.data_dir      # as given, so what is printed reads as typed
     target = store_path(config.store, config.data_dir)
     if target is None:
         raise ValueError("--store: %s is not an sqlite: store" % (config.store,))

@@ -369,7 +369,7 @@ def run_self_check(reactor, config, out, connect_factory=None):
         out.write("no hosted domain: give --config (or --domain)\n")
         return 1
     resolver = DnspythonResolver(nameserver=config.nameserver, timeout=config.dns_timeout)
-    report.line("S2S listens on %s:%d; name server: %s" % (
+    report.line("S2S listens on %s:%d; asking %s" % (
         config.s2s_interface or "*", config.s2s_port, describe_name_server(config)))
     trouble = yield name_server_trouble(resolver, config.dns_timeout)
     if trouble is not None:

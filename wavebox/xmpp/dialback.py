@@ -109,20 +109,33 @@ def secret_from_config(config):
 class DialbackFailed(Exception):
     """The peer answered a dialback request with ``invalid`` or ``error``."""
 
-    def __init__(self, answer, condition=None):
+    def __init__(self, answer, condition=None, text=None, peer=None):
         Exception.__init__(self, answer, condition)
         self.answer = answer
         self.condition = condition
+        self.text = text
+        self.peer = peer
 
     def __str__(self):
         text = "dialback %s" % (self.answer,)
         if self.condition:
             text += " (%s)" % (self.condition,)
-        if self.answer == "error":
-            # All we are told; the peer knows more, and logs it.
-            text += ": the peer could not check the key; its log says why (often: it " \
-                    "does not trust our certificate)"
-        return text
+        if self.answer != "error":
+            return text
+        who = self.peer or "the peer"
+        if self.text:
+            # A wavebox peer (and Prosody) says why in the error's <text/>.
+            return text + ": %s could not verify our key; it says: %s" % (who, self.text)
+        # Nothing more is said: name what it most often is, and what shows it
+        # from our side, rather than the peer's log, which we cannot read.
+        return text + (": %s could not verify our key: to check it, it connects back to us, "
+                       "so most often it does not trust our certificate's CA or cannot reach "
+                       "us where our DNS points ('wavebox check --self' shows what peers "
+                       "see)" % (who,))
+
+
+#: The most of a reason we put in a dialback error's <text/>.
+ERROR_TEXT_LIMIT = 300
 
 
 def _element(name, sender, recipient, stream_id=None, key=None, answer=None):
@@ -138,22 +151,35 @@ def _element(name, sender, recipient, stream_id=None, key=None, answer=None):
     return element
 
 
-def _error_element(name, sender, recipient, condition, error_type="cancel", stream_id=None):
-    """A dialback error (XEP-0220 section 2.4): a stanza error inside the element."""
+def _error_element(name, sender, recipient, condition, error_type="cancel", stream_id=None,
+                   text=None):
+    """
+    A dialback error (XEP-0220 section 2.4): a stanza error inside the
+    element, with our reason as its ``<text/>`` so that the other side's
+    operator can read it in their own log.
+    """
     element = _element(name, sender, recipient, stream_id=stream_id, answer="error")
     err = element.addElement("error")
     err["type"] = error_type
     err.addElement((NS_STANZA_ERRORS, condition))
+    if text:
+        err.addElement((NS_STANZA_ERRORS, "text"), content=text[:ERROR_TEXT_LIMIT])
     return element
 
 
-def _error_condition(element):
+def _error_details(element):
+    """``(condition, text)`` of a dialback error; either may be None."""
+    condition = text = None
     for child in element.elements():
         if child.name == "error":
-            for condition in child.elements():
-                if condition.uri == NS_STANZA_ERRORS:
-                    return condition.name
-    return None
+            for part in child.elements():
+                if part.uri != NS_STANZA_ERRORS:
+                    continue
+                if part.name == "text":
+                    text = str(part)[:ERROR_TEXT_LIMIT].strip() or None
+                elif condition is None:
+                    condition = part.name
+    return condition, text
 
 
 def _domain(value):
@@ -277,7 +303,7 @@ class Dialback:
                      originating=pair[0], receiving=pair[1])
             waiters.fire(pair)
         else:
-            waiters.fail(DialbackFailed(answer, _error_condition(result)))
+            waiters.fail(DialbackFailed(answer, *_error_details(result), peer=pair[1]))
 
     # Receiving Server -------------------------------------------------------
 
@@ -348,7 +374,9 @@ class Dialback:
         self.server.count_failure("dialback")
         if stream.connected:
             stream.send(_error_element("result", pair[1], pair[0], condition,
-                                       "cancel" if condition.endswith("found") else "wait"))
+                                       "cancel" if condition.endswith("found") else "wait",
+                                       text="cannot verify %s -> %s: %s" % (
+                                           pair[0], pair[1], reason.getErrorMessage())))
 
     def ask_authoritative(self, stream, receiving, originating, stream_id, key):
         """
@@ -377,7 +405,8 @@ class Dialback:
         if answer in ("valid", "invalid"):
             waiters.fire(answer == "valid")
         else:
-            waiters.fail(DialbackFailed(answer, _error_condition(verify)))
+            waiters.fail(DialbackFailed(answer, *_error_details(verify),
+                                        peer=verify.getAttribute("from")))
 
     # Authoritative Server ---------------------------------------------------
 
