@@ -45,6 +45,8 @@ MAX_MESSAGE = 1024 * 1024
 MAX_SUBMITS = 16
 #: Wavelets one socket may have open at once (a page shows one).
 MAX_OPEN = 16
+#: WebSockets one session may have open at once (its tabs).
+MAX_SOCKETS_PER_SESSION = 20
 #: Longest inbox snippet, in characters.
 SNIPPET_LENGTH = 80
 #: Seconds between looks at the delivery state of the open waves' participants.
@@ -159,12 +161,20 @@ class LiveProtocol(WebSocketServerProtocol):
         if len(self.factory.sockets) >= self.factory.max_sockets:
             self.factory.refused("full", origin)
             raise ConnectionDeny(503, "too many WebSockets open; try again later")
+        if len(session.sockets) >= MAX_SOCKETS_PER_SESSION:
+            self.factory.refused("session full", origin)
+            raise ConnectionDeny(503, "too many pages open for this session")
         self.session = session
         self.user = session.user
         return None
 
     def onOpen(self):
-        if self.session is None or self.session.token is None:
+        if self.session is None:
+            return
+        if self.factory.sessions.get(self.session.token) is not self.session:
+            # Logged out during the handshake.
+            self.ended = True
+            self.sendClose(CLOSE_LOGGED_OUT, "logged out")
             return
         self.factory.sockets.add(self)
         self.session.sockets.add(self)
