@@ -267,9 +267,10 @@ class Watcher:
 class Deployment:
     """The DNS server here, a.test and b.test as twistd children."""
 
-    def __init__(self, directory, accounts):
+    def __init__(self, directory, accounts, extra_args=()):
         self.directory = directory
         self.accounts = accounts         # domain -> [address]
+        self.extra_args = list(extra_args)
         self.procs = {}
         self.dns = None
 
@@ -297,7 +298,7 @@ class Deployment:
                  "--certificate", cert, "--private-key", key, "--trusted-ca", ca,
                  "--nameserver", "%s:%d" % self.dns.nameserver,
                  "--console-interface", "127.0.0.1", "--console-port", "0",
-                 "--log-level", "info"],
+                 "--log-level", "info"] + self.extra_args,
                 cwd=home, wants_s2s=True)
         self.dns.set_records(standard_records(
             {d: p.s2s_address[1] for d, p in self.procs.items()}))
@@ -621,7 +622,15 @@ class Profiler:
 async def main_async(args):
     directory = tempfile.mkdtemp(prefix="bench-capacity-", dir=args.dir)
     plan = Plan(args)
-    deployment = Deployment(directory, plan.accounts)
+    # The console's limits are for people (20 lines a second each, 20
+    # sessions from one address): the typists here are one program on one
+    # address, typing as fast as their lines come back.
+    sessions = 2 * max([n + plan.waves(n) for n in args.sizes] + [args.per_wave]) + 100
+    extra = ["--console-line-rate", "%g" % (args.console_line_rate,),
+             "--console-line-burst", "1000",
+             "--console-max-sessions", str(sessions),
+             "--console-max-sessions-per-ip", str(sessions)]
+    deployment = Deployment(directory, plan.accounts, extra)
     try:
         print("machine: %d CPUs (shared with whatever else runs); load average %s"
               % (os.cpu_count(), " ".join("%.2f" % x for x in os.getloadavg())))
@@ -631,6 +640,7 @@ async def main_async(args):
         print("servers: a.test pid %d, b.test pid %d, twistd wavebox each, SQLite "
               "(WAL, synchronous=FULL), STARTTLS with a test CA, dialback, DNS on loopback"
               % (deployment.pid(HOST), deployment.pid(OTHER)))
+        print("servers' console limits for this load generator: %s" % (" ".join(extra),))
         print("ratios: /sign2 = lines/s over the 2-thread sign rate; /fsync = lines/s over "
               "the fsync rate")
         profiler = None
@@ -671,6 +681,8 @@ def main():
                         help="py-spy both servers during the window of this N")
     parser.add_argument("--profile-case", default="federated")
     parser.add_argument("--profile-dir", default=None)
+    parser.add_argument("--console-line-rate", type=float, default=1000.0,
+                        help="the servers' --console-line-rate (a person's limit is 20)")
     parser.add_argument("--dir", default=None, help="where the servers' files go")
     parser.add_argument("--keep", action="store_true", help="keep the servers' files")
     args = parser.parse_args()

@@ -123,3 +123,45 @@ class RenderingTests(unittest.TestCase):
         edit = docop.DocOpBuilder().retain(size - 1).characters("!").retain(1).build()
         self.submit([MutateDocument(blip, edit)])
         self.assertEqual(transport.value(), b"")
+
+
+class SharedRenderingTests(RenderingTests):
+    """Every session that has the wave open is sent the one rendering of each update."""
+
+    def test_an_update_is_rendered_once_for_one_session_as_for_twenty(self):
+        self.line("first")
+        texts = []
+        real_blip_text = conversation.blip_text
+
+        def blip_text(document):
+            texts.append(document)
+            return real_blip_text(document)
+        self.patch(conversation, "blip_text", blip_text)
+        counter = CountingItems(self)
+        work = {}
+        for watching in (1, 20):
+            sessions = [self.session() for _ in range(watching)]
+            renderings, items = self.factory.renderings, counter.count
+            del texts[:]
+            self.line("measured %02d" % (watching,))
+            for _, transport in sessions:
+                self.assertEqual(transport.value(),
+                                 b"alice@a.test: measured %02d\r\n" % (watching,))
+            work[watching] = (self.factory.renderings - renderings, len(texts),
+                              counter.count - items)
+            for session, _ in sessions:
+                session.connectionLost(None)
+        # One rendering, one blip's text read, the blip's 15 items (<body>,
+        # <line>, </line>, 11 characters, </body>) per update, however many
+        # sessions watch: rendering per session read the text 20 times.
+        self.assertEqual(work, {1: (1, 1, 15), 20: (1, 1, 15)})
+
+    def test_sessions_share_the_bytes_sent_and_xml_sessions_get_the_xml(self):
+        normal, normal_transport = self.session()
+        xml, xml_transport = self.session()
+        xml.dataReceived(b"/view xml\r\n")
+        xml_transport.clear()
+        self.line("shared")
+        self.assertEqual(normal_transport.value(), b"alice@a.test: shared\r\n")
+        self.assertIn(b"<body><line></line>shared</body>", xml_transport.value())
+        self.assertIn(b"conversation: <conversation>", xml_transport.value())

@@ -506,3 +506,37 @@ class KeyLoadingTests(SynchronousTestCase):
         e = self.assertRaises(SignatureError, load_private_key,
                               b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
         self.assertIn("cannot load the private key", str(e))
+
+
+class VerificationWorkTests(SynchronousTestCase):
+    """A signer's certificate is parsed once, not once per delta it signed."""
+
+    def test_the_signers_certificate_is_parsed_for_the_first_delta_only(self):
+        pki = Pki.get()
+        signer = Signer(key_to_pem(pki.leaf_key), [pki.leaf], "a.test")
+        infos = {signer.signer_id: signer.signer_info}
+        validator = ChainValidator([pki.root])
+        self.patch(crypto, "_leaves", {})
+        parsed = []
+        real_parse = certpath.parse
+
+        def parse(cert):
+            parsed.append(cert)
+            return real_parse(cert)
+        self.patch(certpath, "parse", parse)
+        counts = []
+        for i in range(20):
+            data = b"\x0a\x02\x08\x00delta %d" % (i,)
+            before = len(parsed)
+            verify_signed_delta(data, signer.sign_delta(data).signatures, infos, validator,
+                                delta=delta_by("bob@a.test"), now=LATER)
+            counts.append(len(parsed) - before)
+        self.assertGreater(counts[0], 0)
+        self.assertEqual(counts[1:], [0] * 19)
+        # And the one remembered still refuses what it must.
+        self.assertRaises(InvalidSignatureError, verify_signed_delta, b"other",
+                          signer.sign_delta(b"data").signatures, infos, validator,
+                          delta=delta_by("bob@a.test"), now=LATER)
+        self.assertRaises(AuthorityError, verify_signed_delta, b"data",
+                          signer.sign_delta(b"data").signatures, infos, validator,
+                          delta=delta_by("bob@b.test"), now=LATER)

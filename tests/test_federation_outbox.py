@@ -440,3 +440,107 @@ class GiveUpTests(SynchronousTestCase):
             self.clock.advance(3600)
         self.assertEqual(self.successResultOf(self.store.outbox_backlog()), {"b.test": 1})
         self.assertFalse(outbox.problem("b.test").given_up)
+
+
+class _SharedMemory:
+    """One memory store as several processes share a database: claims and broadcasts."""
+
+    def __init__(self):
+        self.store = MemoryStore()
+        self.holders = {}
+        self.views = []
+
+    def view(self):
+        v = _ProcessView(self)
+        self.views.append(v)
+        return v
+
+
+class _ProcessView:
+    """One process's store over the shared one."""
+
+    shared = True
+
+    def __init__(self, shared):
+        self._shared = shared
+        self.broadcast_observers = []
+
+    def __getattr__(self, name):
+        return getattr(self._shared.store, name)
+
+    def outbox_claim(self, destination):
+        return defer.succeed(self._shared.holders.setdefault(destination, self) is self)
+
+    def outbox_release(self, destination):
+        if self._shared.holders.get(destination) is self:
+            del self._shared.holders[destination]
+        return defer.succeed(None)
+
+    def broadcast(self, topic, text):
+        for view in self._shared.views:
+            if view is not self:
+                for observe in list(view.broadcast_observers):
+                    observe(topic, text)
+        return defer.succeed(None)
+
+    def die(self):
+        """The process ends: its session's locks go with it."""
+        for destination in [d for d, v in self._shared.holders.items() if v is self]:
+            del self._shared.holders[destination]
+
+
+class SharedOutboxTests(SynchronousTestCase):
+    """Several processes for one domain: one delivers each queue; receipts find it."""
+
+    def setUp(self):
+        self.clock = task.Clock()
+        self.shared = _SharedMemory()
+        self.peer = FakePeer()
+        self.views = [self.shared.view(), self.shared.view()]
+        self.outboxes = [O.Outbox(v, self.peer.send, self.peer.discover, clock=self.clock,
+                                  receipt_timeout=30, claim_interval=2) for v in self.views]
+        for outbox in self.outboxes:
+            outbox.watch()
+        self.addCleanup(lambda: [o.stop() for o in self.outboxes])
+
+    def backlog(self):
+        return self.successResultOf(self.shared.store.outbox_backlog())
+
+    def test_one_process_delivers_a_queue_that_both_fill_in_order(self):
+        one, two = self.outboxes
+        self.successResultOf(one.enqueue("b.test", A_JID, [update(1)]))
+        self.successResultOf(two.enqueue("b.test", A_JID, [update(2)]))
+        self.successResultOf(one.enqueue("b.test", A_JID, [update(3)]))
+        self.clock.advance(2)       # the first process's look at the backlog finds item 2
+        self.assertEqual(self.peer.all_deltas(), [b"delta 1", b"delta 2", b"delta 3"])
+        self.assertFalse(two.queues["b.test"].claimed)
+
+    def test_a_receipt_on_the_other_process_ends_the_wait(self):
+        one, two = self.outboxes
+        self.successResultOf(one.enqueue("b.test", A_JID, [update(1)]))
+        [msg] = self.peer.sent
+        two.on_receipt(msg["to"], msg["id"])       # the peer answered the other process
+        self.assertEqual(self.backlog(), {})
+        self.assertEqual(one.queues["b.test"].in_flight, {})
+        self.clock.advance(60)                     # and nothing is sent again
+        self.assertEqual(len(self.peer.sent), 1)
+
+    def test_a_dead_processs_queue_is_taken_over_and_delivered_in_order(self):
+        one, two = self.outboxes
+        for n in (1, 2, 3):
+            self.successResultOf(one.enqueue("b.test", A_JID, [update(n)]))
+        first = self.peer.sent[0]
+        one.on_receipt(first["to"], first["id"])
+        # The first process dies with two updates unacknowledged; the other
+        # knew nothing of this destination.
+        one.stop()
+        self.views[0].die()
+        self.assertNotIn("b.test", two.queues)
+        self.peer.sent = []
+        self.clock.advance(2)
+        self.assertEqual(self.peer.all_deltas(), [b"delta 2", b"delta 3"])
+        for msg in list(self.peer.sent):
+            two.on_receipt(msg["to"], msg["id"])
+        self.assertEqual(self.backlog(), {})
+        # Its queue empty, the process lets it go for whoever queues next.
+        self.assertNotIn("b.test", self.shared.holders)

@@ -101,3 +101,19 @@ class PackagingTests(unittest.SynchronousTestCase):
                                 for g in globs), name)
         for g in globs:
             self.assertTrue(any(fnmatch.fnmatch(name, g) for name in files), g)
+
+    def test_the_store_schema_files_are_package_data(self):
+        # The store reads its schema from the installed package
+        # (wavebox/store/engine.py): every .sql file must be shipped.
+        parser = configparser.ConfigParser()
+        parser.read_string(read("setup.cfg"))
+        globs = parser.get("options.package_data", "wavebox.store").split()
+        package = os.path.join(CHECKOUT, "wavebox", "store")
+        files = [os.path.relpath(os.path.join(root, name), package).replace(os.sep, "/")
+                 for root, dirs, names in os.walk(os.path.join(package, "schema"))
+                 for name in names if not name.endswith(".pyc")]
+        self.assertIn("schema/sqlite/001_initial.sql", files)
+        self.assertIn("schema/postgresql/001_initial.sql", files)
+        for name in files:
+            self.assertTrue(any(fnmatch.fnmatch(name, g) and name.count("/") == g.count("/")
+                                for g in globs), name)

@@ -243,8 +243,26 @@ class DnspythonResolverTests(ZoneServerMixin, unittest.TestCase):
         self.assertEqual(records, [SRVRecord(10, 0, 5270, "wave.b.test")])
         addresses = yield self.resolver.lookup_addresses(records[0].target)
         self.assertEqual(addresses, ["127.0.0.3"])
-        self.assertEqual(self.zone.queries, [("_xmpp-server._tcp.b.test", "SRV"),
-                                             ("wave.b.test", "A"), ("wave.b.test", "AAAA")])
+        # A and AAAA are asked at once: in either order.
+        self.assertEqual(self.zone.queries[0], ("_xmpp-server._tcp.b.test", "SRV"))
+        self.assertEqual(sorted(self.zone.queries[1:]), [("wave.b.test", "A"),
+                                                         ("wave.b.test", "AAAA")])
+
+    @defer.inlineCallbacks
+    def test_a_and_aaaa_are_asked_at_once(self):
+        # Each query waits, in its worker thread, until the other one is
+        # under way too: asked one after the other, the first would wait in
+        # vain and the barrier break (a guard, not a timing).
+        import threading
+        barrier = threading.Barrier(2, timeout=30)
+        real_query = self.resolver._query
+
+        def query(resolver, name, rdtype):
+            barrier.wait()
+            return real_query(resolver, name, rdtype)
+        self.resolver._query = query
+        self.assertEqual((yield self.resolver.lookup_addresses("six.test")),
+                         ["127.0.0.6", "::1"])
 
     @defer.inlineCallbacks
     def test_a_then_aaaa(self):

@@ -21,8 +21,11 @@ from wavebox.store import backup
 from wavebox.store import sqlite as sqlite_engine
 from wavebox.store.memory import MemoryStore
 from wavebox.store.sqlite import SqliteStore
+from wavebox.store import postgresql as postgresql_engine
+from wavebox.store.postgresql import PostgresStore
 
 from tests import store_crash_child
+from tests.postgres import fresh_database, shared_cluster
 
 W1 = "wave://a.test/w+abc/conv+root"
 W2 = "wave://a.test/w+def/conv+root"
@@ -462,6 +465,14 @@ class StoreContract:
             self.store.append_delta(W1, delta(0, 1), outbox=[("b.test", "text")]), TypeError)
         self.assertIsNone((yield self.store.current_version(W1)))
 
+    @defer.inlineCallbacks
+    def test_a_store_of_its_own_delivers_every_destination(self):
+        self.assertTrue((yield self.store.outbox_claim("b.test")))
+        self.assertTrue((yield self.store.outbox_claim("b.test")))
+        yield self.store.outbox_release("b.test")
+        self.assertTrue((yield self.store.outbox_claim("b.test")))
+        yield self.store.broadcast("receipt", "wave.b.test wbx.1.1")
+
     # -- life cycle --
 
     @defer.inlineCallbacks
@@ -532,12 +543,11 @@ class SqliteStoreTests(StoreContract, unittest.TestCase):
     @defer.inlineCallbacks
     def test_a_version_1_store_is_migrated_keeping_its_retry_state(self):
         path = os.path.abspath(self.mktemp())
-        conn = sqlite3.connect(path)
-        conn.executescript(sqlite_engine._MIGRATIONS[0])
+        conn = sqlite3.connect(path, isolation_level=None)
+        sqlite_engine.migrate(conn, path, upto=1)
+        self.assertEqual(conn.execute("PRAGMA user_version").fetchone()[0], 1)
         conn.execute("INSERT INTO outbox_retry (destination, failures, next_attempt_ms) "
                      "VALUES ('b.test', 3, 1700000060000)")
-        conn.execute("PRAGMA user_version=1")
-        conn.commit()
         conn.close()
         store = SqliteStore(path)
         self.addCleanup(store.close)
@@ -659,6 +669,178 @@ class SqliteStoreTests(StoreContract, unittest.TestCase):
         self.assertEqual([d.applied_delta for d in (yield other.deltas(W1))], [b"winner"])
 
 
+class PostgresStoreTests(StoreContract, unittest.TestCase):
+    """The contract on a real PostgreSQL (tests/postgres.py), and what sharing it means."""
+
+    def make_store(self, url=None):
+        self.url = url or getattr(self, "url", None) or fresh_database(self)
+        store = PostgresStore(self.url)
+        self.addCleanup(store.close)
+        return store
+
+    def psql(self, sql):
+        return shared_cluster().psql(sql, self.url.rpartition("/")[2])
+
+    @defer.inlineCallbacks
+    def test_everything_survives_close_and_reopen(self):
+        yield self.store.append_delta(W1, delta(0, 2, payload=b"\x00one"),
+                                      participants=["a@a.test"], hosted=True)
+        yield self.store.put_snapshot(W1, 2, b"snap")
+        yield self.store.mark_read("a@a.test", W1, 2)
+        yield self.store.put_signer_info(b"sid", "a.test", b"chain")
+        item = yield self.store.outbox_enqueue("b.test", b"queued")
+        yield self.store.close()
+        store = self.make_store(self.url)
+        self.assertEqual([d.applied_delta for d in (yield store.deltas(W1))], [b"\x00one"])
+        self.assertEqual((yield store.latest_snapshot(W1)), (2, b"snap"))
+        [info] = yield store.wavelets_of("a@a.test")
+        self.assertEqual((info.version, info.read_version, info.hosted), (2, 2, True))
+        self.assertEqual((yield store.get_signer_info(b"sid")).blob, b"chain")
+        self.assertEqual([p.id for p in (yield store.outbox_pending("b.test"))], [item])
+
+    def test_schema_version_is_recorded(self):
+        self.assertEqual(self.psql("SELECT version FROM schema_version"),
+                         str(postgresql_engine.SCHEMA_VERSION))
+
+    @defer.inlineCallbacks
+    def test_a_version_1_store_is_migrated_keeping_its_retry_state(self):
+        url = fresh_database(self)
+        self.assertEqual(postgresql_engine.prepare_database(url, upto=1), 1)
+        shared_cluster().psql("INSERT INTO outbox_retry (destination, failures, "
+                              "next_attempt_ms) VALUES ('b.test', 3, 1700000060000)",
+                              url.rpartition("/")[2])
+        store = self.make_store(url)
+        retry = yield store.outbox_get_retry("b.test")
+        self.assertEqual((retry.failures, retry.next_attempt_ms, retry.since_ms),
+                         (3, 1700000060000, 0))
+        self.assertEqual(shared_cluster().psql("SELECT version FROM schema_version",
+                                               url.rpartition("/")[2]),
+                         str(postgresql_engine.SCHEMA_VERSION))
+
+    def test_database_from_a_newer_wavebox_is_refused(self):
+        self.psql("UPDATE schema_version SET version = version + 1")
+        e = self.assertRaises(StoreError, PostgresStore, self.url)
+        self.assertIn("newer wavebox", str(e))
+
+    def test_unreachable_database_is_refused_naming_it(self):
+        url = "postgresql://wave@127.0.0.1:1/nothing"
+        e = self.assertRaises(StoreError, PostgresStore, url)
+        self.assertIn(url, str(e))
+
+    @defer.inlineCallbacks
+    def test_two_stores_on_one_database_cannot_both_append_a_version(self):
+        # Two processes sharing the database: it, not a lock in either
+        # process, decides which append is the delta at 0.
+        other = self.make_store(self.url)
+        yield self.store.append_delta(W1, delta(0, 1, payload=b"winner"))
+        e = yield self.assertFailure(other.append_delta(W1, delta(0, 1, payload=b"loser")),
+                                     StoreConflict)
+        self.assertEqual(e.current_version, 1)
+        self.assertEqual([d.applied_delta for d in (yield other.deltas(W1))], [b"winner"])
+
+    @defer.inlineCallbacks
+    def test_racing_appends_from_two_stores_make_one_history(self):
+        # Both stores append at the same versions at the same moment, in
+        # their own threads and transactions: every version is won once.
+        other = self.make_store(self.url)
+        outcomes = []
+        for v in range(20):
+            ds = [s.append_delta(W1, delta(v, v + 1, payload=b"%s %d" % (who, v)))
+                  for s, who in ((self.store, b"one"), (other, b"two"))]
+            results = yield defer.DeferredList(ds, consumeErrors=True)
+            won = [ok for ok, _ in results]
+            for ok, value in results:
+                if not ok:
+                    value.trap(StoreConflict)
+            outcomes.append(won)
+        self.assertTrue(all(sorted(w) == [False, True] for w in outcomes), outcomes)
+        stored = yield self.store.deltas(W1)
+        self.assertEqual([d.applied_at_version for d in stored], list(range(20)))
+
+    @defer.inlineCallbacks
+    def test_every_store_hears_of_every_committed_delta(self):
+        other = self.make_store(self.url)
+        heard = []
+        got_two = defer.Deferred()
+
+        def changed(name, version):
+            heard.append((name, version))
+            if len(heard) == 2:
+                got_two.callback(None)
+        other.change_observers.append(changed)
+        yield self._listening(other)
+        yield self.store.append_delta(W1, delta(0, 3))
+        yield self.assertFailure(self.store.append_delta(W1, delta(0, 1)), StoreConflict)
+        yield self.store.append_delta(W2, delta(0, 2))
+        yield got_two
+        self.assertEqual(heard, [(W1, 3), (W2, 2)])
+
+    @defer.inlineCallbacks
+    def test_one_store_at_a_time_delivers_a_destination_until_it_ends(self):
+        other = self.make_store(self.url)
+        self.assertTrue((yield self.store.outbox_claim("b.test")))
+        self.assertFalse((yield other.outbox_claim("b.test")))
+        self.assertTrue((yield other.outbox_claim("c.test")))     # each destination its own
+        self.assertTrue((yield self.store.outbox_claim("b.test")))
+        yield self.store.outbox_release("b.test")
+        self.assertTrue((yield other.outbox_claim("b.test")))
+        self.assertFalse((yield self.store.outbox_claim("b.test")))
+        # The holder's end (its connections close, as when its process dies)
+        # lets the next one take the queue over.
+        yield other.close()
+        self.assertTrue((yield self.store.outbox_claim("b.test")))
+        self.assertTrue((yield self.store.outbox_claim("c.test")))
+
+    @defer.inlineCallbacks
+    def test_a_broadcast_reaches_the_other_stores_only(self):
+        other = self.make_store(self.url)
+        heard = {self.store: [], other: []}
+        arrived = {self.store: defer.Deferred(), other: defer.Deferred()}
+        for store in (self.store, other):
+            store.broadcast_observers.append(
+                lambda *a, store=store: (heard[store].append(a), arrived[store].callback(None)))
+            yield self._listening(store)
+        yield self.store.broadcast("receipt", "wave.b.test wbx.3.7")
+        yield arrived[other]
+        # Said after the first, so heard after it: the first never came back here.
+        yield other.broadcast("receipt", "wave.b.test wbx.8.8")
+        yield arrived[self.store]
+        self.assertEqual(heard, {other: [("receipt", "wave.b.test wbx.3.7")],
+                                 self.store: [("receipt", "wave.b.test wbx.8.8")]})
+
+    def _listening(self, store):
+        from twisted.internet import threads
+        return threads.deferToThread(store._listener.listening.wait, 30)
+
+    @defer.inlineCallbacks
+    def test_a_deadlock_between_two_stores_is_run_again(self):
+        # Two batches that take the same two wavelets' rows in opposite
+        # orders deadlock in PostgreSQL; the aborted one runs again and
+        # every append lands.
+        other = self.make_store(self.url)
+        yield self.store.append_delta(W1, delta(0, 1))
+        yield self.store.append_delta(W2, delta(0, 1))
+        barrier = threading.Barrier(2, timeout=30)
+
+        def take(first):
+            def job(conn):
+                conn.execute("UPDATE wavelet SET last_modified_ms = 1 WHERE name = ?", (first,))
+                try:
+                    barrier.wait()
+                except threading.BrokenBarrierError:
+                    pass
+                return True
+            return job
+        a = self.store._writer.submit(take(W1))
+        a2 = self.store.append_delta(W2, delta(1, 2, payload=b"one"))
+        b = other._writer.submit(take(W2))
+        b2 = other.append_delta(W1, delta(1, 2, payload=b"two"))
+        results = yield defer.DeferredList([a, a2, b, b2], consumeErrors=True)
+        self.assertEqual([ok for ok, _ in results], [True, True, True, True], results)
+        self.assertEqual([d.applied_delta for d in (yield self.store.deltas(W1, 1))], [b"two"])
+        self.assertEqual([d.applied_delta for d in (yield self.store.deltas(W2, 1))], [b"one"])
+
+
 class _ChildOutput(protocol.ProcessProtocol):
     """Collects the child's acknowledgements and kills it after ``kill_after`` of them."""
 
@@ -771,6 +953,20 @@ class OpenStoreTests(unittest.TestCase):
         store = open_store(data_dir=data_dir)
         self.addCleanup(store.close)
         self.assertEqual(store.path, os.path.join(data_dir, "wavebox.sqlite3"))
+
+    @defer.inlineCallbacks
+    def test_postgresql_url_opens_the_postgresql_engine_on_that_database(self):
+        url = fresh_database(self)
+        store = open_store(url, "/nonexistent")
+        self.addCleanup(store.close)
+        self.assertIsInstance(store, PostgresStore)
+        yield store.append_delta(W1, delta(0, 1))
+        self.assertEqual(shared_cluster().psql("SELECT count(*) FROM delta",
+                                               url.rpartition("/")[2]), "1")
+        self.assertEqual(parse_store_url(url), ("postgresql", url))
+        o = config.Options()
+        o.parseOptions(["--domain", "a.test", "--store", url])
+        self.assertEqual(o.config().store, url)
 
     def test_memory_url_opens_the_memory_engine(self):
         self.assertIsInstance(open_store("memory:", "/nonexistent"), MemoryStore)

@@ -477,6 +477,55 @@ class SharedStoreTests(ServerTestCase):
         self.assertEqual(len(self.stored()), 3)
         self.assertEqual(self.state(server=self.make_server(self.store)).hashed_version,
                          result.hashed_version_after)
+        # Listeners here heard the other server's delta before this one's.
+        self.assertEqual([(u.applied.applied_at.version, u.author) for u in self.heard.updates],
+                         [(0, ALICE), (v.version, ALICE), (v.version + 1, ALICE)])
+        self.assertEqual(self.heard.updates[1].applied.applied_delta_bytes,
+                         self.stored()[1].applied_delta)
+
+    def test_a_delta_stored_elsewhere_is_caught_up_and_told_when_the_store_says_so(self):
+        self.create()
+        other = self.make_server(self.store)
+        v = self.state().hashed_version
+        done = self.successResultOf(
+            other.submit(NAME, WaveletDelta(ALICE, v, [write("b+1", "A", 0, 5)])))
+        self.assertEqual(self.text(), "hello")      # nobody said anything yet
+        self.server.changed_elsewhere(NAME.uri, done.hashed_version_after.version)
+        self.assertEqual(self.text(), "Ahello")
+        self.assertEqual(self.state().hashed_version, done.hashed_version_after)
+        self.assertEqual(self.heard.updates[-1].resulting_version, done.hashed_version_after)
+        # Told again (our own delta, or an old notice): nothing more happens.
+        self.server.changed_elsewhere(NAME.uri, done.hashed_version_after.version)
+        self.server.changed_elsewhere(OTHER.uri, 7)
+        self.assertEqual(len(self.heard.updates), 2)
+
+    def test_a_wave_made_elsewhere_reaches_a_participant_listening_here(self):
+        bob = Recorder()
+        self.server.subscribe_participant(BOB, bob)
+        other = self.make_server(self.store)
+        self.create(server=other)
+        v = self.state(server=other).hashed_version
+        done = self.successResultOf(other.submit(NAME, WaveletDelta(ALICE, v,
+                                                                    [AddParticipant(BOB)])))
+        self.server.changed_elsewhere(NAME.uri, done.hashed_version_after.version)
+        [update] = bob.updates
+        self.assertEqual(update.added, frozenset([BOB]))
+        self.assertEqual(update.resulting_version, done.hashed_version_after)
+        self.assertEqual(self.state().hashed_version, done.hashed_version_after)
+
+    def test_a_wavelet_not_loaded_is_not_read_when_the_store_says_it_changed(self):
+        reads = []
+        self.store.deltas = lambda *a, **k: reads.append(a) or defer.succeed([])
+        self.server.changed_elsewhere(NAME.uri, 3)
+        self.server.changed_elsewhere(None, None)
+        self.assertEqual(reads, [])
+
+    def test_the_server_listens_to_its_stores_changes(self):
+        self.assertIn(self.server.changed_elsewhere, self.store.change_observers)
+        other = MemoryStore()
+        self.server.store = other
+        self.assertNotIn(self.server.changed_elsewhere, self.store.change_observers)
+        self.assertEqual(other.change_observers, [self.server.changed_elsewhere])
 
 
 class ListenerTests(ServerTestCase):

@@ -14,7 +14,7 @@ from twisted.logger import globalLogPublisher
 from twisted.words.xish import domish
 from zope.interface import alsoProvides
 
-from wavebox.xmpp import streams
+from wavebox.xmpp import limits, streams
 
 Endpoint = collections.namedtuple("Endpoint", "host port target")
 
@@ -167,6 +167,9 @@ def make_service(domains=("a.test", "wave.a.test"), tls=None, table=None, clock=
     clock = clock or task.Clock()
     network = Network()
     resolver = Resolver(table or {})
+    # The tests advance the clock by hours; the idle timeout (tests of its
+    # own give it) would close their streams on the way.
+    kw.setdefault("limits", limits.StreamLimits(idle_timeout=None))
     service = streams.S2SService(
         list(domains), secret, tls if tls is not None else FakeTLS(), resolver,
         port=None, clock=clock, connect=network.connect, **kw)

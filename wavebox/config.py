@@ -326,6 +326,31 @@ OPTIONS += [
            "session may have unsent because its client does not read; then it is closed"),
 ]
 
+# Issue 9: what a stranger may hold of the XMPP side (docs/xmpp.rst, "Limits").
+OPTIONS += [
+    Option("xmpp-max-stanza-size", _byte_size, 512 * 1024, "bytes one stanza may have "
+           "from an authenticated peer, text and whitespace included; a bigger one is "
+           "the stream error policy-violation"),
+    Option("xmpp-max-unauthenticated-stanza-size", _byte_size, 10 * 1024, "bytes the "
+           "stream header and each element may have before the peer is authenticated "
+           "(before STARTTLS and dialback)"),
+    Option("xmpp-max-depth", _positive_int, 100, "levels elements may nest in one "
+           "stanza; deeper is the stream error policy-violation"),
+    Option("s2s-max-streams", _positive_int, 1000, "incoming S2S streams open at once; "
+           "one more gets the stream error resource-constraint"),
+    Option("s2s-max-unauthenticated-per-ip", _positive_int, 10, "incoming S2S streams "
+           "from one client address (an IPv6 client: its /64) that have not yet "
+           "authenticated a domain"),
+    Option("s2s-max-pending-bytes", _byte_size, 4 * 1024 * 1024, "bytes we may have "
+           "written to a peer that does not read, beyond the socket's own buffer; then "
+           "its connection is dropped"),
+    Option("s2s-unauthenticated-timeout", _positive_float, 30.0, "seconds an incoming S2S "
+           "stream may take to authenticate a domain (connection-timeout after that)"),
+    Option("s2s-idle-timeout", _duration_or_never, 600.0, "seconds (or 10m, 1h...; never) "
+           "an S2S stream may carry nothing before it is closed with a stream close; a "
+           "route opens a new one when it has something to send"),
+]
+
 # Issue 5: the wave federation protocol.
 OPTIONS += [
     Option("verify-signatures", _yes_no, True, "check the signature of every delta "

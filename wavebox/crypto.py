@@ -147,9 +147,33 @@ class Signer:
 
 # --- verification ---------------------------------------------------------------
 
+#: Signer certificates whose parse is remembered (``_leaf``); past this many the
+#: memory starts again, so posted signer infos cannot make it grow without end.
+LEAF_CACHE_SIZE = 1024
+_leaves = {}
+
+
+def _leaf(certificate):
+    """
+    ``(certificate, public key, common names, DNS names)`` of a signer's
+    certificate, worked out once per certificate: every delta of a signer is
+    checked against the same one, and parsing it, taking its key out and
+    reading its names cost more than the RSA verification itself.
+    """
+    key = certificate if isinstance(certificate, x509.Certificate) else bytes(certificate)
+    facts = _leaves.get(key)
+    if facts is None:
+        cert = _certificate(certificate)
+        facts = (cert, cert.public_key(), _common_names(cert), _dns_names(cert))
+        if len(_leaves) >= LEAF_CACHE_SIZE:
+            _leaves.clear()
+        _leaves[key] = facts
+    return facts
+
+
 def verify_signature(data, signature_bytes, certificate):
     """Raise InvalidSignatureError unless ``signature_bytes`` is SHA1withRSA of ``data``."""
-    public_key = _certificate(certificate).public_key()
+    public_key = _leaf(certificate)[1]
     if not isinstance(public_key, rsa.RSAPublicKey):
         raise InvalidSignatureError(
             f"the signer certificate holds a {type(public_key).__name__}, not an RSA key")
@@ -180,14 +204,14 @@ def check_authority(domain, certificate):
     subject CN or a DNS subjectAltName equals it, or a ``*.`` CN matches
     everything after the domain's first dot.
     """
-    cert = _certificate(certificate)
+    cert, _, common_names, dns_names = _leaf(certificate)
     wanted = domain.lower()
-    names = [n.lower() for n in _common_names(cert) + _dns_names(cert)]
+    names = [n.lower() for n in common_names + dns_names]
     if wanted in names:
         return
     if "." in wanted:
         parent = wanted.split(".", 1)[1]
-        for cn in _common_names(cert):
+        for cn in common_names:
             cn = cn.lower()
             if cn.startswith("*.") and cn[2:] == parent:
                 return

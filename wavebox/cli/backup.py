@@ -56,6 +56,13 @@ def _copy(source, target):
 def make_backup(config, destination):
     """Write the backup; the manifest (a dict)."""
     engine, _ = parse_store_url(config.store)
+    if engine == "postgresql":
+        from wavebox.store.postgresql import describe
+        raise ValueError(
+            "--store: %s is a PostgreSQL database: back it up with PostgreSQL's own tool, "
+            "pg_dump (pg_dump -Fc -f wavebox.dump %s; pg_restore puts it back), and keep "
+            "the dialback secret, certificates and config file beside it"
+            % (describe(config.store), describe(config.store)))
     if engine != "sqlite":
         raise ValueError("--store: %s is not an sqlite: store; back it up with its own "
                          "tools" % (config.store,))

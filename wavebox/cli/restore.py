@@ -37,7 +37,8 @@ def restore(config, source, out):
     data_dir = config.data_dir      # as given, so what is printed reads as typed
     target = store_path(config.store, config.data_dir)
     if target is None:
-        raise ValueError("--store: %s is not an sqlite: store" % (config.store,))
+        raise ValueError("--store: %s is not an sqlite: store (a PostgreSQL store comes "
+                         "back with pg_restore)" % (config.store,))
     if os.path.exists(target):
         raise OSError("%s already holds a store; restore into a data directory without "
                       "one (or move it away first)" % (target,))

@@ -79,6 +79,21 @@ class ConsoleFactory(protocol.ServerFactory):
         self.sessions = set()
         self.per_client = collections.Counter()     # client_key -> sessions open
         self._refusing = set()      # what is refused now ("all" or a client), logged once
+        self._rendering = None      # the UpdateRendering of the update being told
+        self.renderings = 0         # UpdateRenderings made (one per update, however many watch)
+
+    def rendering(self, state, update):
+        """
+        The one :class:`~wavebox.console.view.UpdateRendering` of ``update``
+        for every session that has its wave open: the listeners are told of
+        one update after the other, so the last one made is the one asked for
+        until the next update comes.
+        """
+        r = self._rendering
+        if r is None or r.update is not update:
+            r = self._rendering = view.UpdateRendering(state, update)
+            self.renderings += 1
+        return r
 
     def buildProtocol(self, addr):
         client = client_key(getattr(addr, "host", "unknown"))
@@ -213,13 +228,17 @@ class ConsoleSession(protocol.Protocol, TimeoutMixin):
         """Send lines of text, CRLF-terminated as telnet expects."""
         if self.closing or self.transport is None:
             return
-        for line in text.split("\n"):
-            data = line.encode("utf-8") + b"\r\n"
-            self.transport.write(data)
-            if self._lines.paused:
-                self._unsent += len(data)
-        if self._unsent > self.limits.output_limit:
-            self._not_reading()
+        self.send(view.terminal_bytes(text))
+
+    def send(self, data):
+        """Send lines already encoded (CRLF-terminated), counted as ``say`` counts them."""
+        if self.closing or self.transport is None:
+            return
+        self.transport.write(data)
+        if self._lines.paused:
+            self._unsent += len(data)
+            if self._unsent > self.limits.output_limit:
+                self._not_reading()
 
     def error(self, text):
         self.say("error: " + text)
@@ -575,12 +594,12 @@ class ConsoleSession(protocol.Protocol, TimeoutMixin):
     def _show_new(self, state, update):
         if update.wavelet_name != self.open_name:
             return
+        rendering = self.factory.rendering(state, update)
         if self.mode == "xml":
-            for document_id in view.touched_documents(update):
-                self.say("%s: %s" % (document_id, view.document_xml(state, document_id)))
+            self.send(rendering.xml_bytes())
             return
-        for blip_id, author, text in self.seen.show_new(state, update):
-            self.say(view.blip_line(author, text))
+        for blip_id in self.seen.show_new(rendering):
+            self.send(rendering.blip_bytes(blip_id))
 
     def inbox_changed(self, update):
         """A durable delta of any wave of ours: announce being added or removed."""

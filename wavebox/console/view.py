@@ -59,8 +59,7 @@ class OpenWave:
     """
     What one console has shown of its open wave: the blips the manifest
     lists and those already shown.  Kept up to date from each update's
-    operations, so showing a change costs the change's size, not the wave's
-    (every session that has the wave open does this for every delta).
+    operations, so showing a change costs the change's size, not the wave's.
     """
 
     def __init__(self):
@@ -74,29 +73,73 @@ class OpenWave:
         self.shown = {blip_id for blip_id, _, _ in rendered}
         return rendered
 
-    def show_new(self, state, update):
+    def show_new(self, rendering):
         """
-        ``[(blip id, author, text)]`` of the blips ``update`` made showable:
-        listed in the manifest, with a document, not shown before.  New
-        entries of the manifest come in its order, after blips it already
-        listed whose document appeared only now.
+        The blip ids, in the order to show them, that the update of
+        ``rendering`` (an :class:`UpdateRendering`) made showable: listed in
+        the manifest, with a document, not shown before.  New entries of the
+        manifest come in its order, after blips it already listed whose
+        document appeared only now.
         """
-        added, removed = conversation.manifest_changes(update.operations)
-        self.listed.difference_update(removed)
+        added = rendering.added
+        self.listed.difference_update(rendering.removed)
         self.listed.update(added)
         new = set(added)
-        candidates = [d for d in touched_documents(update)
-                      if d in self.listed and d not in new] + added
+        candidates = [d for d in rendering.touched if d in self.listed and d not in new] + added
         out = []
         for blip_id in candidates:
-            document = state.documents.get(blip_id)
-            if blip_id in self.shown or blip_id not in self.listed or document is None:
+            if blip_id in self.shown or blip_id not in self.listed \
+                    or not rendering.has_document(blip_id):
                 continue
             self.shown.add(blip_id)
-            author = conversation.blip_author(state, blip_id)
-            out.append((blip_id, author.address if author else "?",
-                        conversation.blip_text(document)))
+            out.append(blip_id)
         return out
+
+
+class UpdateRendering:
+    """
+    What one durable update of a wave looks like on a terminal, worked out
+    once and shared by every console session that has the wave open: which
+    blips it lists, unlists and touches, and each blip's line as the bytes
+    sent.  Each session only decides which of them it has not shown yet, so
+    twenty sessions watching a wave cost one rendering per update, not
+    twenty.  ``state`` is the state the update made (the listeners read it
+    while being told).
+    """
+
+    def __init__(self, state, update):
+        self.state = state
+        self.update = update
+        self.added, self.removed = conversation.manifest_changes(update.operations)
+        self.touched = touched_documents(update)
+        self._lines = {}
+        self._xml = None
+
+    def has_document(self, blip_id):
+        return blip_id in self.state.documents
+
+    def blip_bytes(self, blip_id):
+        """The blip's ``author: text`` line(s), CRLF-terminated, encoded once."""
+        data = self._lines.get(blip_id)
+        if data is None:
+            author = conversation.blip_author(self.state, blip_id)
+            text = conversation.blip_text(self.state.documents[blip_id])
+            data = self._lines[blip_id] = terminal_bytes(
+                blip_line(author.address if author else "?", text))
+        return data
+
+    def xml_bytes(self):
+        """The ``/view xml`` lines of the documents the update touched, encoded once."""
+        if self._xml is None:
+            self._xml = b"".join(
+                terminal_bytes("%s: %s" % (document_id, document_xml(self.state, document_id)))
+                for document_id in self.touched)
+        return self._xml
+
+
+def terminal_bytes(text):
+    """``text`` as a terminal gets it: UTF-8, each line CRLF-terminated."""
+    return b"".join(line.encode("utf-8") + b"\r\n" for line in text.split("\n"))
 
 
 def blip_line(author, text):

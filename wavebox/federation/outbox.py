@@ -16,6 +16,19 @@ delivery resumes where it stopped, in order.
 A message id names the items it carries (``wbx.<first>.<last>``), so a receipt
 that arrives late, even after a restart, still acks exactly those items.
 
+Several processes serving one domain on one database (a PostgreSQL store)
+share every queue, and each queue is delivered by one of them at a time:
+a queue sends nothing until the store grants this process the destination
+(``outbox_claim``, an advisory lock there, always granted by a store of one
+process).  A queue that is refused asks again every ``claim_interval``
+seconds, and so takes the queue over when its holder dies; a process also
+looks at the stored backlog that often, for destinations that only others
+queued for.  A holder whose queue is empty lets it go, so the next update is
+delivered by whichever process queued it, and reads the queue afresh from
+the store (picking up items another process committed out of id order).
+A receipt that reaches a process that is not delivering that queue is
+broadcast (``broadcast("receipt", ...)``) to the one that is.
+
 A stored payload is the update ``<message>`` without ``id`` and ``to`` (UTF-8
 XML): the peer's JID is found again at delivery time, since its service may
 have moved while it was down.
@@ -35,6 +48,7 @@ DEFAULT_MAX_BACKOFF = 300.0
 DEFAULT_WINDOW = 8               # messages in flight per destination
 DEFAULT_BATCH = 16               # queued items per message when catching up
 DEFAULT_GIVE_UP = 7 * 24 * 3600.0  # seconds unreachable before a destination is dropped
+DEFAULT_CLAIM_INTERVAL = 2.0     # seconds between asks for a queue another process delivers
 PAGE = 200                       # items read from the store at a time
 MAX_CACHED = 2000                # unacknowledged items kept in memory per destination
 
@@ -125,10 +139,17 @@ class DestinationQueue:
         self.retry_call = None
         self.last_error = None
         self.stopped = False       # dropped by an operator, or the outbox stopped
+        self.claimed = False       # the store lets this process deliver the queue
+        self.claiming = False
+        self.claim_call = None     # the next ask, while another process delivers it
+        # Several processes fill the queue: what is in the store is read again
+        # from its start (an item committed late may have a lower id).
+        self.shared = getattr(outbox.store, "shared", False)
+        self.acked = set()         # ids acknowledged whose delete may not be read yet
 
     @property
     def busy(self):
-        return self.reading or self.discovering
+        return self.reading or self.discovering or self.claiming
 
     @property
     def backing_off(self):
@@ -148,7 +169,12 @@ class DestinationQueue:
 
     def add(self, item_id, payload):
         """A new item was made durable for this destination."""
-        if self.reading:
+        if self.shared:
+            self.exhausted = False
+            if not self.claimed and not self.claiming:
+                # Tell the process that delivers the queue, if another one does.
+                self.outbox.store_call("broadcast", "queued", self.destination)
+        elif self.reading:
             self.late.append((item_id, payload))
         elif item_id > self.read_upto:
             if self.exhausted and len(self.items) < MAX_CACHED:
@@ -160,22 +186,32 @@ class DestinationQueue:
 
     def _read_more(self):
         self.reading = True
-        d = self.outbox.store_call("outbox_pending", self.destination,
-                                   limit=PAGE, after=self.read_upto)
-        d.addBoth(self._read)
+        limit = PAGE
+        if self.shared:
+            limit += len(self.items) + len(self.acked)
+        d = self.outbox.store_call("outbox_pending", self.destination, limit=limit,
+                                   after=0 if self.shared else self.read_upto)
+        d.addBoth(self._read, limit)
 
-    def _read(self, rows):
+    def _read(self, rows, limit=PAGE):
         self.reading = False
         late, self.late = self.late, []
         if isinstance(rows, Failure):
             log.failure("outbox to {dest}: cannot read the queue", rows, dest=self.destination)
             self._failed("store: %s" % (rows.getErrorMessage(),))
             return
+        if self.shared:
+            known = {i.item_id for i in self.items}
+            self.acked &= {row.id for row in rows}     # the rest are gone for good
+            for row in rows:
+                if row.id not in known and row.id not in self.acked:
+                    self.items.append(_Item(row.id, row.payload, self.outbox.clock.seconds()))
+                    self.read_upto = max(self.read_upto, row.id)
         for row in rows:
-            if row.id > self.read_upto:
+            if not self.shared and row.id > self.read_upto:
                 self.items.append(_Item(row.id, row.payload, self.outbox.clock.seconds()))
                 self.read_upto = row.id
-        if len(rows) < PAGE:
+        if len(rows) < limit:
             self.exhausted = True
             for item_id, payload in sorted(late):
                 self.add(item_id, payload)
@@ -186,6 +222,9 @@ class DestinationQueue:
     def kick(self):
         """Send what the window allows, unless waiting to retry or busy."""
         if self.backing_off or self.busy or self.stopped or self.outbox.stopped:
+            return
+        if not self.claimed:
+            self._claim()
             return
         unsent = len(self.items) - self.next_index
         if not self.exhausted and unsent < self.outbox.batch and len(self.items) < MAX_CACHED:
@@ -201,6 +240,52 @@ class DestinationQueue:
         while (self.next_index < len(self.items) and self.jid is not None
                and len(self.in_flight) < self.outbox.window and not self.backing_off):
             self._send_next()
+
+    def _claim(self):
+        if self.claim_call is not None and self.claim_call.active():
+            return
+        self.claim_call = None
+        self.claiming = True
+        d = self.outbox.store_call("outbox_claim", self.destination)
+        d.addBoth(self._claimed)
+
+    def _claimed(self, granted):
+        self.claiming = False
+        if self.stopped or self.outbox.stopped:
+            return
+        if granted is True:
+            # Ours now: read the queue afresh from the store, which is the
+            # truth (another process may have delivered part of it).
+            self.claimed = True
+            self._drop_in_flight()
+            self.items, self.read_upto, self.exhausted, self.late = [], 0, False, []
+            self.acked = set()
+            self.kick()
+            return
+        self.claim_call = self.outbox.clock.callLater(self.outbox.claim_interval, self.kick)
+
+    def confirm_claim(self):
+        """Ask the store whether the queue is still ours; stop sending if not."""
+        if not self.claimed or self.claiming:
+            return
+        self.claiming = True
+
+        def answered(granted):
+            self.claiming = False
+            if granted is not True and self.claimed:
+                log.warn("outbox to {dest}: another process delivers this queue now",
+                         dest=self.destination)
+                self.claimed = False
+                self._drop_in_flight()
+            self.kick()
+        self.outbox.store_call("outbox_claim", self.destination).addBoth(answered)
+
+    def _release_if_done(self):
+        """Nothing left to deliver: let another process take the next update."""
+        if self.claimed and not self.items and self.exhausted and not self.in_flight \
+                and not self.busy:
+            self.claimed = False
+            self.outbox.store_call("outbox_release", self.destination)
 
     def _discovered(self, jid):
         self.discovering = False
@@ -271,7 +356,10 @@ class DestinationQueue:
             self.retry_call = None
         for item_id in sorted(acked):
             self.outbox.store_call("outbox_ack", self.destination, item_id)
+        if self.shared:
+            self.acked |= acked
         self.kick()
+        self._release_if_done()
 
     def bounced(self, stanza_id, error):
         """
@@ -354,6 +442,9 @@ class DestinationQueue:
         if self.backing_off:
             self.retry_call.cancel()
         self.retry_call = None
+        if self.claim_call is not None and self.claim_call.active():
+            self.claim_call.cancel()
+        self.claim_call = None
 
 
 class Outbox:
@@ -371,7 +462,8 @@ class Outbox:
                  receipt_timeout=DEFAULT_RECEIPT_TIMEOUT,
                  initial_backoff=DEFAULT_INITIAL_BACKOFF,
                  max_backoff=DEFAULT_MAX_BACKOFF,
-                 window=DEFAULT_WINDOW, batch=DEFAULT_BATCH, give_up=DEFAULT_GIVE_UP):
+                 window=DEFAULT_WINDOW, batch=DEFAULT_BATCH, give_up=DEFAULT_GIVE_UP,
+                 claim_interval=DEFAULT_CLAIM_INTERVAL):
         if clock is None:
             from twisted.internet import reactor as clock
         self.store = store
@@ -385,6 +477,8 @@ class Outbox:
         self.window = window
         self.batch = batch
         self.give_up = give_up      # seconds of failures in a row before dropping; None: never
+        self.claim_interval = claim_interval
+        self._watch = None          # looks at the stored backlog (several processes)
         self.given_up = {}          # destination -> DeliveryProblem (given_up=True)
         self.queues = {}
         self._by_jid = {}
@@ -449,7 +543,7 @@ class Outbox:
             self.queue(destination).add(item_id, payload)
 
     @defer.inlineCallbacks
-    def resume(self):
+    def resume(self, quiet=False):
         """
         At start-up: pick up every queue that still has items and try it at
         once.  A wait left from before the restart is not honoured: the
@@ -461,20 +555,64 @@ class Outbox:
         for destination, pending in sorted(backlog.items()):
             if not pending or self.stopped:
                 continue
+            if quiet and destination in self.queues:
+                self.queues[destination].kick()
+                continue
             q = self.queue(destination)
             retry = yield defer.maybeDeferred(self.store.outbox_get_retry, destination)
             if retry is not None and retry.failures:
                 q.attempts = retry.failures
                 q.since_ms = retry.since_ms or int(self.clock.seconds() * 1000)
                 q.last_error = "failing before the restart"
-            log.info("outbox to {dest}: {n} update(s) waiting from before the restart; "
-                     "sending them now", dest=destination, n=pending)
+            if not quiet:
+                log.info("outbox to {dest}: {n} update(s) waiting from before the restart; "
+                         "sending them now", dest=destination, n=pending)
             q.kick()
 
-    def on_receipt(self, from_jid, stanza_id):
+    def on_receipt(self, from_jid, stanza_id, relayed=False):
+        """
+        A receipt; one for a queue this process is not delivering goes to
+        the process that is (through the store), unless it came from there.
+        """
         q = self._by_jid.get(from_jid)
-        if q is not None:
+        if q is not None and q.claimed:
             q.received(stanza_id)
+        elif not relayed and item_range(stanza_id) is not None:
+            self.store_call("broadcast", "receipt", "%s %s" % (from_jid, stanza_id))
+
+    def heard(self, topic, text):
+        """A store broadcast from another process sharing the database."""
+        if topic == "receipt":
+            from_jid, _, stanza_id = text.partition(" ")
+            self.on_receipt(from_jid, stanza_id, relayed=True)
+        elif topic == "queued" and not self.stopped:
+            q = self.queues.get(text)
+            if q is not None and q.claimed:
+                q.exhausted = False     # read what the other process queued
+                q.kick()
+
+    def watch(self):
+        """
+        Several processes on one store: every ``claim_interval`` seconds, pick
+        up the destinations that have items in the store (queued by another
+        process that may have died) and confirm the queues we deliver are
+        still ours.  Listens to the store's broadcasts, too.
+        """
+        from twisted.internet import task
+        observers = getattr(self.store, "broadcast_observers", None)
+        if observers is not None and self.heard not in observers:
+            observers.append(self.heard)
+        if self._watch is None:
+            self._watch = task.LoopingCall(self._look)
+            self._watch.clock = self.clock
+            self._watch.start(self.claim_interval, now=False)
+
+    def _look(self):
+        for q in list(self.queues.values()):
+            q.confirm_claim()
+        d = self.resume(quiet=True)
+        d.addErrback(lambda f: log.failure("outbox: cannot read the backlog", f))
+        return None
 
     def on_error(self, from_jid, stanza_id, error):
         """
@@ -529,5 +667,11 @@ class Outbox:
 
     def stop(self):
         self.stopped = True
+        if self._watch is not None and self._watch.running:
+            self._watch.stop()
+        self._watch = None
+        observers = getattr(self.store, "broadcast_observers", None)
+        if observers is not None and self.heard in observers:
+            observers.remove(self.heard)
         for q in self.queues.values():
             q.stop()

@@ -118,6 +118,8 @@ class FederationService(service.Service):
         self.attach()
         d = self.outbox.resume().addErrback(
             lambda f: log.failure("cannot resume the federation outbox", f))
+        if getattr(self.server.store, "shared", False):
+            self.outbox.watch()     # other processes serve this domain from the same store
         # Not waited for: it runs in the background, for seconds or more.
         self.catch_up.start()
         return d

@@ -28,6 +28,16 @@ and submitters see a delta only once it is durable (``state``), in version
 order; a delta whose write fails takes the ones written after it down too
 (the store refuses them: they do not extend its history), and the in-memory
 copy is dropped, to be loaded again from the store.
+
+Several processes on one database (PostgreSQL).  The database decides the
+writer of each version (:meth:`IWaveletStore.append_delta` is a
+compare-and-set): a delta refused because another process appended first
+rewinds the container to its durable state, which then *catches up* -- reads
+the other process's deltas from the store, applies them and tells the
+listeners, as if they had been made here -- and the submit is transformed
+again against them and retried.  The store's ``change_observers`` tell the
+server of every delta committed anywhere; a loaded container that is behind
+catches up at once, so that console sessions here see lines typed there.
 """
 
 from twisted.internet import defer
@@ -72,6 +82,8 @@ class WaveletContainer:
         self._snapshot_size = 0    # bytes of the latest snapshot
         self._encoder = None       # keeps the documents' JSON between snapshots
         self._last_timestamp = 0
+        self.behind = False        # another process stored deltas we have not read yet
+        self._load_end = None      # load only the history before this version, then catch up
 
     # -- life cycle ---------------------------------------------------------
 
@@ -102,9 +114,14 @@ class WaveletContainer:
     def _loaded_then(self, f, *args, **kwargs):
         if self.corrupted:
             raise errors.WaveletCorrupted("%s: %s" % (self.uri, self.corrupted))
-        if not self.loaded:
+        if not self.loaded or (self.behind and not self.writing):
             try:
-                yield self._load()
+                if not self.loaded:
+                    end, self._load_end = self._load_end, None
+                    self.behind = end is not None
+                    yield self._load(end)
+                if self.behind:
+                    yield self._catch_up()
             except errors.WaveletCorrupted as e:
                 self.corrupted = str(e)
                 self._forget()
@@ -116,6 +133,73 @@ class WaveletContainer:
         result = yield f(*args, **kwargs)
         return result
 
+    def _rewind(self):
+        """
+        Another process appended first: drop what is still being written (the
+        store refuses it all) and catch up with the store on the next use.
+        """
+        self._generation += 1
+        self.head = self.state
+        version = self.state.hashed_version.version
+        while self._history and self._history[-1].resulting_version.version > version:
+            del self._index[self._history.pop().applied_at.version]
+        self.behind = True
+
+    @defer.inlineCallbacks
+    def _catch_up(self):
+        """
+        Read the deltas other processes stored after our durable state, apply
+        them and tell the listeners (under the lock, nothing being written).
+        """
+        self.behind = False
+        stored = yield self.server.store.deltas(self.uri, self.state.hashed_version.version)
+        for s in stored:
+            applied = self._parse_stored(s)
+            if applied.applied_at != self.state.hashed_version:
+                raise errors.WaveletCorrupted(
+                    "stored delta at version %d does not extend version %d"
+                    % (applied.applied_at.version, self.state.hashed_version.version))
+            transformed = yield self._retransform(applied)
+            before = frozenset(participants_of(self.state))
+            state = self.state.copy()
+            state.apply_delta(transformed)
+            self.state = self.head = state
+            self._record(transformed)
+            self._since_snapshot += 1
+            self._bytes_since += len(applied.applied_delta_bytes)
+            self.server.notify(WaveletUpdate(self.name, applied, transformed, before,
+                                             frozenset(participants_of(state)), self.hosted))
+
+    def changed_elsewhere(self, version):
+        """
+        A delta up to ``version`` (None: unknown) was stored by another
+        process: catch up now if we are behind it, and nothing is being
+        written (a write in flight is refused and catches up itself).
+        """
+        if not self.loaded or self.corrupted:
+            return
+        if version is not None and version <= self.head.hashed_version.version:
+            return
+        self.behind = True
+        if not self.writing:
+            d = self.run(lambda: None)
+            d.addErrback(lambda f: log.failure("{uri}: catching up with the store failed", f,
+                                               uri=self.uri))
+
+    def open_before(self, version):
+        """
+        Load the wavelet as it was at ``version`` (a delta boundary), then
+        catch up, telling the listeners of every delta after it: another
+        process just stored them, and someone here listens.
+        """
+        if self.loaded or self.corrupted:
+            self.changed_elsewhere(None)
+            return
+        self._load_end = version
+        d = self.run(lambda: None)
+        d.addErrback(lambda f: log.failure("{uri}: catching up with the store failed", f,
+                                           uri=self.uri))
+
     def _forget(self):
         """Drop the in-memory copy; the next use loads it again from the store."""
         self._generation += 1
@@ -126,12 +210,14 @@ class WaveletContainer:
         self._base = None
 
     @defer.inlineCallbacks
-    def _load(self):
+    def _load(self, end=None):
         self._forget()
         store = self.server.store
         snapshot = yield store.latest_snapshot(self.uri)
         state = None
         self._snapshot_size = 0
+        if snapshot is not None and end is not None and snapshot[0] > end:
+            snapshot = None         # after the version asked for: replay from the start
         if snapshot is not None:
             version, blob = snapshot
             self._snapshot_size = len(blob)
@@ -150,7 +236,7 @@ class WaveletContainer:
         self.state = self.head = state
         self._base = state.hashed_version
         self._last_timestamp = state.last_modified_time or 0
-        tail = yield store.deltas(self.uri, state.hashed_version.version)
+        tail = yield store.deltas(self.uri, state.hashed_version.version, end)
         for stored in tail:
             applied = self._parse_stored(stored)
             if applied.applied_at != self.head.hashed_version:
@@ -340,11 +426,14 @@ class WaveletContainer:
                 yield previous
             try:
                 outbox_ids = yield written
-            except BaseException:
+            except BaseException as e:
                 # Whether the write reached the disk is unknown: believe the
                 # store.  The deltas after this one are refused by it too.
                 if generation == self._generation:
-                    self._forget()
+                    if isinstance(e, StoreConflict):
+                        self._rewind()      # another process wrote first
+                    else:
+                        self._forget()
                 raise
             if generation != self._generation:
                 # Stored after all, behind a delta whose write failed: durable,
@@ -413,13 +502,15 @@ class LocalWaveletContainer(WaveletContainer):
 
     #: How often a submit is transformed again after another process appended
     #: to the same wavelet first (a shared PostgreSQL store decides the writer).
-    CONFLICT_RETRIES = 3
+    #: Each retry first catches up, so each one loses only to newer deltas.
+    CONFLICT_RETRIES = 20
 
     @defer.inlineCallbacks
     def _submit(self, delta, signed_delta):
+        signed = [signed_delta]     # signed once, however often it is retried
         for attempt in range(self.CONFLICT_RETRIES + 1):
             try:
-                outcome = yield self.run(self._submit_once, delta, signed_delta)
+                outcome = yield self.run(self._submit_once, delta, signed)
                 if isinstance(outcome, SubmitResult):
                     return outcome       # a duplicate: nothing written
                 update = yield outcome.durable
@@ -429,18 +520,19 @@ class LocalWaveletContainer(WaveletContainer):
             except StoreConflict:
                 if attempt == self.CONFLICT_RETRIES:
                     raise
-                # The copy in memory was dropped; the next run loads it again.
-                log.info("{uri}: another writer appended first; reloading and "
-                         "transforming again", uri=self.uri)
+                # The next run catches up with the store first.
+                log.debug("{uri}: another writer appended first; catching up and "
+                          "transforming again", uri=self.uri)
 
     @defer.inlineCallbacks
-    def _submit_once(self, delta, signed_delta):
+    def _submit_once(self, delta, signed):
         if not delta.operations:
             raise errors.EmptyDelta("empty delta from %s at version %d"
                                     % (delta.author, delta.hashed_version.version))
-        if isinstance(signed_delta, defer.Deferred):
+        if isinstance(signed[0], defer.Deferred):
             # Signed in a thread while the deltas before it were worked on.
-            signed_delta = yield signed_delta
+            signed[0] = yield signed[0]
+        signed_delta = signed[0]
         current = self.head.hashed_version
         target = delta.hashed_version
         if target.version > current.version:
@@ -486,12 +578,20 @@ class RemoteWaveletContainer(WaveletContainer):
         already verified by the caller).  Fires with a :class:`RemoteApplyResult`
         once those it applied are durable.
         """
-        outcome = yield self.run(self._apply_applied, list(applied_deltas))
-        updates = []
-        for written in outcome.updates:     # _Written, until durable
-            update = yield written.durable
-            updates.append(update)
-        return RemoteApplyResult(tuple(updates), outcome.current, outcome.missing)
+        for attempt in range(2):
+            outcome = yield self.run(self._apply_applied, list(applied_deltas))
+            updates = []
+            try:
+                for written in outcome.updates:     # _Written, until durable
+                    update = yield written.durable
+                    updates.append(update)
+            except StoreConflict:
+                if attempt:
+                    raise
+                # Another process of ours stored the host's delta first: the
+                # next run catches up with the store, and applies what is new.
+                continue
+            return RemoteApplyResult(tuple(updates), outcome.current, outcome.missing)
 
     @defer.inlineCallbacks
     def _apply_applied(self, applied_deltas):

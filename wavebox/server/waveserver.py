@@ -26,8 +26,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from wavebox.model.delta import HashedVersion, SignedDelta, WaveletDelta
-from wavebox.model.errors import InvalidDelta, InvalidHashedVersion
-from wavebox.model.ids import ParticipantId
+from wavebox.model.errors import InvalidDelta, InvalidHashedVersion, ModelError
+from wavebox.model.ids import ParticipantId, WaveletName
 from wavebox.model.operations import AddParticipant, RemoveParticipant
 from wavebox.server import errors
 from wavebox.server.container import LocalWaveletContainer, RemoteWaveletContainer
@@ -63,6 +63,7 @@ class WaveServer:
                  signing_pool=None, max_loaded=None, idle_time=None):
         if clock is None:
             from twisted.internet import reactor as clock
+        self._store = None
         self.store = store
         self.domains = tuple(d.lower() for d in domains)
         self.signers = dict(signers or {})
@@ -82,6 +83,62 @@ class WaveServer:
         self.submit_observers = []         # f(seconds) per local submit that succeeded
         self.signing_pool = signing_pool
         self._remote_order = {}            # WaveletName -> DeferredLock: submits leave in order
+
+    # -- the store --------------------------------------------------------------
+
+    @property
+    def store(self):
+        return self._store
+
+    @store.setter
+    def store(self, store):
+        """The store; its ``change_observers`` tell us of other processes' deltas."""
+        old = getattr(self._store, "change_observers", None)
+        if old is not None and self.changed_elsewhere in old:
+            old.remove(self.changed_elsewhere)
+        self._store = store
+        new = getattr(store, "change_observers", None)
+        if new is not None:
+            new.append(self.changed_elsewhere)
+
+    def changed_elsewhere(self, uri, version):
+        """
+        A delta of the wavelet ``uri`` up to ``version`` is in the store,
+        perhaps stored by another process on the same database: a loaded
+        container that is behind catches up and tells its listeners.  (None,
+        None): anything may have changed.
+        """
+        if uri is None:
+            containers = list(self._containers.values())
+        else:
+            try:
+                name = WaveletName.from_uri(uri)
+            except ModelError:
+                return
+            if name not in self._containers:
+                if self._participant_listeners and version is not None:
+                    self._open_if_listened(name, version).addErrback(
+                        lambda f: log.failure("{uri}: cannot follow the store", f, uri=uri))
+                return
+            containers = [self._containers[name]]
+        for container in containers:
+            container.changed_elsewhere(version)
+
+    @defer.inlineCallbacks
+    def _open_if_listened(self, name, version):
+        """
+        A wavelet not loaded here changed elsewhere: if one of its
+        participants listens here (a console session), load it as it was
+        before that delta and catch up, so that they hear of the delta.
+        """
+        info = yield self.store.wavelet_info(name.uri)
+        if info is None or not any(ParticipantId(p) in self._participant_listeners
+                                   for p in info.participants):
+            return
+        stored = yield self.store.delta_ending_at(name.uri, version)
+        if stored is None:
+            return
+        self.container(name).open_before(stored.applied_at_version)
 
     # -- what is ours -----------------------------------------------------------
 

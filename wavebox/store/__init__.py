@@ -10,8 +10,15 @@ URLs:
 ``sqlite:PATH``
     The embedded SQLite engine (the default, ``sqlite:wavebox.sqlite3``).  A
     relative PATH is taken under the data directory.
+``postgresql://USER@HOST[:PORT]/DB``
+    A PostgreSQL database, which several wavebox processes serving one
+    domain share (libpq's URL: a password, ``?sslmode=...`` may follow).
 ``memory:``
     Everything in memory, lost at exit: for tests.
+
+An engine is one module (``sqlite.py``, ``postgresql.py``) over the shared
+SQL of ``sqlstore.py`` and the threads of ``engine.py``, with its schema as
+numbered files under ``schema/<engine>/``.
 """
 
 import os
@@ -23,7 +30,9 @@ from wavebox.store.interface import (  # noqa: F401  (the store's public names)
 
 DEFAULT_URL = "sqlite:wavebox.sqlite3"
 
-ENGINES = ("sqlite", "memory")
+ENGINES = ("sqlite", "postgresql", "memory")
+
+_USE = "use sqlite:PATH, postgresql://USER@HOST/DB or memory:"
 
 
 class StoreURLError(StoreError, ValueError):
@@ -36,14 +45,16 @@ def parse_store_url(url):
     Raises ValueError with a short reason (the caller names the option).
     """
     if not isinstance(url, str) or ":" not in url:
-        raise ValueError("not a store URL: %r (use sqlite:PATH or memory:)" % (url,))
+        raise ValueError("not a store URL: %r (%s)" % (url, _USE))
     engine, _, argument = url.partition(":")
     engine = engine.strip().lower()
-    if engine in ("postgres", "postgresql"):
-        raise ValueError("the PostgreSQL engine is not written yet (use sqlite:PATH)")
+    if engine == "postgres":
+        engine = "postgresql"
     if engine not in ENGINES:
-        raise ValueError("unknown store engine %r in %r (use sqlite:PATH or memory:)"
-                         % (engine, url))
+        raise ValueError("unknown store engine %r in %r (%s)" % (engine, url, _USE))
+    if engine == "postgresql":
+        from wavebox.store.postgresql import check_url
+        return engine, check_url(url.strip())
     if engine == "sqlite" and not argument.strip():
         raise ValueError("sqlite: needs a file name, as in sqlite:wavebox.sqlite3")
     if engine == "memory" and argument.strip():
@@ -73,6 +84,9 @@ def open_store(url=DEFAULT_URL, data_dir=".", reactor=None):
     if engine == "memory":
         from wavebox.store.memory import MemoryStore
         return MemoryStore()
+    if engine == "postgresql":
+        from wavebox.store.postgresql import PostgresStore
+        return PostgresStore(url.strip(), reactor=reactor)
     from wavebox.store.sqlite import SqliteStore
     path = store_path(url, data_dir)
     try:

@@ -11,7 +11,7 @@ metadata that makes up each participant's inbox, read marks, console
 accounts, signer infos (certificate chains, wave protocol section 5) and the
 federation outbox, one durable queue per destination domain.
 
-Engines (SQLite, memory, and one day PostgreSQL) implement
+Engines (SQLite, memory and PostgreSQL) implement
 :class:`IWaveletStore`; nothing above the store knows which one it talks to.
 Every method returns a Deferred, fired in the reactor thread.  A write's
 Deferred fires only once the write is durable, and a read started after a
@@ -183,6 +183,17 @@ class IWaveletStore(Interface):
         "Instrumentation: how many transactions this store has committed "
         "since it was opened (engines without transactions count writes).")
 
+    change_observers = Attribute(
+        "A list of f(wavelet_name, version), called in the reactor thread for each "
+        "delta committed to the database, by this process or another one sharing it "
+        "(PostgreSQL), so that cached wavelets can catch up; f(None, None) when "
+        "deltas may have been missed (every wavelet may have changed).  Engines "
+        "used by one process only never call them.")
+
+    broadcast_observers = Attribute(
+        "A list of f(topic, text), called in the reactor thread for each "
+        ":meth:`broadcast` of another process sharing the database.")
+
     # -- deltas --
 
     def append_delta(wavelet_name, delta, participants=None, hosted=None, outbox=(),
@@ -329,6 +340,26 @@ class IWaveletStore(Interface):
 
     def outbox_get_retry(destination):
         """The destination's :class:`RetryState`, or None when it is not backing off."""
+
+    def outbox_claim(destination):
+        """
+        Fires with True when this process may deliver ``destination``'s
+        queue, and holds that right until :meth:`outbox_release` or its end
+        (however it ends); False while another process sharing the database
+        holds it.  Asking again while holding it is True, unless the right
+        was lost meanwhile (the connection that held it broke).  Engines used
+        by one process only always say True.
+        """
+
+    def outbox_release(destination):
+        """Let another process deliver ``destination``'s queue."""
+
+    def broadcast(topic, text):
+        """
+        Tell the other processes sharing the database ``topic`` and ``text``
+        (short strings; a topic has no space): they call their
+        ``broadcast_observers``.  Nobody to tell for one-process engines.
+        """
 
     def outbox_drop(destination):
         """Forget every pending item of ``destination`` and its retry state (an

@@ -74,6 +74,8 @@ class MemoryStore:
         self._retry = {}
         self._next_outbox_id = 1
         self.commit_count = 0
+        self.change_observers = []      # one process only: never called
+        self.broadcast_observers = []   # one process only: never called
 
     def _info(self, name, w, read_version=None):
         return WaveletInfo(name, w.participants, w.last_modified_ms, w.version,
@@ -316,6 +318,17 @@ class MemoryStore:
         return dropped
 
     # -- life cycle --
+
+    def outbox_claim(self, destination):
+        if self._closed:
+            return defer.fail(StoreClosed("the store is closed"))
+        return defer.succeed(True)      # one process: every queue is ours
+
+    def outbox_release(self, destination):
+        return defer.succeed(None)
+
+    def broadcast(self, topic, text):
+        return defer.succeed(None)      # one process: nobody else to tell
 
     def close(self):
         self._closed = True

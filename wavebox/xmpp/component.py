@@ -42,6 +42,8 @@ from twisted.words.xish.xmlstream import XmlStreamFactoryMixin
 from tx_xmpp.subprotocols import StreamManager
 
 from wavebox.xmpp.disco import DiscoResponder, find_wave_service
+from wavebox.xmpp.elementstream import RestrictedXmlStream
+from wavebox.xmpp.limits import error_reply
 
 NS_COMPONENT_ACCEPT = "jabber:component:accept"
 _STANZA_NAMESPACES = (None, "", "jabber:client", "jabber:server")
@@ -199,7 +201,8 @@ class ComponentStreamFactory(XmlStreamFactoryMixin, protocol.ClientFactory):
     connection and so would retry a refused handshake in a fast loop).
     """
 
-    protocol = xmlstream.XmlStream
+    # No DTD, entities or oversized stanzas from the XMPP server either (RFC 6120 11.1).
+    protocol = RestrictedXmlStream
 
     def __init__(self, authenticator, component):
         XmlStreamFactoryMixin.__init__(self, authenticator)
@@ -349,7 +352,7 @@ class ExternalComponent(StreamManager, service.Service):
         if getattr(iq, "handled", False) or self.xmlstream is None:
             return
         iq.handled = True
-        self.send(error.StanzaError("service-unavailable").toResponse(iq))
+        self.send(error_reply(iq, "service-unavailable"))
 
     # --- service ---------------------------------------------------------------
 

@@ -98,7 +98,10 @@ from twisted.words.xish import domish
 from twisted.words.xish.utility import XmlPipe
 
 from wavebox.xmpp import dialback as db
+from wavebox.xmpp import limits as xlimits
 from wavebox.xmpp.disco import DiscoResponder, find_wave_service
+from wavebox.xmpp.elementstream import (
+    MAX_DEPTH, MAX_STANZA_SIZE, MAX_UNAUTHENTICATED_STANZA_SIZE, RestrictedXmlStream, XMLRefused)
 from wavebox.xmpp.resolver import ResolutionTimeout
 from wavebox.xmpp.tls import TLSVerdict
 
@@ -108,7 +111,6 @@ NS_CLIENT = "jabber:client"
 NS_COMPONENT = "jabber:component:accept"
 NS_TLS = xmlstream.NS_XMPP_TLS
 
-MAX_STANZA_SIZE = 512 * 1024
 STANZA_KINDS = ("message", "presence", "iq")
 
 log = Logger()
@@ -181,18 +183,25 @@ def to_server_namespace(element):
 
 # --- one TCP connection ------------------------------------------------------
 
-class S2SStream(xmlstream.XmlStream):
+class S2SStream(RestrictedXmlStream):
     """
-    The byte side of a stream, either direction: the stanza size limit and
-    the XML errors.  Everything else is the session's (the Twisted
-    "authenticator", here :class:`IncomingStream` or :class:`OutgoingStream`).
+    The byte side of a stream, either direction: the XML limits (RFC 6120
+    11.1 and the stanza size: :mod:`wavebox.xmpp.elementstream`, the smaller
+    size until a domain is authenticated), the XML errors, what is written
+    to a peer that does not read (:class:`wavebox.xmpp.limits.OutputBudget`).
+    Everything else is the session's (the Twisted "authenticator", here
+    :class:`IncomingStream` or :class:`OutgoingStream`).
     """
 
     def __init__(self, session, max_stanza_size=MAX_STANZA_SIZE):
         xmlstream.XmlStream.__init__(self, session)
         self.max_stanza_size = max_stanza_size
+        self.max_unauthenticated_stanza_size = min(MAX_UNAUTHENTICATED_STANZA_SIZE,
+                                                   max_stanza_size)
         self.closing = False
-        self._unparsed = 0      # bytes received since the last complete element
+        self.output = None
+        self.budget = None      # a TurnBudget: strangers' input waits its turn
+        self._held = []
 
     def connectionMade(self):
         # Stanzas are small and often answer one another: Nagle's algorithm
@@ -202,30 +211,82 @@ class S2SStream(xmlstream.XmlStream):
             set_no_delay(True)
         xmlstream.XmlStream.connectionMade(self)
 
+    def watch_output(self, limit):
+        """Count what we write while the peer does not read; over ``limit``, drop it."""
+        self.output = xlimits.OutputBudget(limit, self._output_overflow)
+        self.transport.registerProducer(self.output, True)
+
+    def _output_overflow(self, unsent):
+        if self.closing:
+            return
+        self.closing = True
+        log.warn("S2S stream {peer}: dropped: {unsent} bytes wait for a peer that does "
+                 "not read (--s2s-max-pending-bytes)", peer=self.authenticator.peer,
+                 unsent=unsent)
+        self.transport.abortConnection()
+
+    def send(self, obj):
+        if domish.IElement.providedBy(obj):
+            obj = obj.toXml(prefixes=self.prefixes, defaultUri=self.namespace,
+                            prefixesInScope=list(self.prefixes.values()))
+        if isinstance(obj, str):
+            obj = obj.encode("utf-8")
+        self.authenticator.active()
+        if self.output is not None and not self.output.spend(len(obj)):
+            return
+        xmlstream.XmlStream.send(self, obj)
+
     def dataReceived(self, data):
         if self.closing:
             return
-        if data.strip():        # whitespace keepalives between stanzas are free
-            self._unparsed += len(data)
-        if self._unparsed > self.max_stanza_size:
-            self.authenticator.fail("policy-violation", "stanza larger than %d bytes"
-                                    % (self.max_stanza_size,))
-            return
+        self.authenticator.active()
+        budget = self.budget
+        if budget is None or self.authenticator.authenticated:
+            self._parse(data)
+        elif self._held or not budget.available:
+            if not self._held:
+                self.transport.pauseProducing()
+                budget.wait(self)
+            self._held.append(data)
+        else:
+            started = budget.timer()
+            self._parse(data)
+            budget.charge(budget.timer() - started)
+
+    def resume(self):
+        """The budget has time for what this stranger sent: parse it, read again."""
+        budget = self.budget
+        while self._held and not self.closing and self.authenticator.connected:
+            started = budget.timer()
+            self._parse(self._held.pop(0))
+            budget.charge(budget.timer() - started)
+            if self._held and not budget.available:
+                budget.wait(self)
+                return
+        self._held = []
+        if not self.closing and self.authenticator.connected:
+            self.transport.resumeProducing()
+
+    def _parse(self, data):
+        stream = self.stream
+        stream.max_stanza_size = (self.max_stanza_size if self.authenticator.authenticated
+                                  else self.max_unauthenticated_stanza_size)
+        stream.max_depth = self.max_depth
         if self.rawDataInFn:
             self.rawDataInFn(data)
         try:
-            self.stream.parse(data)
+            stream.parse(data)
+        except XMLRefused as e:
+            self.authenticator.fail(e.condition, str(e))
         except domish.ParserError as e:
             self.authenticator.fail("not-well-formed", str(e) or None)
 
     def onDocumentStart(self, rootElement):
-        self._unparsed = 0
         if self.closing:
             return
         self._guard(self.authenticator.streamStarted, rootElement)
 
     def onElement(self, element):
-        self._unparsed = 0
         if self.closing:
             return
         self._guard(self.authenticator.elementReceived, element)
@@ -265,6 +326,7 @@ class _Session(xmlstream.Authenticator):
         self.peer_error = None          # stream error condition the peer sent us
         self.connected = False
         self._abort_call = None
+        self._idle = None
 
     @property
     def peer(self):
@@ -296,8 +358,30 @@ class _Session(xmlstream.Authenticator):
         self.address = (getattr(peer, "host", "?"), getattr(peer, "port", 0))
         xs = self.xmlstream
         xs.max_stanza_size = self.server.max_stanza_size
+        xs.max_unauthenticated_stanza_size = min(self.server.max_unauthenticated_stanza_size,
+                                                 self.server.max_stanza_size)
+        xs.max_depth = self.server.max_depth
         xs.namespace = NS_SERVER
         xs.prefixes = {NS_STREAMS: "stream", db.NS_DIALBACK: "db"}
+        limits = self.server.limits
+        xs.watch_output(limits.max_pending_bytes)
+        xs.budget = self.server.stranger_budget
+        if limits.idle_timeout:
+            self._idle = xlimits.IdleTimer(self.server.clock, limits.idle_timeout, self._idle_out)
+
+    def active(self):
+        """The stream carried something (either way): it is not idle."""
+        if self._idle is not None:
+            self._idle.touch()
+
+    def _idle_out(self):
+        """Nothing for the idle timeout: close politely; a route reopens one on demand."""
+        self._idle = None
+        if self.usable:
+            log.info("{direction} S2S stream {peer}: closing it, idle for {seconds:.0f}s",
+                     direction=self.direction, peer=self.peer,
+                     seconds=self.server.limits.idle_timeout)
+            self.close()
 
     def send(self, element):
         if self.usable:
@@ -308,15 +392,16 @@ class _Session(xmlstream.Authenticator):
 
     # closing ---------------------------------------------------------------
 
-    def fail(self, condition, text=None):
-        """Send a stream error and close (RFC 6120 4.9): logged once, here."""
+    def fail(self, condition, text=None, logged=True):
+        """Send a stream error and close (RFC 6120 4.9): logged once, here (unless not ``logged``)."""
         xs = self.xmlstream
         if xs is None or xs.closing or not self.connected:
             return
         xs.closing = True
-        log.warn("{direction} S2S stream {peer}: stream error <{condition}/>{text}",
-                 direction=self.direction, peer=self.peer, condition=condition,
-                 text=(": " + text) if text else "")
+        if logged:
+            log.warn("{direction} S2S stream {peer}: stream error <{condition}/>{text}",
+                     direction=self.direction, peer=self.peer, condition=condition,
+                     text=(": " + text) if text else "")
         xs.sendStreamError(error.StreamError(condition, text=text))
         self._abort_later()
 
@@ -348,6 +433,9 @@ class _Session(xmlstream.Authenticator):
 
     def connectionLost(self, reason):
         self.connected = False
+        if self._idle is not None:
+            self._idle.stop()
+            self._idle = None
         if self._abort_call is not None and self._abort_call.active():
             self._abort_call.cancel()
         self._abort_call = None
@@ -436,6 +524,10 @@ class IncomingStream(_Session):
     def connectionMade(self):
         _Session.connectionMade(self)
         self.xmlstream.thisEntity = jid.internJID(self.server.default_domain)
+        refused = self.server.gate.admit(self, self.address[0])
+        if refused is not None:
+            self.fail("resource-constraint", refused, logged=False)     # the gate logs
+            return
         self.server.incoming_opened(self)
         self._timeout_call = self.server.clock.callLater(
             self.server.negotiation_timeout, self._timed_out)
@@ -460,11 +552,13 @@ class IncomingStream(_Session):
         if self._timeout_call is not None and self._timeout_call.active():
             self._timeout_call.cancel()
         self._timeout_call = None
+        self.server.gate.authenticated(self)
         if self.connected:
             self.server.peer_authenticated({originating for originating, _ in self.authenticated})
 
     def connectionLost(self, reason):
         self.authenticated_changed()
+        self.server.gate.closed(self)
         _Session.connectionLost(self, reason)
 
     def streamStarted(self, root):
@@ -807,7 +901,9 @@ class S2SService(service.Service):
     def __init__(self, domains, secret, tls, resolve, *, tls_required=None,
                  interface="", port=5269, reactor=None, clock=None, connect=None,
                  trust_certificates=True, max_stanza_size=MAX_STANZA_SIZE,
-                 connect_timeout=30.0, dialback_timeout=30.0, negotiation_timeout=60.0,
+                 max_unauthenticated_stanza_size=MAX_UNAUTHENTICATED_STANZA_SIZE,
+                 max_depth=MAX_DEPTH, limits=None, stranger_share=None,
+                 connect_timeout=30.0, dialback_timeout=30.0, negotiation_timeout=30.0,
                  request_timeout=30.0, backoff_initial=2.0, backoff_max=60.0,
                  hint_lifetime=3600.0, close_grace=2.0, no_multiplex_lifetime=3600.0):
         if reactor is None:
@@ -828,6 +924,12 @@ class S2SService(service.Service):
         self.clock = clock or reactor
         self._connect_tcp = connect or reactor.connectTCP
         self.max_stanza_size = max_stanza_size
+        self.max_unauthenticated_stanza_size = max_unauthenticated_stanza_size
+        self.max_depth = max_depth
+        self.limits = limits or xlimits.StreamLimits()
+        self.gate = xlimits.ConnectionGate(self.limits, self.clock)
+        self.stranger_budget = (xlimits.TurnBudget(self.clock, stranger_share)
+                                if stranger_share else None)
         self.connect_timeout = connect_timeout
         self.dialback_timeout = dialback_timeout
         self.negotiation_timeout = negotiation_timeout
@@ -951,6 +1053,8 @@ class S2SService(service.Service):
     def stopService(self):
         service.Service.stopService(self)
         self.stopping = True
+        if self.stranger_budget is not None:
+            self.stranger_budget.stop()
         for route in self.routes.values():
             if route.retry_call is not None and route.retry_call.active():
                 route.retry_call.cancel()
@@ -1011,7 +1115,7 @@ class S2SService(service.Service):
         handled = self.local.deliver(stanza)
         if (not handled and stanza.name == "iq"
                 and stanza.getAttribute("type") in ("get", "set")):
-            self.send(error.StanzaError("service-unavailable").toResponse(stanza))
+            self.send(xlimits.error_reply(stanza, "service-unavailable"))
 
     def _answer_request(self, iq):
         entry = self._requests.get(iq.getAttribute("id"))
@@ -1068,6 +1172,7 @@ class S2SService(service.Service):
         d = self._stream_to(route.local, route.remote, authenticate=True)
         d.addCallbacks(self._route_ready, self._route_failed,
                        callbackArgs=(route,), errbackArgs=(route,))
+        d.addErrback(self._route_broken, route)
 
     def _route_ready(self, stream, route):
         route.establishing = False
@@ -1078,11 +1183,39 @@ class S2SService(service.Service):
         route.failures = 0
         route.retry_at = 0
         route.stream = stream
-        queue, route.queue = route.queue, []
-        for stanza in queue:
-            stream.send(stanza)
+        # Each stanza leaves the queue only once it is sent or returned to
+        # its sender: what the stream could not take stays queued, in order.
+        queue, done = route.queue, 0
+        try:
+            while done < len(queue) and route.ready:
+                stanza = queue[done]
+                done += 1
+                try:
+                    stream.send(stanza)
+                except Exception:
+                    log.failure("S2S: cannot send a <{name}/> from {local} to {remote}; "
+                                "returned to its sender", name=stanza.name,
+                                local=route.local, remote=route.remote)
+                    self._bounce_safely(stanza, "internal-server-error", "could not be sent")
+        finally:
+            del queue[:done]
         if route.queue:             # the stream went away while sending
             self._start(route)
+
+    def _route_broken(self, reason, route):
+        """A bug of ours while a route was set up: what waits goes back, with an error."""
+        log.failure("S2S: route from {local} to {remote} failed", reason,
+                    local=route.local, remote=route.remote)
+        route.establishing = False
+        queue, route.queue = route.queue, []
+        for stanza in queue:
+            self._bounce_safely(stanza, "internal-server-error", "could not be sent")
+
+    def _bounce_safely(self, stanza, condition, text):
+        try:
+            self._bounce(stanza, condition, text)
+        except Exception:
+            log.failure("S2S: cannot return a <{name}/> to its sender", name=stanza.name)
 
     def _route_failed(self, reason, route):
         route.establishing = False
@@ -1343,7 +1476,8 @@ def service_from_config(config, resolver, port=None, reactor=None):
     names = local_names(config)
     return S2SService(
         names, db.secret_from_config(config), tlsmodule.policy_from_config(config, names),
-        dns_resolve(resolver), interface=config.s2s_interface, port=port, reactor=reactor)
+        dns_resolve(resolver), interface=config.s2s_interface, port=port, reactor=reactor,
+        **xlimits.options_from_config(config))
 
 
 def make_check_disco(config, reactor=None):

@@ -592,12 +592,23 @@ class Document:
 
 
 def _joined(chunks):
-    if len(chunks) <= 8:
+    """
+    One tuple of ``chunks``: a keystroke's result is a slice of the document,
+    the inserted run and another slice, and each item is copied once into a
+    list and once into the tuple (adding tuples one by one copied the whole
+    document again for every chunk: four times for an append to a manifest).
+    """
+    if len(chunks) == 1:
+        return chunks[0]
+    if len(chunks) <= 8 and sum(len(c) for c in chunks) <= 64:
         result = ()
         for chunk in chunks:
             result += chunk
         return result
-    return tuple(chain.from_iterable(chunks))
+    out = []
+    for chunk in chunks:
+        out.extend(chunk)
+    return tuple(out)
 
 
 def _attributes_updated(attrs, updates):

@@ -1,0 +1,2 @@
+-- Since when a destination fails (issue 13: give up after --federation-give-up).
+ALTER TABLE outbox_retry ADD COLUMN since_ms BIGINT NOT NULL DEFAULT 0;
