@@ -15,16 +15,18 @@ applied the delta (both pages read the one system clock:
 Two runs:
   quiet   only alice types
   load    meanwhile N simulated WebSocket clients (--clients, 50) on a.test
-          type at RATE keys a second each, every one into its own wave that
-          bob@b.test is a participant of (so b.test gets every delta too),
-          with the browser's rule: one delta in flight, what is typed
-          meanwhile gathered into the next
+          type at RATE keys a second each, every one into its own wave
+          (--sim-waves local: on a.test alone; federated: with bob@b.test
+          in each, so every delta goes to b.test too), with the browser's
+          rule: one delta in flight, what is typed meanwhile gathered into
+          the next
 
 Printed: p50, p99 and max of keystroke -> shown in the other browser, and
 for the load run the simulated clients' keystroke -> acknowledged.
 
 Usage: python benchmarks/bench_web.py [--keystrokes 1000] [--rate 10]
-       [--clients 50] [--runs quiet,load] [--dir DIR]
+       [--clients 50] [--runs quiet,load] [--sim-waves local|federated]
+       [--dir DIR] [--keep]
 """
 
 import argparse
@@ -122,7 +124,10 @@ class Typist(WebSocketClientProtocol):
             self.ask({"type": "open", "wave": t.wave, "id": "open"})
         elif kind == "snapshot" and t.version is None:
             t.version = m["wavelet"]["hashed_version"]
-            self.ask({"type": "add", "wave": t.wave, "participant": BOB, "id": "add"})
+            if t.federated:
+                self.ask({"type": "add", "wave": t.wave, "participant": BOB, "id": "add"})
+            else:
+                t.ready_for_blip()
         elif kind == "done" and m.get("id") == "add":
             t.ready_for_blip()
         elif kind == "delta":
@@ -134,8 +139,9 @@ class Typist(WebSocketClientProtocol):
 
 
 class SimulatedClient:
-    def __init__(self, index, user, host, port, cookie, rate):
+    def __init__(self, index, user, host, port, cookie, rate, federated):
         self.index = index
+        self.federated = federated
         self.user = user
         self.rate = rate
         self.wave = None
@@ -173,6 +179,8 @@ class SimulatedClient:
         self.submit(ops)
 
     def submit(self, ops):
+        if self.protocol.state != self.protocol.STATE_OPEN:
+            return          # closed at the end of the run
         self.protocol.ask({"type": "submit", "wave": self.wave, "delta": {
             "author": self.user, "hashed_version": self.version, "operations": ops}})
 
@@ -276,8 +284,19 @@ def type_and_measure(alice, bob, keys, rate):
         if delay > 0:
             time.sleep(delay)
         box.send_keys("0123456789"[i % 10])
-    bob.wait(lambda: bob.js("return window.__shown.length") >= keys,
-             "all %d keys in bob's page" % (keys,), guard=GUARD)
+    try:
+        bob.wait(lambda: bob.js("return window.__shown.length") >= keys,
+                 "all %d keys in bob's page" % (keys,), guard=GUARD)
+    except AssertionError:
+        for who, page in (("alice", alice), ("bob", bob)):
+            progress("%s's page: %s" % (who, page.js(
+                "const w = window.wavebox.wave; return {socket: document.body.dataset.socket, "
+                "notice: document.querySelector('#notice').textContent, "
+                "failed: w && w.client.failed, version: w && w.client.version.version, "
+                "inFlight: w && w.client.inFlight !== null, gathered: w && w.client.gathered.length, "
+                "waiting: w && w.client.waiting.length, "
+                "shown: window.__shown && window.__shown.length}")))
+        raise
     typed = alice.js("return window.__keys")
     shown = bob.js("return window.__shown")[:keys]
     if len(typed) != keys:
@@ -332,7 +351,8 @@ def main_async(args):
                 host, port = ADDRESSES["a.test"], a.web_port
                 cookies = yield threads.deferToThread(
                     lambda: [login_cookie(host, port, s.split("@")[0]) for s in sims])
-                clients = [SimulatedClient(i, s, host, port, c, args.rate)
+                clients = [SimulatedClient(i, s, host, port, c, args.rate,
+                                           args.sim_waves == "federated")
                            for i, (s, c) in enumerate(zip(sims, cookies))]
                 yield defer.gatherResults([c.ready for c in clients]).addTimeout(GUARD, reactor)
                 progress("%d simulated clients typing" % (len(clients),))
@@ -359,6 +379,14 @@ def main_async(args):
                       "p99 %6.1f ms  (%d keys, %d errors)" % (
                           len(clients), percentile(acked, 50), percentile(acked, 99),
                           len(acked), len(errors)))
+                # What the federation outbox of a.test still holds for b.test: the
+                # backlog behind the keys bob saw late, if any.
+                from wavebox import admin
+                rows = yield threads.deferToThread(
+                    admin.ask, os.path.join(a.data, "admin.sock"), "outbox")
+                queued = sum(r["queued"] for r in rows if r["destination"] == "b.test")
+                print("        a.test's outbox to b.test at the end: %d update(s) queued"
+                      % (queued,))
                 for c in clients:
                     c.protocol.sendClose()
     finally:
@@ -376,6 +404,9 @@ def main():
     parser.add_argument("--rate", type=float, default=10.0, help="keys a second")
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--runs", default="quiet,load")
+    parser.add_argument("--sim-waves", choices=("local", "federated"), default="local",
+                        help="the simulated clients' waves: on a.test alone, or each with "
+                             "bob@b.test in it (every delta then goes to b.test too)")
     parser.add_argument("--dir", help="keep the servers' directories here")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()

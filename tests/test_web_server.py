@@ -246,6 +246,30 @@ class WebServerTests(unittest.TestCase):
         self.assertEqual([p.address for p in state.participants], ["alice@a.test"])
 
     @defer.inlineCallbacks
+    def test_a_browser_that_does_not_read_is_cut_off_past_the_output_limit(self):
+        from wavebox.model.conversation import append_blip_ops
+        cookie = yield self.session_cookie()
+        name = IdGenerator("a.test").new_conversation_root()
+        yield self.server.submit(name, WaveletDelta(ALICE, HashedVersion.zero(name),
+                                                    create_wave_ops(ALICE)))
+        state = yield self.server.wavelet(name)
+        yield self.server.submit(name, WaveletDelta(ALICE, state.hashed_version, append_blip_ops(
+            state, "b+big", "x" * 200000)))
+        self.web.live.output_limit = 64 * 1024
+        self.web.live.queue_limit = 100
+        s = yield self.socket(cookie)
+        yield s.wait_for("inbox")
+        s.transport.pauseProducing()           # the browser stops reading
+        server_side = [p for p in self.web.live.sockets][0]
+        for _ in range(60):                     # 60 snapshots of 200 KB: 12 MB
+            s.ask({"type": "open", "wave": name.uri})
+        s.transport.resumeProducing()
+        yield s.factory.closed
+        self.assertTrue(server_side.ended)
+        self.assertNotIn(server_side, self.web.live.sockets)
+        self.assertLess(len(s.messages), 60)
+
+    @defer.inlineCallbacks
     def test_a_wave_one_is_not_in_cannot_be_opened(self):
         cookie = yield self.session_cookie()
         bob = ParticipantId("bob@a.test")

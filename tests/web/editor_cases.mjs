@@ -12,8 +12,15 @@ let passed = 0, failed = 0;
 const fail = (what) => { failed++; console.log("FAIL " + what); };
 const check = (ok, what) => (ok ? passed++ : fail(what));
 
-let seed = Number(process.argv[2] || 1);
-const rand = (n) => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed % n; };
+// mulberry32: 32-bit integer arithmetic, so every seed gives a full-period stream.
+let seed = Number(process.argv[2] || 1) >>> 0;
+const rand = (n) => {
+  seed = (seed + 0x6D2B79F5) >>> 0;
+  let t = seed;
+  t = Math.imul(t ^ (t >>> 15), t | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+  return (((t ^ (t >>> 14)) >>> 0) % n);
+};
 const ALPHABET = "ab\nc d";
 const randomText = (n) => Array.from({length: n}, () => ALPHABET[rand(ALPHABET.length)]).join("");
 

@@ -46,12 +46,17 @@ MAX_MESSAGE = 1024 * 1024
 MAX_SUBMITS = 16
 #: Wavelets one socket may have open at once (a page shows one).
 MAX_OPEN = 16
-#: Longest inbox snippet, in characters.
+#: WebSockets one session may have open at once (its tabs).
+MAX_SOCKETS_PER_SESSION = 20
+#: Longest inbox snippet, in characters; items of a blip read for it, at most.
 SNIPPET_LENGTH = 80
+SNIPPET_SCAN = 1000
 #: Seconds between looks at the delivery state of the open waves' participants.
 DELIVERY_POLL = 2.0
-#: Seconds an inbox entry's changes are gathered before the browser is told.
-INBOX_COALESCE = 0.1
+#: Seconds the inbox's changes are gathered before the browser is told (in one
+#: message): a page with many busy waves is told a few times a second, not at
+#: every keystroke of each.
+INBOX_COALESCE = 0.25
 
 #: Close codes, in the application range (RFC 6455 7.4.2): autobahn sends no
 #: other but 1000.  4008 is 1008's "policy violation".
@@ -83,12 +88,25 @@ def session_token(cookie_header):
 
 
 def snippet(state):
-    """The start of the wave's first blip with text, on one line."""
+    """
+    The start of the wave's first blip with text, on one line.  It reads
+    only as far as the snippet goes: entries are made as often as people
+    type, and a blip may be long.
+    """
     for blip_id in conversation.blip_ids(state):
         document = state.documents.get(blip_id)
         if document is None:
             continue
-        text = " ".join(conversation.blip_text(document).split())
+        chars = []
+        for pos in range(min(document.size, SNIPPET_SCAN)):
+            value = document.item(pos).value
+            if isinstance(value, str):
+                chars.append(value)
+            elif getattr(value, "type", None) == conversation.LINE and chars:
+                chars.append(" ")
+            if len(chars) > SNIPPET_LENGTH:
+                break
+        text = " ".join("".join(chars).split())
         if text:
             return text if len(text) <= SNIPPET_LENGTH else text[:SNIPPET_LENGTH - 1] + "…"
     return ""
@@ -160,12 +178,20 @@ class LiveProtocol(WebSocketServerProtocol):
         if len(self.factory.sockets) >= self.factory.max_sockets:
             self.factory.refused("full", origin)
             raise ConnectionDeny(503, "too many WebSockets open; try again later")
+        if len(session.sockets) >= MAX_SOCKETS_PER_SESSION:
+            self.factory.refused("session full", origin)
+            raise ConnectionDeny(503, "too many pages open for this session")
         self.session = session
         self.user = session.user
         return None
 
     def onOpen(self):
-        if self.session is None or self.session.token is None:
+        if self.session is None:
+            return
+        if self.factory.sessions.get(self.session.token) is not self.session:
+            # Logged out during the handshake.
+            self.ended = True
+            self.sendClose(CLOSE_LOGGED_OUT, "logged out")
             return
         self.factory.sockets.add(self)
         self.session.sockets.add(self)
@@ -346,10 +372,13 @@ class LiveProtocol(WebSocketServerProtocol):
     def _send_entries(self):
         self._entry_call = None
         names, self._pending_entries = list(self._pending_entries), {}
+        entries = []
         for name in names:
             state = self.server.current_state(name)
             if state is not None:
-                self.send({"type": "wave_entry", "entry": self.entry(state)})
+                entries.append(self.entry(state))
+        if entries:
+            self.send({"type": "wave_entries", "entries": entries})
 
     # -- waves -----------------------------------------------------------------------------
 
@@ -470,7 +499,7 @@ class LiveProtocol(WebSocketServerProtocol):
         self.read_versions[name.uri] = version.version
         state = self.server.current_state(name)
         if state is not None and self.user in state.participants:
-            self.send({"type": "wave_entry", "entry": self.entry(state)})
+            self.send({"type": "wave_entries", "entries": [self.entry(state)]})
 
     # -- delivery --------------------------------------------------------------------------
 

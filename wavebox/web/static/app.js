@@ -102,13 +102,13 @@ function receive(m) {
       page.inbox = new Map(m.waves.map((w) => [w.wave, w]));
       renderInbox();
       break;
-    case "wave_entry":
-      page.inbox.set(m.entry.wave, m.entry);
-      renderInbox();
+    case "wave_entries":
+      for (const entry of m.entries) page.inbox.set(entry.wave, entry);
+      renderInboxSoon();
       break;
     case "wave_gone":
       page.inbox.delete(m.wave);
-      renderInbox();
+      renderInboxSoon();
       break;
     case "snapshot":
       showWave(m);
@@ -158,6 +158,12 @@ function notice(text, isError = false) {
 }
 
 // -- the inbox -----------------------------------------------------------------------
+
+// At most once a frame, however many entries changed.
+let inboxFrame = null;
+function renderInboxSoon() {
+  if (inboxFrame === null) inboxFrame = requestAnimationFrame(() => { inboxFrame = null; renderInbox(); });
+}
 
 function renderInbox() {
   const list = $("#inbox-list");
