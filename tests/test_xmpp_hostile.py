@@ -376,7 +376,7 @@ class TurnBudgetTests(Base):
 
     def test_the_listening_port_accepts_a_few_connections_a_turn(self):
         from twisted.internet import reactor
-        port = limits.listen_tcp(reactor, 0, streams._IncomingFactory(self.service),
+        port = limits.listen_tcp(reactor, 0, streams.IncomingFactory(self.service),
                                  interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         port.numberAccepts += 20                            # what Twisted does when busy

@@ -614,16 +614,16 @@ class DescribeTests(unittest.SynchronousTestCase):
 
     def test_refused_connection_is_said_once(self):
         from twisted.internet import error as ierror
-        from wavebox.xmpp.streams import _describe
-        self.assertEqual(_describe(ierror.ConnectionRefusedError()), "connection refused")
+        from wavebox.xmpp.streams import describe_reason
+        self.assertEqual(describe_reason(ierror.ConnectionRefusedError()), "connection refused")
 
     def test_other_connect_errors_give_the_os_words(self):
         import errno
         from twisted.internet import error as ierror
-        from wavebox.xmpp.streams import _describe
+        from wavebox.xmpp.streams import describe_reason
         e = ierror.ConnectError(osError=OSError(errno.EHOSTUNREACH, "No route to host"))
-        self.assertEqual(_describe(e), "no route to host")
-        self.assertEqual(_describe(ierror.TCPTimedOutError()), "connection timed out")
+        self.assertEqual(describe_reason(e), "no route to host")
+        self.assertEqual(describe_reason(ierror.TCPTimedOutError()), "connection timed out")
 
 
 class OutageLogTests(unittest.SynchronousTestCase):
