@@ -331,7 +331,7 @@ class RoutingTests(unittest.SynchronousTestCase):
         self.service.send(message("wave.a.test", "wave.b.test", "first"))
         self.network.refuse(self.network.attempts[0])
         tried = len(self.network.attempts)
-        route = self.service.routes[("wave.a.test", "wave.b.test")]
+        route = self.service.routes.table[("wave.a.test", "wave.b.test")]
         self.assertGreater(route.retry_at, self.clock.seconds())
         self.service.send(message("wave.a.test", "wave.b.test", "waiting"))
         self.assertEqual(len(self.network.attempts), tried)
@@ -363,7 +363,7 @@ class RoutingTests(unittest.SynchronousTestCase):
             self.service.send(message("a.test", "bob@b.test"))
             before = self.clock.seconds()
             self.clock.advance(0)
-            while self.service.routes[("a.test", "b.test")].retry_call is not None:
+            while self.service.routes.table[("a.test", "b.test")].retry_call is not None:
                 self.clock.advance(0.5)
             delays.append(self.clock.seconds() - before)
             for attempt in self.network.attempts:
@@ -640,7 +640,7 @@ class OutageLogTests(unittest.SynchronousTestCase):
         for attempt in list(self.network.attempts):
             if not attempt.stopped:
                 self.network.refuse(attempt)
-        route = self.service.routes[("a.test", "b.test")]
+        route = self.service.routes.table[("a.test", "b.test")]
         self.clock.advance(max(0, route.retry_at - self.clock.seconds()) + 0.1)
 
     def warnings(self):
@@ -658,4 +658,4 @@ class OutageLogTests(unittest.SynchronousTestCase):
         peer.feed("<db:result from='b.test' to='a.test' type='valid'/>")
         self.assertEqual(self.log.count(
             "S2S: stream from a.test to b.test is up, after 3 failed attempt(s)"), 1)
-        self.assertEqual(self.service.routes[("a.test", "b.test")].failures, 0)
+        self.assertEqual(self.service.routes.table[("a.test", "b.test")].failures, 0)

@@ -57,7 +57,6 @@ import ipaddress
 from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
-from twisted.words.protocols.jabber import error
 from twisted.words.protocols.jabber.xmlstream import XMPPHandlerCollection
 from twisted.words.xish import domish
 from twisted.words.xish.utility import XmlPipe
@@ -70,6 +69,7 @@ from wavebox.xmpp.disco import DiscoResponder, find_wave_service
 from wavebox.xmpp.elementstream import MAX_DEPTH, MAX_STANZA_SIZE, MAX_UNAUTHENTICATED_STANZA_SIZE
 from wavebox.xmpp.requests import RequestTracker
 from wavebox.xmpp.resolver import ResolutionTimeout
+from wavebox.xmpp.routes import Routes
 from wavebox.xmpp.stanza import parse_jid
 from wavebox.xmpp.streams import (
     IncomingFactory, OutgoingFactory, OutgoingStream, RouteFailed, describe_reason,
@@ -133,32 +133,6 @@ class LocalEntities(XMPPHandlerCollection):
 
 
 # --- the service -------------------------------------------------------------
-
-def _same_family(a, b):
-    """Whether one domain is the other or a subdomain of it (a domain and its wave service)."""
-    a, b = a.lower(), b.lower()
-    return a == b or a.endswith("." + b) or b.endswith("." + a)
-
-
-class _Route:
-    """Stanzas from one of our domains to one remote domain, and their stream."""
-
-    def __init__(self, local, remote):
-        self.local = local
-        self.remote = remote
-        self.queue = []
-        self.stream = None
-        self.establishing = False
-        self.failures = 0
-        self.retry_at = 0
-        self.retry_call = None
-
-    @property
-    def ready(self):
-        stream = self.stream
-        return (stream is not None and stream.usable
-                and (self.local, self.remote) in stream.authenticated)
-
 
 class _Hint:
     def __init__(self, endpoints, expires):
@@ -232,7 +206,7 @@ class S2SService(service.Service):
         self.add_handler(self.disco)
         self.incoming = set()
         self.outgoing = []
-        self.routes = {}
+        self.routes = Routes(self)
         self._requests = RequestTracker(self.clock, request_timeout)
         # f(iq) -> True when it took an answer no request of ours waits for
         # (several processes for one domain: it may be another's).
@@ -277,9 +251,9 @@ class S2SService(service.Service):
         if recipient is None:
             raise ValueError("a stanza needs a valid 'to', not %r" % (stanza.getAttribute("to"),))
         if self.is_local(recipient.host):
-            self._deliver_local(stanza)
+            self.deliver_local(stanza)
         else:
-            self._send_remote(stanza, sender.host, recipient.host)
+            self.routes.send(stanza, sender.host, recipient.host)
 
     def request(self, iq, timeout=None):
         """Send an iq get/set; fire with the answer iq (see the module docstring)."""
@@ -347,11 +321,7 @@ class S2SService(service.Service):
         self.stopping = True
         if self.stranger_budget is not None:
             self.stranger_budget.stop()
-        for route in self.routes.values():
-            if route.retry_call is not None and route.retry_call.active():
-                route.retry_call.cancel()
-            route.retry_call = None
-            route.queue = []
+        self.routes.stop()
         self._requests.cancel_all()
         waits = []
         for listening in (self._listening, self._listening_tls):
@@ -371,9 +341,7 @@ class S2SService(service.Service):
         self.incoming.discard(session)
         if session in self.outgoing:
             self.outgoing.remove(session)
-        for route in self.routes.values():
-            if route.stream is session:
-                route.stream = None
+        self.routes.stream_lost(session)
 
     def peer_authenticated(self, domains):
         """
@@ -383,7 +351,7 @@ class S2SService(service.Service):
         what waits for the peer, and our answers to it, go at once rather
         than at the next retry.
         """
-        self._end_back_off(domains, "opened a stream to us")
+        self.routes.end_back_off(domains, "opened a stream to us")
 
     def retry_now(self, domain):
         """
@@ -392,27 +360,12 @@ class S2SService(service.Service):
         family) try at once too, rather than wait out a back-off of their own
         on top, so the gap between two attempts is the one the sender logged.
         """
-        self._end_back_off([domain], "is being retried")
-
-    def _end_back_off(self, domains, why):
-        for route in list(self.routes.values()):
-            if not route.retry_at or route.establishing or self.stopping:
-                continue
-            if not any(_same_family(route.remote, d) for d in domains):
-                continue
-            log.debug("S2S: {remote} {why}: ending the back-off of our route from {local}",
-                      remote=route.remote, why=why, local=route.local)
-            route.retry_at = 0
-            if route.retry_call is not None and route.retry_call.active():
-                route.retry_call.cancel()
-            route.retry_call = None
-            if route.queue:
-                self._establish(route)
+        self.routes.end_back_off([domain], "is being retried")
 
     def incoming_stanza(self, session, stanza):
-        self._deliver_local(stanza)
+        self.deliver_local(stanza)
 
-    def _deliver_local(self, stanza):
+    def deliver_local(self, stanza):
         if stanza.name == "iq" and stanza.getAttribute("type") in ("result", "error"):
             if self._requests.answer(stanza):
                 return
@@ -431,109 +384,6 @@ class S2SService(service.Service):
         return self._requests.answer(iq)
 
     # outgoing ------------------------------------------------------------------
-
-    def _send_remote(self, stanza, local, remote):
-        route = self.routes.get((local, remote))
-        if route is None:
-            route = self.routes[(local, remote)] = _Route(local, remote)
-        if route.ready and not route.queue:
-            route.stream.send(stanza)
-            return
-        route.queue.append(stanza)
-        self._start(route)
-
-    def _start(self, route):
-        if route.establishing or route.retry_call is not None or self.stopping:
-            return
-        delay = route.retry_at - self.clock.seconds()
-        if delay > 0:
-            route.retry_call = self.clock.callLater(delay, self._establish, route)
-        else:
-            self._establish(route)
-
-    def _establish(self, route):
-        route.retry_call = None
-        route.establishing = True
-        d = self._stream_to(route.local, route.remote, authenticate=True)
-        d.addCallbacks(self._route_ready, self._route_failed,
-                       callbackArgs=(route,), errbackArgs=(route,))
-        d.addErrback(self._route_broken, route)
-
-    def _route_ready(self, stream, route):
-        route.establishing = False
-        if route.failures:
-            log.info("S2S: stream from {local} to {remote} is up, after {failures} failed "
-                     "attempt(s)", local=route.local, remote=route.remote,
-                     failures=route.failures)
-        route.failures = 0
-        route.retry_at = 0
-        route.stream = stream
-        # Each stanza leaves the queue only once it is sent or returned to
-        # its sender: what the stream could not take stays queued, in order.
-        queue, done = route.queue, 0
-        try:
-            while done < len(queue) and route.ready:
-                stanza = queue[done]
-                done += 1
-                try:
-                    stream.send(stanza)
-                except Exception:
-                    log.failure("S2S: cannot send a <{name}/> from {local} to {remote}; "
-                                "returned to its sender", name=stanza.name,
-                                local=route.local, remote=route.remote)
-                    self._bounce_safely(stanza, "internal-server-error", "could not be sent")
-        finally:
-            del queue[:done]
-        if route.queue:             # the stream went away while sending
-            self._start(route)
-
-    def _route_broken(self, reason, route):
-        """A bug of ours while a route was set up: what waits goes back, with an error."""
-        log.failure("S2S: route from {local} to {remote} failed", reason,
-                    local=route.local, remote=route.remote)
-        route.establishing = False
-        queue, route.queue = route.queue, []
-        for stanza in queue:
-            self._bounce_safely(stanza, "internal-server-error", "could not be sent")
-
-    def _bounce_safely(self, stanza, condition, text):
-        try:
-            self._bounce(stanza, condition, text)
-        except Exception:
-            log.failure("S2S: cannot return a <{name}/> to its sender", name=stanza.name)
-
-    def _route_failed(self, reason, route):
-        route.establishing = False
-        if self.stopping:
-            route.queue = []
-            return
-        value = reason.value
-        condition = getattr(value, "condition", None)
-        if condition not in ("remote-server-not-found", "remote-server-timeout"):
-            condition = "remote-server-timeout"
-        route.failures += 1
-        delay = self.retry.delay(route.failures)
-        route.retry_at = self.clock.seconds() + delay
-        queue, route.queue = route.queue, []
-        # A peer that is down fails again at every retry, and whoever sent
-        # the stanzas (the federation outbox) logs its own backlog: warn
-        # once per outage, then only at debug level until a stream is up.
-        emit = log.warn if route.failures == 1 else log.debug
-        emit("S2S: no stream from {local} to {remote}: {reason}; returning "
-             "{count} stanza(s) with <{condition}/>; next attempt in {delay:.0f}s{more}",
-             local=route.local, remote=route.remote, reason=describe_reason(reason),
-             count=len(queue), condition=condition, delay=delay,
-             more=" (until it works, further failures are logged at debug level)"
-             if route.failures == 1 else "")
-        for stanza in queue:
-            self._bounce(stanza, condition, describe_reason(reason))
-
-    def _bounce(self, stanza, condition, text):
-        """Return an undeliverable stanza to its (local) sender, RFC 6120 8.3."""
-        if stanza.getAttribute("type") in ("error", "result"):
-            return
-        kind = "cancel" if condition == "remote-server-not-found" else "wait"
-        self._deliver_local(error.StanzaError(condition, type=kind, text=text).toResponse(stanza))
 
     @defer.inlineCallbacks
     def _stream_to(self, local, remote, authenticate):
@@ -730,12 +580,7 @@ class S2SService(service.Service):
 
     def describe_routes(self):
         """Every (local, remote) route with stanzas waiting or a back-off, as plain values."""
-        now = self.clock.seconds()
-        return [{"local": r.local, "remote": r.remote, "queued": len(r.queue),
-                 "ready": r.ready, "failures": r.failures,
-                 "retry_in": max(0.0, r.retry_at - now) if r.retry_at else None}
-                for (_, _), r in sorted(self.routes.items())
-                if r.queue or r.failures or not r.ready]
+        return self.routes.describe()
 
     def verify_with_authoritative(self, receiving, originating, stream_id, key):
         """For the Receiving Server: ask ``originating``'s Authoritative Server about a key."""
