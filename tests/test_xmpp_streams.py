@@ -464,7 +464,7 @@ class RoutingTests(unittest.SynchronousTestCase):
         peer.feed("</stream:stream>")
         peer.lose()
         self.assertEqual(len(self.network.attempts), 2)
-        self.assertFalse(self.service.multiplexes(("127.0.0.3", 5269)))
+        self.assertFalse(self.service.outbound.multiplexes(("127.0.0.3", 5269)))
         own = fx.answer_outgoing(self.network, sender="wave.b.test")
         own.feed("<db:result from='wave.b.test' to='wave.a.test' type='valid'/>")
         _, sent = own.take()

@@ -72,7 +72,7 @@ class Routes:
     def _establish(self, route):
         route.retry_call = None
         route.establishing = True
-        d = self.server._stream_to(route.local, route.remote, authenticate=True)
+        d = self.server.outbound.stream_to(route.local, route.remote, authenticate=True)
         d.addCallbacks(self._route_ready, self._route_failed,
                        callbackArgs=(route,), errbackArgs=(route,))
         d.addErrback(self._route_broken, route)

@@ -52,8 +52,6 @@ The service: :class:`S2SService`
     :func:`make_check_disco` gives ``wavebox check`` its ``disco`` callable.
 """
 
-import ipaddress
-
 from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -68,18 +66,12 @@ from wavebox.xmpp import sasl
 from wavebox.xmpp.disco import DiscoResponder, find_wave_service
 from wavebox.xmpp.elementstream import MAX_DEPTH, MAX_STANZA_SIZE, MAX_UNAUTHENTICATED_STANZA_SIZE
 from wavebox.xmpp.requests import RequestTracker
-from wavebox.xmpp.resolver import ResolutionTimeout
 from wavebox.xmpp.routes import Routes
+from wavebox.xmpp.s2sout import OutboundStreams
 from wavebox.xmpp.stanza import parse_jid
-from wavebox.xmpp.streams import (
-    IncomingFactory, OutgoingFactory, OutgoingStream, RouteFailed, describe_reason,
-    to_server_namespace)
+from wavebox.xmpp.streams import IncomingFactory, to_server_namespace
 
 log = Logger()
-
-
-class _NotShared(Exception):
-    """This open stream may not carry a new domain pair; try the next one."""
 
 
 # --- local delivery ------------------------------------------------------------
@@ -134,12 +126,6 @@ class LocalEntities(XMPPHandlerCollection):
 
 # --- the service -------------------------------------------------------------
 
-class _Hint:
-    def __init__(self, endpoints, expires):
-        self.endpoints = list(endpoints)
-        self.expires = expires
-
-
 class S2SService(service.Service):
     """
     XMPP server-to-server for the JIDs in ``domains`` (see the module docstring).
@@ -178,12 +164,10 @@ class S2SService(service.Service):
             raise ValueError("direct TLS needs a TLS policy")
         self.tls_port = tls_port
         self._listening_tls = None
-        self._resolve = resolve
         self.interface = interface
         self.port = port
         self._reactor = reactor
         self.clock = clock or reactor
-        self._connect_tcp = connect or reactor.connectTCP
         self.max_stanza_size = max_stanza_size
         self.max_unauthenticated_stanza_size = max_unauthenticated_stanza_size
         self.max_depth = max_depth
@@ -207,12 +191,11 @@ class S2SService(service.Service):
         self.incoming = set()
         self.outgoing = []
         self.routes = Routes(self)
+        self.outbound = OutboundStreams(self, resolve, connect or reactor.connectTCP)
         self._requests = RequestTracker(self.clock, request_timeout)
         # f(iq) -> True when it took an answer no request of ours waits for
         # (several processes for one domain: it may be another's).
         self.unmatched_answer = None
-        self._hints = {}
-        self._no_multiplex = {}     # peer (host, port) -> until when it gets a stream per pair
         self._listening = None
         self.stopping = False
         #: f(kind) for every stream that failed, kind "dialback" or "tls" (metrics).
@@ -236,9 +219,7 @@ class S2SService(service.Service):
 
     def set_endpoints(self, domain, endpoints):
         """Remember that ``domain`` was found at ``endpoints``; tried before DNS."""
-        if endpoints:
-            self._hints[domain.lower()] = _Hint(
-                endpoints, self.clock.seconds() + self.hint_lifetime)
+        self.outbound.set_endpoints(domain, endpoints)
 
     def send(self, stanza):
         """Send a stanza from one of our JIDs to any JID (see the module docstring)."""
@@ -287,7 +268,7 @@ class S2SService(service.Service):
         def found_items(jids):
             # Items of a domain are usually served by the same server.
             for item in jids:
-                if endpoints and item.lower() not in self._hints:
+                if endpoints and item.lower() not in self.outbound.hints:
                     self.set_endpoints(item, endpoints)
 
         return find_wave_service(self.local.request, domain,
@@ -383,183 +364,9 @@ class S2SService(service.Service):
         """
         return self._requests.answer(iq)
 
-    # outgoing ------------------------------------------------------------------
-
-    @defer.inlineCallbacks
-    def _stream_to(self, local, remote, authenticate):
-        """
-        A negotiated outgoing stream to ``remote`` (authenticated for
-        (local, remote) when ``authenticate``): endpoints from the hint, then
-        DNS; for each, an open stream to that address, else a new one.
-        """
-        reasons = []
-        tried = set()
-        hint = self._hints.get(remote)
-        phases = []
-        if hint is not None and hint.expires > self.clock.seconds():
-            phases.append(hint.endpoints)
-        resolved = False
-        while True:
-            if phases:
-                endpoints = phases.pop(0)
-            elif not resolved:
-                resolved = True
-                try:
-                    endpoints = yield self._resolve(remote)
-                except Exception as e:
-                    if not reasons:
-                        timed_out = isinstance(e, (ResolutionTimeout, defer.TimeoutError))
-                        raise RouteFailed(
-                            "remote-server-timeout" if timed_out else "remote-server-not-found",
-                            "cannot resolve %s: %s" % (remote, describe_reason(e)))
-                    break
-                if not endpoints and not reasons:
-                    raise RouteFailed("remote-server-not-found", "no address for %s" % (remote,))
-            else:
-                break
-            for endpoint in endpoints:
-                address = (endpoint.host, endpoint.port)
-                if address in tried:
-                    continue
-                tried.add(address)
-                for stream in self._reusable(address, local, remote, authenticate):
-                    try:
-                        yield self._prepared(stream, local, remote, authenticate)
-                        return stream
-                    except _NotShared:
-                        continue
-                    except Exception as e:
-                        reasons.append(describe_reason(e))
-                if self.stopping:
-                    raise RouteFailed("remote-server-timeout", "shutting down")
-                stream = self._connect(address, local, remote,
-                                       getattr(endpoint, "direct_tls", False))
-                try:
-                    yield self._prepared(stream, local, remote, authenticate)
-                    return stream
-                except Exception as e:
-                    reasons.append(describe_reason(e))
-                    if not stream.negotiated.done:
-                        stream.close()
-        raise RouteFailed("remote-server-timeout", "; ".join(reasons) or
-                          "no address for %s" % (remote,))
-
-    def multiplexes(self, address):
-        """May new domain pairs share our streams to ``address`` (host, port)?"""
-        until = self._no_multiplex.get(address)
-        if until is None:
-            return True
-        if until <= self.clock.seconds():
-            del self._no_multiplex[address]
-            return True
-        return False
-
-    def _reusable(self, address, local, remote, authenticate):
-        """
-        Open streams to ``address`` that may carry what we need, best first.
-
-        A ``db:verify`` may go on any of them (the Authoritative Server
-        answers on any stream, even one whose own dialback is pending: that
-        is how we serve Prosody, which holds its verify until its stream to
-        us is authenticated).  Stanzas go first on a stream opened for their
-        own pair or already authenticated for it, then on any other stream
-        to the same address: "if the hostname and port resolution results in
-        the same IP address and port combination" the new pair may be
-        multiplexed on it (XEP-0220 2.6.2), which is the seed's step 11 for
-        a domain and its wave service.
-        """
-        streams = [s for s in self.outgoing if s.address == address]
-        if not authenticate:
-            return streams
-        pair = (local, remote)
-        own = [s for s in streams if pair in s.authenticated or (s.local, s.remote) == pair]
-        if not self.multiplexes(address):
-            return own
-        shared = [s for s in streams if s not in own]
-        # Streams that already carry stanzas before ones still negotiating.
-        shared.sort(key=lambda s: not (s.usable and s.authenticated))
-        return own + shared
-
-    @defer.inlineCallbacks
-    def _prepared(self, stream, local, remote, authenticate):
-        yield stream.negotiated.wait().addTimeout(self.connect_timeout, self.clock)
-        if not stream.usable:
-            raise RouteFailed("remote-server-timeout", "stream to %s closed" % (stream.peer,))
-        if not stream.covers(remote):
-            raise RouteFailed("remote-server-timeout", "the certificate at %s does not name %s"
-                              % (stream.peer, remote))
-        if not authenticate:
-            return
-        pair = (local, remote)
-        multiplexed = pair not in stream.authenticated and (stream.local, stream.remote) != pair
-        if multiplexed and not self.multiplexes(stream.address):
-            raise _NotShared()      # learnt while we waited for the negotiation
-        if multiplexed and remote != stream.remote and not stream.dialback_errors:
-            # XEP-0220 2.6.2: no new target domain on a stream whose peer
-            # did not offer dialback errors (Prosody 0.12 does not).
-            raise _NotShared()
-        if multiplexed and not self.authentication.may_multiplex(stream):
-            raise _NotShared()      # only dialback adds pairs; this peer has none
-        try:
-            yield self.authentication.originate(stream, local, remote).addTimeout(
-                self.dialback_timeout, self.clock)
-        except Exception as e:
-            if multiplexed:
-                self._multiplexing_refused(stream, pair, e)
-            raise
-
-    def _multiplexing_refused(self, stream, pair, reason):
-        """
-        The peer said no (or nothing, or closed) to a multiplexed
-        ``db:result``: the pair falls back to a stream of its own, and new
-        pairs for that address get theirs too for ``no_multiplex_lifetime``.
-        """
-        if self.stopping:
-            return
-        self._no_multiplex[stream.address] = self.clock.seconds() + self.no_multiplex_lifetime
-        log.warn("S2S: {peer} did not accept {local} -> {remote} on a shared stream "
-                 "({reason}); one stream per domain pair there for the next {lifetime:.0f}s",
-                 peer=stream.peer, local=pair[0], remote=pair[1], reason=describe_reason(reason),
-                 lifetime=self.no_multiplex_lifetime)
-
-    def _connect(self, address, local, remote, direct_tls=False):
-        if self.tls is None:
-            direct_tls = False
-        session = OutgoingStream(self, local, remote, address, direct_tls)
-        self.outgoing.append(session)
-        host, port = address
-        session.connector = self._connect_tcp(
-            host, port, OutgoingFactory(session), timeout=self.connect_timeout,
-            bindAddress=self._bind_address(host))
-        return session
-
-    def _bind_address(self, host):
-        """Leave from our own address when we listen on one (same family only)."""
-        if not self.interface:
-            return None
-        try:
-            ours, theirs = ipaddress.ip_address(self.interface), ipaddress.ip_address(host)
-        except ValueError:
-            return None
-        if ours.version != theirs.version or ours.is_loopback != theirs.is_loopback:
-            return None
-        return (self.interface, 0)
-
     def negotiate(self, address, local, remote, direct_tls=False):
-        """
-        A new stream from ``local`` to ``remote`` at ``address`` (host, port),
-        carried through STARTTLS and the check of ``remote``'s certificate
-        exactly as for a route, but not authenticated: what ``wavebox check``
-        tries.  Deferred[OutgoingStream]; close it when done.  Fails with the
-        reason the stream did not get there.
-        """
-        stream = self._connect(tuple(address), local, remote, direct_tls)
-        d = stream.negotiated.wait().addTimeout(self.connect_timeout, self.clock)
-
-        def failed(reason):
-            stream.close()
-            return reason
-        return d.addCallbacks(lambda _: stream, failed)
+        """What ``wavebox check`` tries (see :meth:`OutboundStreams.negotiate`)."""
+        return self.outbound.negotiate(address, local, remote, direct_tls)
 
     def count_failure(self, kind):
         """A stream failed at ``kind`` ("dialback" or "tls"): tell whoever counts."""
@@ -584,7 +391,7 @@ class S2SService(service.Service):
 
     def verify_with_authoritative(self, receiving, originating, stream_id, key):
         """For the Receiving Server: ask ``originating``'s Authoritative Server about a key."""
-        d = self._stream_to(receiving, originating, authenticate=False)
+        d = self.outbound.stream_to(receiving, originating, authenticate=False)
 
         def ask(stream):
             return self.dialback.ask_authoritative(
