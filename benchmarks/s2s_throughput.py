@@ -36,7 +36,7 @@ from twisted.words.xish import domish  # noqa: E402
 from tx_xmpp.subprotocols import XMPPHandler  # noqa: E402
 
 from tests import pki  # noqa: E402
-from wavebox.xmpp import ping, streams, tls  # noqa: E402
+from wavebox.xmpp import ping, server, tls  # noqa: E402
 from wavebox.xmpp.resolver import Endpoint  # noqa: E402
 
 HOSTS = {"a.test": "127.0.0.2", "b.test": "127.0.0.3"}
@@ -72,7 +72,7 @@ def main(messages, dialback):
     servers = {}
     for domain, host in HOSTS.items():
         cert, key = pki.write_certificate_files(domain, directory)
-        s2s = streams.S2SService([domain, "wave." + domain], "secret-" + domain,
+        s2s = server.S2SService([domain, "wave." + domain], "secret-" + domain,
                                  tls.TLSPolicy(cert, key, ca_cert), resolve,
                                  interface=host, port=0, trust_certificates=not dialback)
         s2s.add_handler(ping.PingResponder())
@@ -128,7 +128,7 @@ def measure_peer(label, peer_domain, peer_address, pid, policy, resolve, port, s
     times = []
     s2s = None
     for i in range(setups):
-        s2s = streams.S2SService(["a.test"], "secret-a.test", policy, resolve,
+        s2s = server.S2SService(["a.test"], "secret-a.test", policy, resolve,
                                  interface=HOSTS["a.test"], port=port, trust_certificates=False)
         s2s.add_handler(ping.PingResponder())
         s2s.startService()

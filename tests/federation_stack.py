@@ -26,7 +26,7 @@ from wavebox.xmpp import certs
 from wavebox.xmpp.discovery import WaveServiceDiscovery
 from wavebox.xmpp.ping import PingResponder
 from wavebox.xmpp.resolver import DnspythonResolver, Trace, resolve_server
-from wavebox.xmpp.streams import S2SService
+from wavebox.xmpp.server import S2SService
 from wavebox.xmpp.tls import TLSPolicy
 
 from tests import pki

@@ -28,7 +28,7 @@ from twisted.words.xish import domish
 from tests import pki
 from tests.dnsserver import A, SRV, ZoneServer, standard_records
 from tests.helpers import TWISTD, start_twistd_wavebox
-from wavebox.xmpp import ping, streams, tls
+from wavebox.xmpp import ping, server, tls
 from wavebox.xmpp.resolver import Endpoint
 
 HOSTS = {"a.test": "127.0.0.2", "b.test": "127.0.0.3", "c.test": "127.0.0.4"}
@@ -234,7 +234,7 @@ class Target:
             where = os.path.join(directory, domain)
             os.makedirs(where, exist_ok=True)
             cert, key, ca = pki.write_domain_files(domain, where)
-            s2s = streams.S2SService(
+            s2s = server.S2SService(
                 [domain, "wave." + domain], "secret-" + domain, tls.TLSPolicy(cert, key, ca),
                 self._resolve, interface=HOSTS[domain], port=0)
             s2s.add_handler(ping.PingResponder())

@@ -80,12 +80,12 @@ class SendingSideFailoverTests(unittest.TestCase):
         s2s = self.sender.s2s
         s2s.connect_timeout = 2.0       # wave2's silence ends the try after this
         self.tried = []
-        connect = s2s._connect
+        connect = s2s.outbound._connect
 
         def recorded(address, local, remote, *how):
             self.tried.append(address)
             return connect(address, local, remote, *how)
-        s2s._connect = recorded
+        s2s.outbound._connect = recorded
 
     @defer.inlineCallbacks
     def test_a_refusing_and_a_silent_target_are_passed_for_the_backup(self):

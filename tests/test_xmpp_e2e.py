@@ -209,7 +209,7 @@ class FederationTests(TwoServers):
     def test_wavebox_check_asks_disco_while_the_server_is_stopped(self):
         from wavebox.xmpp.discovery import DiscoUnavailable
         from wavebox.xmpp.resolver import Endpoint
-        from wavebox.xmpp.streams import make_check_disco
+        from wavebox.xmpp.server import make_check_disco
         b_port = self.s2s("b.test").listening_address()[1]
         where = [Endpoint("127.0.0.3", b_port, "wave.b.test")]
         a_port = self.s2s("a.test").listening_address()[1]

@@ -168,13 +168,13 @@ class StanzaSizeTests(Base):
         peer.feed("<iq type='get' id='deep' from='b.test' to='a.test'>" + "<a>" * 2000)
         self.assertEqual(fx.stream_error(peer.take()[1]), "policy-violation")
         self.assertEqual(self.log.count("internal-server-error"), 0)
-        self.assertEqual(self.service.routes, {})       # nothing was answered
+        self.assertEqual(self.service.routes.table, {})       # nothing was answered
 
     def test_the_error_reply_does_not_echo_the_payload(self):
         peer = self.authenticated_peer()
         peer.feed("<iq type='get' id='q1' from='b.test' to='a.test'>"
                   "<query xmlns='urn:example'>%s</query></iq>" % ("<x>y</x>" * 1000,))
-        [reply] = self.service.routes[("a.test", "b.test")].queue
+        [reply] = self.service.routes.table[("a.test", "b.test")].queue
         self.assertEqual(condition_of(reply), "service-unavailable")
         self.assertEqual([c.name for c in reply.elements()], ["error"])
         self.assertLess(len(reply.toXml()), 300)
@@ -376,7 +376,7 @@ class TurnBudgetTests(Base):
 
     def test_the_listening_port_accepts_a_few_connections_a_turn(self):
         from twisted.internet import reactor
-        port = limits.listen_tcp(reactor, 0, streams._IncomingFactory(self.service),
+        port = limits.listen_tcp(reactor, 0, streams.IncomingFactory(self.service),
                                  interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         port.numberAccepts += 20                            # what Twisted does when busy
@@ -410,7 +410,7 @@ class RouteFlushTests(Base):
         self.assertEqual(sent, ["before", "after"])
         self.assertEqual([(condition_of(b), b["to"]) for b in bounced],
                          [("internal-server-error", "alice@a.test")])
-        self.assertEqual(self.service.routes[("a.test", "b.test")].queue, [])
+        self.assertEqual(self.service.routes.table[("a.test", "b.test")].queue, [])
         self.assertEqual(len(self.flushLoggedErrors(RecursionError)), 1)
 
 

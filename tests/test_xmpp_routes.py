@@ -27,7 +27,7 @@ class FamilyBackOffTests(unittest.SynchronousTestCase):
     def backing_off(self, local, remote):
         self.service.send(message(local, remote))
         self.network.refuse(self.network.attempts[-1])
-        route = self.service.routes[(local, remote)]
+        route = self.service.routes.table[(local, remote)]
         self.assertGreater(route.retry_at, self.clock.seconds())
         self.service.send(message(local, remote, "waiting"))
         return len(self.network.attempts)

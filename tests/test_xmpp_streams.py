@@ -331,7 +331,7 @@ class RoutingTests(unittest.SynchronousTestCase):
         self.service.send(message("wave.a.test", "wave.b.test", "first"))
         self.network.refuse(self.network.attempts[0])
         tried = len(self.network.attempts)
-        route = self.service.routes[("wave.a.test", "wave.b.test")]
+        route = self.service.routes.table[("wave.a.test", "wave.b.test")]
         self.assertGreater(route.retry_at, self.clock.seconds())
         self.service.send(message("wave.a.test", "wave.b.test", "waiting"))
         self.assertEqual(len(self.network.attempts), tried)
@@ -363,7 +363,7 @@ class RoutingTests(unittest.SynchronousTestCase):
             self.service.send(message("a.test", "bob@b.test"))
             before = self.clock.seconds()
             self.clock.advance(0)
-            while self.service.routes[("a.test", "b.test")].retry_call is not None:
+            while self.service.routes.table[("a.test", "b.test")].retry_call is not None:
                 self.clock.advance(0.5)
             delays.append(self.clock.seconds() - before)
             for attempt in self.network.attempts:
@@ -464,7 +464,7 @@ class RoutingTests(unittest.SynchronousTestCase):
         peer.feed("</stream:stream>")
         peer.lose()
         self.assertEqual(len(self.network.attempts), 2)
-        self.assertFalse(self.service.multiplexes(("127.0.0.3", 5269)))
+        self.assertFalse(self.service.outbound.multiplexes(("127.0.0.3", 5269)))
         own = fx.answer_outgoing(self.network, sender="wave.b.test")
         own.feed("<db:result from='wave.b.test' to='wave.a.test' type='valid'/>")
         _, sent = own.take()
@@ -614,16 +614,16 @@ class DescribeTests(unittest.SynchronousTestCase):
 
     def test_refused_connection_is_said_once(self):
         from twisted.internet import error as ierror
-        from wavebox.xmpp.streams import _describe
-        self.assertEqual(_describe(ierror.ConnectionRefusedError()), "connection refused")
+        from wavebox.xmpp.streams import describe_reason
+        self.assertEqual(describe_reason(ierror.ConnectionRefusedError()), "connection refused")
 
     def test_other_connect_errors_give_the_os_words(self):
         import errno
         from twisted.internet import error as ierror
-        from wavebox.xmpp.streams import _describe
+        from wavebox.xmpp.streams import describe_reason
         e = ierror.ConnectError(osError=OSError(errno.EHOSTUNREACH, "No route to host"))
-        self.assertEqual(_describe(e), "no route to host")
-        self.assertEqual(_describe(ierror.TCPTimedOutError()), "connection timed out")
+        self.assertEqual(describe_reason(e), "no route to host")
+        self.assertEqual(describe_reason(ierror.TCPTimedOutError()), "connection timed out")
 
 
 class OutageLogTests(unittest.SynchronousTestCase):
@@ -640,7 +640,7 @@ class OutageLogTests(unittest.SynchronousTestCase):
         for attempt in list(self.network.attempts):
             if not attempt.stopped:
                 self.network.refuse(attempt)
-        route = self.service.routes[("a.test", "b.test")]
+        route = self.service.routes.table[("a.test", "b.test")]
         self.clock.advance(max(0, route.retry_at - self.clock.seconds()) + 0.1)
 
     def warnings(self):
@@ -658,4 +658,4 @@ class OutageLogTests(unittest.SynchronousTestCase):
         peer.feed("<db:result from='b.test' to='a.test' type='valid'/>")
         self.assertEqual(self.log.count(
             "S2S: stream from a.test to b.test is up, after 3 failed attempt(s)"), 1)
-        self.assertEqual(self.service.routes[("a.test", "b.test")].failures, 0)
+        self.assertEqual(self.service.routes.table[("a.test", "b.test")].failures, 0)

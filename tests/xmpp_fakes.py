@@ -13,7 +13,7 @@ from twisted.internet.testing import StringTransport
 from twisted.words.xish import domish
 from zope.interface import alsoProvides
 
-from wavebox.xmpp import limits, streams
+from wavebox.xmpp import limits, server, streams
 
 Endpoint = collections.namedtuple("Endpoint", "host port target")
 
@@ -173,7 +173,7 @@ def make_service(domains=("a.test", "wave.a.test"), tls=None, table=None, clock=
     # The tests advance the clock by hours; the idle timeout (tests of its
     # own give it) would close their streams on the way.
     kw.setdefault("limits", limits.StreamLimits(idle_timeout=None))
-    service = streams.S2SService(
+    service = server.S2SService(
         list(domains), secret, tls if tls is not None else FakeTLS(), resolver,
         port=None, clock=clock, connect=network.connect, **kw)
     service.startService()
@@ -182,7 +182,7 @@ def make_service(domains=("a.test", "wave.a.test"), tls=None, table=None, clock=
 
 def incoming(service, host="127.0.0.9"):
     """A peer connects to ``service``: the receiving side of a new stream."""
-    protocol = streams._IncomingFactory(service).buildProtocol(None)
+    protocol = streams.IncomingFactory(service).buildProtocol(None)
     transport = TLSTransport(host, 40000)
     protocol.makeConnection(transport)
     return Peer(protocol, transport)

@@ -185,7 +185,7 @@ def makeServiceFromOptions(options):
 def makeService(config, reactor=None):
     from wavebox import certpath
     from wavebox.federation.xmppglue import S2STransport, XMPPTransport
-    from wavebox.xmpp import streams
+    from wavebox.xmpp import server as s2sserver
     from wavebox.xmpp.discovery import WaveServiceDiscovery
     from wavebox.xmpp.ping import PingResponder, ServerPinger
     from wavebox.xmpp.resolver import DnspythonResolver
@@ -210,7 +210,7 @@ def makeService(config, reactor=None):
 
     resolver = DnspythonResolver(config.nameserver, config.dns_timeout)
     try:
-        s2s = streams.service_from_config(config, resolver, port=config.s2s_port,
+        s2s = s2sserver.service_from_config(config, resolver, port=config.s2s_port,
                                           reactor=reactor, tls_port=config.s2s_tls_port)
     except certpath.PathError as e:
         raise ConfigError("--trusted-ca: %s" % (e,))

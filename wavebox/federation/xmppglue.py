@@ -1,5 +1,5 @@
 """
-The federation service on XMPP server-to-server (:mod:`wavebox.xmpp.streams`)
+The federation service on XMPP server-to-server (:mod:`wavebox.xmpp.server`)
 and the seed's peer discovery (:mod:`wavebox.xmpp.discovery`): the
 :class:`~wavebox.federation.service.ITransport` the federation layer needs,
 and the tx_xmpp handler that hands it the stanzas for our wave service JIDs.

@@ -13,7 +13,8 @@ from twisted.internet.error import DNSLookupError
 
 from wavebox.xmpp.discovery import DiscoveryFailed, WaveServiceDiscovery
 from wavebox.xmpp.resolver import DnspythonResolver, DNSTimeoutError, describe_dns_error
-from wavebox.xmpp.streams import TLSUnavailable, make_check_disco
+from wavebox.xmpp.server import make_check_disco
+from wavebox.xmpp.streams import TLSUnavailable
 
 
 #: A name no zone has (RFC 6761): a live name server answers it at once.
@@ -167,7 +168,7 @@ def default_connect(config, remote):
     import tempfile
 
     from wavebox.xmpp.resolver import DnspythonResolver as Resolver
-    from wavebox.xmpp.streams import service_from_config
+    from wavebox.xmpp.server import service_from_config
 
     resolver = Resolver(config.nameserver, config.dns_timeout)
     scratch = None

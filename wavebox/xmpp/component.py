@@ -13,7 +13,7 @@ every stanza to or from the component's JIDs, and the same XMPP handlers that
 serve S2S streams (disco, ping, federation) are attached to it.
 
 :class:`ExternalComponent` offers the API of
-:class:`wavebox.xmpp.streams.S2SService`, so that the layers above do not
+:class:`wavebox.xmpp.server.S2SService`, so that the layers above do not
 know which mode they run in: ``send(stanza)``, ``request(iq, timeout) ->
 Deferred``, ``add_handler(handler)``, ``disco`` (the
 :class:`~wavebox.xmpp.disco.DiscoResponder`), ``find_wave_service(domain)``.

@@ -1,6 +1,6 @@
 """
 Our iq requests that wait for their answers: one tracker for the S2S
-service (:mod:`wavebox.xmpp.streams`) and the XEP-0114 component
+service (:mod:`wavebox.xmpp.server`) and the XEP-0114 component
 (:mod:`wavebox.xmpp.component`), so that both answer, time out, cancel and
 fail in the same way.
 

@@ -150,7 +150,7 @@ class S2SAuthentication:
     """
     The authentication methods of one S2S service under one policy.
 
-    ``server`` is the stream manager (:class:`wavebox.xmpp.streams.S2SService`):
+    ``server`` is the stream manager (:class:`wavebox.xmpp.server.S2SService`):
     this asks it for ``dialback`` (the XEP-0220 roles), ``tls`` (the
     :class:`wavebox.xmpp.tls.TLSPolicy`: ``certifies(domain)``), ``is_local``
     and ``count_failure``.  A stream offers
@@ -414,7 +414,7 @@ class S2SAuthentication:
     def _refused(self, reason, stream, pair, tried):
         if isinstance(reason.value, AuthenticationRefused):
             # A pair multiplexed onto another pair's stream tries a stream of
-            # its own next (streams.py): only the stream's own pair is news.
+            # its own next (server.py): only the stream's own pair is news.
             emit = log.warn if pair == (stream.local, stream.remote) else log.info
             emit("outgoing S2S stream {peer}: {remote} accepted neither SASL EXTERNAL "
                  "nor dialback from {local}: {why}", peer=stream.peer, local=pair[0],

@@ -1,7 +1,8 @@
 """
-XMPP server-to-server streams (RFC 6120) and the service that routes over them.
+XMPP server-to-server sessions (RFC 6120): the streams, either direction.
 
-This module owns the sessions; :mod:`wavebox.xmpp.dialback` says what
+This module owns the sessions; :mod:`wavebox.xmpp.server` is the service
+that routes over them, :mod:`wavebox.xmpp.dialback` says what
 dialback means and :mod:`wavebox.xmpp.tls` what a certificate proves.
 
 Streams
@@ -35,77 +36,23 @@ Streams
     ``unsupported-stanza-type``  a top-level element we do not know
     ``connection-timeout``  no authentication within the negotiation timeout
     ======================  =================================================
-
-The service: :class:`S2SService`
-    The API for the layers above.  Every JID in ``domains`` is ours (each
-    hosted domain and its wave service JID ``wave.DOMAIN``).
-
-    ``send(stanza)``
-        Send a stanza (a ``domish.Element`` with ``from`` one of our JIDs).
-        To one of our own JIDs it is delivered locally; otherwise it waits
-        in order, per (local, remote) domain pair, until an outgoing stream
-        authenticated for that pair is ready.  Endpoints come from the
-        ``resolve`` callable (SRV, then A: RFC 6120 3.2), tried in order.
-        A stream already open to the same address (IP and port) is reused:
-        the new pair is authenticated on it with another ``db:result``
-        (XEP-0220 2.6, multiplexing), so a domain and its wave service share
-        one connection.  A new target domain is multiplexed only when the
-        peer advertised dialback errors (XEP-0220 2.6.2); when the peer
-        answers a multiplexed ``db:result`` with anything but ``valid``, or
-        closes, the pair gets a stream of its own and that address is not
-        multiplexed again for a while.  ``db:verify`` questions go on any
-        stream to the address.  If every endpoint fails, each waiting stanza
-        returns to its sender as a stanza error (``remote-server-not-found``
-        when the domain did not resolve, ``remote-server-timeout`` when it
-        resolved but no authenticated stream came up: RFC 6120 8.3.3.15/16),
-        and the next attempt for that pair waits a growing back-off (cut
-        short when the peer authenticates a stream it opened to us: it is up).
-    ``request(iq, timeout=30) -> Deferred``
-        Send an ``iq`` get/set and fire with the response ``iq`` (same id,
-        ``from``/``to`` swapped); errback with a ``StanzaError`` for
-        ``type='error'`` (also for bounces) and with ``remote-server-timeout``
-        when no answer came in time.
-    ``add_handler(handler)``
-        Attach a tx_xmpp ``XMPPHandler``.  Handlers see every stanza addressed
-        to our JIDs, on an in-process pipe (:class:`LocalEntities`); what they
-        ``send`` goes out through :meth:`S2SService.send`.  The same handlers
-        could sit on an XEP-0114 component stream.  An ``iq`` get/set no
-        handler marks ``handled`` is answered ``service-unavailable``.
-    ``disco``
-        The :class:`wavebox.xmpp.disco.DiscoResponder` (identities, features
-        and items are told to it by the wiring).
-    ``find_wave_service(domain, endpoints) -> Deferred[str | None]``
-        The ``disco`` callable of :mod:`wavebox.xmpp.discovery`.
-    ``set_endpoints(domain, endpoints)``
-        Remember where a domain was found (tried before DNS for an hour).
-
-    :func:`service_from_config` builds one from the configuration;
-    :func:`make_check_disco` gives ``wavebox check`` its ``disco`` callable.
 """
 
-import ipaddress
 import uuid
 
-from twisted.application import service
 from twisted.internet import defer, protocol
 from twisted.internet import error as ierror
 from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
 from twisted.python import failure
 from twisted.words.protocols.jabber import error, jid, xmlstream
-from twisted.words.protocols.jabber.xmlstream import XMPPHandlerCollection
 from twisted.words.xish import domish
-from twisted.words.xish.utility import XmlPipe
 
-from wavebox.retry import RetryPolicy
 from wavebox.xmpp import dialback as db
 from wavebox.xmpp import limits as xlimits
 from wavebox.xmpp import sasl
-from wavebox.xmpp.disco import DiscoResponder, find_wave_service
 from wavebox.xmpp.elementstream import (
-    MAX_DEPTH, MAX_STANZA_SIZE, MAX_UNAUTHENTICATED_STANZA_SIZE, RestrictedXmlStream, XMLRefused)
-from wavebox.xmpp.requests import RequestTracker
-from wavebox.xmpp.resolver import ResolutionTimeout
+    MAX_STANZA_SIZE, MAX_UNAUTHENTICATED_STANZA_SIZE, RestrictedXmlStream, XMLRefused)
 from wavebox.xmpp.stanza import NS_SERVER, parse_jid, to_stream_namespace
 from wavebox.xmpp.tls import TLSVerdict
 
@@ -115,10 +62,6 @@ NS_TLS = xmlstream.NS_XMPP_TLS
 STANZA_KINDS = ("message", "presence", "iq")
 
 log = Logger()
-
-
-class _NotShared(Exception):
-    """This open stream may not carry a new domain pair; try the next one."""
 
 
 class RouteFailed(Exception):
@@ -137,7 +80,7 @@ class TLSUnavailable(Exception):
     """The peer would not (or could not) negotiate the TLS we require."""
 
 
-def _describe(reason):
+def describe_reason(reason):
     value = reason.value if isinstance(reason, failure.Failure) else reason
     if isinstance(value, defer.TimeoutError):
         return "timed out"
@@ -458,7 +401,7 @@ class _Session(xmlstream.Authenticator):
             self._abort_call.cancel()
         self._abort_call = None
         lost = RouteFailed("remote-server-timeout", "stream to %s closed: %s"
-                           % (self.peer, _describe(reason)))
+                           % (self.peer, describe_reason(reason)))
         for waiters in list(self.pending_results.values()) + list(self.pending_verifies.values()):
             waiters.fail(lost)
         self.pending_results.clear()
@@ -729,7 +672,7 @@ class OutgoingStream(_Session):
 
     def connect_failed(self, reason):
         self.negotiated.fail(RouteFailed("remote-server-timeout", "cannot connect to %s: %s"
-                                         % (self.peer, _describe(reason))))
+                                         % (self.peer, describe_reason(reason))))
         self.server.stream_lost(self)
         self.closed.fire(None)
 
@@ -743,7 +686,7 @@ class OutgoingStream(_Session):
 
     def connectionLost(self, reason):
         verdict = self.tls_verdict
-        why = _describe(reason)
+        why = describe_reason(reason)
         if self.peer_error:
             why = "it sent the stream error <%s/>" % (self.peer_error,)
         if verdict is not None and verdict.error and not self.negotiated.done:
@@ -823,7 +766,7 @@ class OutgoingStream(_Session):
 
 # --- factories ---------------------------------------------------------------
 
-class _IncomingFactory(protocol.ServerFactory):
+class IncomingFactory(protocol.ServerFactory):
     noisy = False
 
     def __init__(self, server, direct_tls=False):
@@ -837,7 +780,7 @@ class _IncomingFactory(protocol.ServerFactory):
         return xs
 
 
-class _OutgoingFactory(protocol.ClientFactory):
+class OutgoingFactory(protocol.ClientFactory):
     noisy = False
 
     def __init__(self, session):
@@ -850,744 +793,3 @@ class _OutgoingFactory(protocol.ClientFactory):
 
     def clientConnectionFailed(self, connector, reason):
         self.session.connect_failed(reason)
-
-
-# --- local delivery ------------------------------------------------------------
-
-class LocalEntities(XMPPHandlerCollection):
-    """
-    The handlers of our JIDs, attached to one end of an in-process pipe.
-
-    Stanzas for us are dispatched on ``xmlstream`` (the pipe's source, what
-    handlers observe); what handlers send arrives at the pipe's sink and goes
-    to :meth:`S2SService.send`.  Handlers are tx_xmpp ``XMPPHandler``\\ s, so
-    the same ones could be attached to a component stream (XEP-0114).
-    """
-
-    def __init__(self, server):
-        XMPPHandlerCollection.__init__(self)
-        self._server = server
-        self._pipe = XmlPipe()
-        self.xmlstream = self._pipe.source
-        self._pipe.sink.addObserver("/*", server.send)
-
-    def addHandler(self, handler):
-        XMPPHandlerCollection.addHandler(self, handler)
-        handler.makeConnection(self.xmlstream)
-        handler.connectionInitialized()
-
-    def removeHandler(self, handler):
-        handler.connectionLost(None)
-        XMPPHandlerCollection.removeHandler(self, handler)
-
-    def send(self, obj):
-        self.xmlstream.send(obj)
-
-    def is_local(self, domain):
-        """Whether ``domain`` is one of ours (handlers declare what they serve for those)."""
-        return self._server.is_local(domain)
-
-    def request(self, request):
-        """tx_xmpp's ``StreamManager.request``: a ``generic.Request`` or an iq element."""
-        if domish.IElement.providedBy(request):
-            element = request
-        else:
-            element = request.toElement()
-        return self._server.request(element, getattr(request, "timeout", None))
-
-    def deliver(self, stanza):
-        """Dispatch to the handlers; True when one of them handled it."""
-        self._pipe.sink.send(stanza)
-        # vars(): a child element named <handled/> must not count.
-        return bool(vars(stanza).get("handled", False))
-
-
-# --- the service -------------------------------------------------------------
-
-def _same_family(a, b):
-    """Whether one domain is the other or a subdomain of it (a domain and its wave service)."""
-    a, b = a.lower(), b.lower()
-    return a == b or a.endswith("." + b) or b.endswith("." + a)
-
-
-class _Route:
-    """Stanzas from one of our domains to one remote domain, and their stream."""
-
-    def __init__(self, local, remote):
-        self.local = local
-        self.remote = remote
-        self.queue = []
-        self.stream = None
-        self.establishing = False
-        self.failures = 0
-        self.retry_at = 0
-        self.retry_call = None
-
-    @property
-    def ready(self):
-        stream = self.stream
-        return (stream is not None and stream.usable
-                and (self.local, self.remote) in stream.authenticated)
-
-
-class _Hint:
-    def __init__(self, endpoints, expires):
-        self.endpoints = list(endpoints)
-        self.expires = expires
-
-
-class S2SService(service.Service):
-    """
-    XMPP server-to-server for the JIDs in ``domains`` (see the module docstring).
-
-    ``tls`` is a :class:`wavebox.xmpp.tls.TLSPolicy` (or None: no TLS at all,
-    only allowed with ``tls_required=False``); ``resolve(domain)`` returns a
-    Deferred list of endpoints (``.host``, ``.port``), SRV order first;
-    ``connect(host, port, factory, timeout, bindAddress)`` defaults to
-    ``reactor.connectTCP``.  ``port=None`` does not listen (``wavebox check``).
-    """
-
-    name = "s2s"
-
-    def __init__(self, domains, secret, tls, resolve, *, tls_required=None,
-                 interface="", port=5269, reactor=None, clock=None, connect=None,
-                 trust_certificates=True, max_stanza_size=MAX_STANZA_SIZE,
-                 max_unauthenticated_stanza_size=MAX_UNAUTHENTICATED_STANZA_SIZE,
-                 max_depth=MAX_DEPTH, limits=None, stranger_share=None,
-                 connect_timeout=30.0, dialback_timeout=30.0, negotiation_timeout=30.0,
-                 request_timeout=30.0, retry=RetryPolicy(initial=2.0, maximum=60.0),
-                 hint_lifetime=3600.0, close_grace=2.0, no_multiplex_lifetime=3600.0,
-                 s2s_auth="any", tls_port=None):
-        if reactor is None:
-            from twisted.internet import reactor
-        if not domains:
-            raise ValueError("S2SService needs at least one local domain")
-        self.domains = [d.lower() for d in domains]
-        self.default_domain = self.domains[0]
-        self.tls = tls
-        self.tls_required = tls.required if tls_required is None and tls else bool(tls_required)
-        if self.tls_required and tls is None:
-            raise ValueError("TLS is required but no TLS policy is given")
-        self.dialback = db.Dialback(secret, self, trust_certificates)
-        self.authentication = sasl.S2SAuthentication(self, s2s_auth)
-        if tls_port is not None and tls is None:
-            raise ValueError("direct TLS needs a TLS policy")
-        self.tls_port = tls_port
-        self._listening_tls = None
-        self._resolve = resolve
-        self.interface = interface
-        self.port = port
-        self._reactor = reactor
-        self.clock = clock or reactor
-        self._connect_tcp = connect or reactor.connectTCP
-        self.max_stanza_size = max_stanza_size
-        self.max_unauthenticated_stanza_size = max_unauthenticated_stanza_size
-        self.max_depth = max_depth
-        self.limits = limits or xlimits.StreamLimits()
-        self.gate = xlimits.ConnectionGate(self.limits, self.clock)
-        self.stranger_log = xlimits.LogThrottle(self.clock)
-        self.stranger_budget = (xlimits.TurnBudget(self.clock, stranger_share)
-                                if stranger_share else None)
-        self.connect_timeout = connect_timeout
-        self.dialback_timeout = dialback_timeout
-        self.negotiation_timeout = negotiation_timeout
-        self.request_timeout = request_timeout
-        self.retry = retry
-        self.hint_lifetime = hint_lifetime
-        self.close_grace = close_grace
-        self.no_multiplex_lifetime = no_multiplex_lifetime
-
-        self.local = LocalEntities(self)
-        self.disco = DiscoResponder()
-        self.add_handler(self.disco)
-        self.incoming = set()
-        self.outgoing = []
-        self.routes = {}
-        self._requests = RequestTracker(self.clock, request_timeout)
-        # f(iq) -> True when it took an answer no request of ours waits for
-        # (several processes for one domain: it may be another's).
-        self.unmatched_answer = None
-        self._hints = {}
-        self._no_multiplex = {}     # peer (host, port) -> until when it gets a stream per pair
-        self._listening = None
-        self.stopping = False
-        #: f(kind) for every stream that failed, kind "dialback" or "tls" (metrics).
-        self.failure_observers = []
-
-    # public API ---------------------------------------------------------------
-
-    def is_local(self, domain):
-        return bool(domain) and domain.lower() in self.domains
-
-    def add_handler(self, handler):
-        handler.setHandlerParent(self.local)
-
-    def listening_address(self, direct_tls=False):
-        """The (host, port) we listen on (for direct TLS: XEP-0368), or None."""
-        port = self._listening_tls if direct_tls else self._listening
-        if port is None:
-            return None
-        address = port.getHost()
-        return address.host, address.port
-
-    def set_endpoints(self, domain, endpoints):
-        """Remember that ``domain`` was found at ``endpoints``; tried before DNS."""
-        if endpoints:
-            self._hints[domain.lower()] = _Hint(
-                endpoints, self.clock.seconds() + self.hint_lifetime)
-
-    def send(self, stanza):
-        """Send a stanza from one of our JIDs to any JID (see the module docstring)."""
-        to_server_namespace(stanza)
-        recipient = parse_jid(stanza.getAttribute("to"))
-        sender = parse_jid(stanza.getAttribute("from"))
-        if sender is None or not self.is_local(sender.host):
-            raise ValueError("a stanza sent through S2S needs a 'from' of ours, not %r"
-                             % (stanza.getAttribute("from"),))
-        if recipient is None:
-            raise ValueError("a stanza needs a valid 'to', not %r" % (stanza.getAttribute("to"),))
-        if self.is_local(recipient.host):
-            self._deliver_local(stanza)
-        else:
-            self._send_remote(stanza, sender.host, recipient.host)
-
-    def request(self, iq, timeout=None):
-        """Send an iq get/set; fire with the answer iq (see the module docstring)."""
-        if iq.name != "iq" or iq.getAttribute("type") not in ("get", "set"):
-            return defer.fail(ValueError("not an iq request"))
-        if not iq.getAttribute("from"):
-            iq["from"] = self.default_domain
-        if not iq.getAttribute("id"):
-            iq.addUniqueId()
-        try:
-            d = self._requests.track(iq, self.request_timeout if timeout is None else timeout)
-        except ValueError:
-            return defer.fail()
-        try:
-            self.send(iq)
-        except Exception:
-            self._requests.forget(iq["id"])
-            return defer.fail()
-        return d
-
-    def find_wave_service(self, domain, endpoints=None, sender=None):
-        """
-        The ``disco`` callable of :mod:`wavebox.xmpp.discovery`: disco#items to
-        ``domain`` at ``endpoints``, disco#info to each item and ``domain``;
-        the JID that is a wave service, or None.  Fails when ``domain`` cannot
-        be reached.
-        """
-        if endpoints:
-            self.set_endpoints(domain, endpoints)
-
-        def found_items(jids):
-            # Items of a domain are usually served by the same server.
-            for item in jids:
-                if endpoints and item.lower() not in self._hints:
-                    self.set_endpoints(item, endpoints)
-
-        return find_wave_service(self.local.request, domain,
-                                 sender or self.default_domain, found_items)
-
-    # service -------------------------------------------------------------------
-
-    def startService(self):
-        service.Service.startService(self)
-        self.stopping = False
-        if self.port is not None:
-            self._listening = xlimits.listen_tcp(
-                self._reactor, self.port, _IncomingFactory(self), interface=self.interface)
-            host, port = self.listening_address()
-            log.info("S2S listening on {host}:{port} for {domains}",
-                     host=host or "*", port=port, domains=", ".join(self.domains))
-        if self.tls_port is not None:
-            try:
-                self._listening_tls = self._reactor.listenTCP(
-                    self.tls_port, _IncomingFactory(self, direct_tls=True),
-                    interface=self.interface)
-            except Exception as e:
-                e.wavebox_option = "s2s-tls"    # named in the start-up error
-                raise
-            host, port = self.listening_address(direct_tls=True)
-            log.info("S2S listening for direct TLS (XEP-0368) on {host}:{port}",
-                     host=host or "*", port=port)
-
-    def stopService(self):
-        service.Service.stopService(self)
-        self.stopping = True
-        if self.stranger_budget is not None:
-            self.stranger_budget.stop()
-        for route in self.routes.values():
-            if route.retry_call is not None and route.retry_call.active():
-                route.retry_call.cancel()
-            route.retry_call = None
-            route.queue = []
-        self._requests.cancel_all()
-        waits = []
-        for listening in (self._listening, self._listening_tls):
-            if listening is not None:
-                waits.append(defer.maybeDeferred(listening.stopListening))
-        self._listening = self._listening_tls = None
-        for session in list(self.incoming) + list(self.outgoing):
-            waits.append(session.close())
-        return defer.DeferredList(waits)
-
-    # incoming ------------------------------------------------------------------
-
-    def incoming_opened(self, session):
-        self.incoming.add(session)
-
-    def stream_lost(self, session):
-        self.incoming.discard(session)
-        if session in self.outgoing:
-            self.outgoing.remove(session)
-        for route in self.routes.values():
-            if route.stream is session:
-                route.stream = None
-
-    def peer_authenticated(self, domains):
-        """
-        A peer proved ``domains`` on a stream it opened to us: it is up.  A
-        route to it (or to a domain of the same family, ``b.test`` and
-        ``wave.b.test``) that waits out a back-off tries again now, so that
-        what waits for the peer, and our answers to it, go at once rather
-        than at the next retry.
-        """
-        self._end_back_off(domains, "opened a stream to us")
-
-    def retry_now(self, domain):
-        """
-        A sender with a retry policy of its own (the federation outbox) has
-        waited and tries ``domain`` again now: our routes to it (and to its
-        family) try at once too, rather than wait out a back-off of their own
-        on top, so the gap between two attempts is the one the sender logged.
-        """
-        self._end_back_off([domain], "is being retried")
-
-    def _end_back_off(self, domains, why):
-        for route in list(self.routes.values()):
-            if not route.retry_at or route.establishing or self.stopping:
-                continue
-            if not any(_same_family(route.remote, d) for d in domains):
-                continue
-            log.debug("S2S: {remote} {why}: ending the back-off of our route from {local}",
-                      remote=route.remote, why=why, local=route.local)
-            route.retry_at = 0
-            if route.retry_call is not None and route.retry_call.active():
-                route.retry_call.cancel()
-            route.retry_call = None
-            if route.queue:
-                self._establish(route)
-
-    def incoming_stanza(self, session, stanza):
-        self._deliver_local(stanza)
-
-    def _deliver_local(self, stanza):
-        if stanza.name == "iq" and stanza.getAttribute("type") in ("result", "error"):
-            if self._requests.answer(stanza):
-                return
-            if self.unmatched_answer is not None and self.unmatched_answer(stanza):
-                return
-        handled = self.local.deliver(stanza)
-        if (not handled and stanza.name == "iq"
-                and stanza.getAttribute("type") in ("get", "set")):
-            self.send(xlimits.error_reply(stanza, "service-unavailable"))
-
-    def answer_request(self, iq):
-        """
-        An answer another process of ours received (authenticated there) for
-        a request this one may have made; True when it was ours.
-        """
-        return self._requests.answer(iq)
-
-    # outgoing ------------------------------------------------------------------
-
-    def _send_remote(self, stanza, local, remote):
-        route = self.routes.get((local, remote))
-        if route is None:
-            route = self.routes[(local, remote)] = _Route(local, remote)
-        if route.ready and not route.queue:
-            route.stream.send(stanza)
-            return
-        route.queue.append(stanza)
-        self._start(route)
-
-    def _start(self, route):
-        if route.establishing or route.retry_call is not None or self.stopping:
-            return
-        delay = route.retry_at - self.clock.seconds()
-        if delay > 0:
-            route.retry_call = self.clock.callLater(delay, self._establish, route)
-        else:
-            self._establish(route)
-
-    def _establish(self, route):
-        route.retry_call = None
-        route.establishing = True
-        d = self._stream_to(route.local, route.remote, authenticate=True)
-        d.addCallbacks(self._route_ready, self._route_failed,
-                       callbackArgs=(route,), errbackArgs=(route,))
-        d.addErrback(self._route_broken, route)
-
-    def _route_ready(self, stream, route):
-        route.establishing = False
-        if route.failures:
-            log.info("S2S: stream from {local} to {remote} is up, after {failures} failed "
-                     "attempt(s)", local=route.local, remote=route.remote,
-                     failures=route.failures)
-        route.failures = 0
-        route.retry_at = 0
-        route.stream = stream
-        # Each stanza leaves the queue only once it is sent or returned to
-        # its sender: what the stream could not take stays queued, in order.
-        queue, done = route.queue, 0
-        try:
-            while done < len(queue) and route.ready:
-                stanza = queue[done]
-                done += 1
-                try:
-                    stream.send(stanza)
-                except Exception:
-                    log.failure("S2S: cannot send a <{name}/> from {local} to {remote}; "
-                                "returned to its sender", name=stanza.name,
-                                local=route.local, remote=route.remote)
-                    self._bounce_safely(stanza, "internal-server-error", "could not be sent")
-        finally:
-            del queue[:done]
-        if route.queue:             # the stream went away while sending
-            self._start(route)
-
-    def _route_broken(self, reason, route):
-        """A bug of ours while a route was set up: what waits goes back, with an error."""
-        log.failure("S2S: route from {local} to {remote} failed", reason,
-                    local=route.local, remote=route.remote)
-        route.establishing = False
-        queue, route.queue = route.queue, []
-        for stanza in queue:
-            self._bounce_safely(stanza, "internal-server-error", "could not be sent")
-
-    def _bounce_safely(self, stanza, condition, text):
-        try:
-            self._bounce(stanza, condition, text)
-        except Exception:
-            log.failure("S2S: cannot return a <{name}/> to its sender", name=stanza.name)
-
-    def _route_failed(self, reason, route):
-        route.establishing = False
-        if self.stopping:
-            route.queue = []
-            return
-        value = reason.value
-        condition = getattr(value, "condition", None)
-        if condition not in ("remote-server-not-found", "remote-server-timeout"):
-            condition = "remote-server-timeout"
-        route.failures += 1
-        delay = self.retry.delay(route.failures)
-        route.retry_at = self.clock.seconds() + delay
-        queue, route.queue = route.queue, []
-        # A peer that is down fails again at every retry, and whoever sent
-        # the stanzas (the federation outbox) logs its own backlog: warn
-        # once per outage, then only at debug level until a stream is up.
-        emit = log.warn if route.failures == 1 else log.debug
-        emit("S2S: no stream from {local} to {remote}: {reason}; returning "
-             "{count} stanza(s) with <{condition}/>; next attempt in {delay:.0f}s{more}",
-             local=route.local, remote=route.remote, reason=_describe(reason),
-             count=len(queue), condition=condition, delay=delay,
-             more=" (until it works, further failures are logged at debug level)"
-             if route.failures == 1 else "")
-        for stanza in queue:
-            self._bounce(stanza, condition, _describe(reason))
-
-    def _bounce(self, stanza, condition, text):
-        """Return an undeliverable stanza to its (local) sender, RFC 6120 8.3."""
-        if stanza.getAttribute("type") in ("error", "result"):
-            return
-        kind = "cancel" if condition == "remote-server-not-found" else "wait"
-        self._deliver_local(error.StanzaError(condition, type=kind, text=text).toResponse(stanza))
-
-    @defer.inlineCallbacks
-    def _stream_to(self, local, remote, authenticate):
-        """
-        A negotiated outgoing stream to ``remote`` (authenticated for
-        (local, remote) when ``authenticate``): endpoints from the hint, then
-        DNS; for each, an open stream to that address, else a new one.
-        """
-        reasons = []
-        tried = set()
-        hint = self._hints.get(remote)
-        phases = []
-        if hint is not None and hint.expires > self.clock.seconds():
-            phases.append(hint.endpoints)
-        resolved = False
-        while True:
-            if phases:
-                endpoints = phases.pop(0)
-            elif not resolved:
-                resolved = True
-                try:
-                    endpoints = yield self._resolve(remote)
-                except Exception as e:
-                    if not reasons:
-                        timed_out = isinstance(e, (ResolutionTimeout, defer.TimeoutError))
-                        raise RouteFailed(
-                            "remote-server-timeout" if timed_out else "remote-server-not-found",
-                            "cannot resolve %s: %s" % (remote, _describe(e)))
-                    break
-                if not endpoints and not reasons:
-                    raise RouteFailed("remote-server-not-found", "no address for %s" % (remote,))
-            else:
-                break
-            for endpoint in endpoints:
-                address = (endpoint.host, endpoint.port)
-                if address in tried:
-                    continue
-                tried.add(address)
-                for stream in self._reusable(address, local, remote, authenticate):
-                    try:
-                        yield self._prepared(stream, local, remote, authenticate)
-                        return stream
-                    except _NotShared:
-                        continue
-                    except Exception as e:
-                        reasons.append(_describe(e))
-                if self.stopping:
-                    raise RouteFailed("remote-server-timeout", "shutting down")
-                stream = self._connect(address, local, remote,
-                                       getattr(endpoint, "direct_tls", False))
-                try:
-                    yield self._prepared(stream, local, remote, authenticate)
-                    return stream
-                except Exception as e:
-                    reasons.append(_describe(e))
-                    if not stream.negotiated.done:
-                        stream.close()
-        raise RouteFailed("remote-server-timeout", "; ".join(reasons) or
-                          "no address for %s" % (remote,))
-
-    def multiplexes(self, address):
-        """May new domain pairs share our streams to ``address`` (host, port)?"""
-        until = self._no_multiplex.get(address)
-        if until is None:
-            return True
-        if until <= self.clock.seconds():
-            del self._no_multiplex[address]
-            return True
-        return False
-
-    def _reusable(self, address, local, remote, authenticate):
-        """
-        Open streams to ``address`` that may carry what we need, best first.
-
-        A ``db:verify`` may go on any of them (the Authoritative Server
-        answers on any stream, even one whose own dialback is pending: that
-        is how we serve Prosody, which holds its verify until its stream to
-        us is authenticated).  Stanzas go first on a stream opened for their
-        own pair or already authenticated for it, then on any other stream
-        to the same address: "if the hostname and port resolution results in
-        the same IP address and port combination" the new pair may be
-        multiplexed on it (XEP-0220 2.6.2), which is the seed's step 11 for
-        a domain and its wave service.
-        """
-        streams = [s for s in self.outgoing if s.address == address]
-        if not authenticate:
-            return streams
-        pair = (local, remote)
-        own = [s for s in streams if pair in s.authenticated or (s.local, s.remote) == pair]
-        if not self.multiplexes(address):
-            return own
-        shared = [s for s in streams if s not in own]
-        # Streams that already carry stanzas before ones still negotiating.
-        shared.sort(key=lambda s: not (s.usable and s.authenticated))
-        return own + shared
-
-    @defer.inlineCallbacks
-    def _prepared(self, stream, local, remote, authenticate):
-        yield stream.negotiated.wait().addTimeout(self.connect_timeout, self.clock)
-        if not stream.usable:
-            raise RouteFailed("remote-server-timeout", "stream to %s closed" % (stream.peer,))
-        if not stream.covers(remote):
-            raise RouteFailed("remote-server-timeout", "the certificate at %s does not name %s"
-                              % (stream.peer, remote))
-        if not authenticate:
-            return
-        pair = (local, remote)
-        multiplexed = pair not in stream.authenticated and (stream.local, stream.remote) != pair
-        if multiplexed and not self.multiplexes(stream.address):
-            raise _NotShared()      # learnt while we waited for the negotiation
-        if multiplexed and remote != stream.remote and not stream.dialback_errors:
-            # XEP-0220 2.6.2: no new target domain on a stream whose peer
-            # did not offer dialback errors (Prosody 0.12 does not).
-            raise _NotShared()
-        if multiplexed and not self.authentication.may_multiplex(stream):
-            raise _NotShared()      # only dialback adds pairs; this peer has none
-        try:
-            yield self.authentication.originate(stream, local, remote).addTimeout(
-                self.dialback_timeout, self.clock)
-        except Exception as e:
-            if multiplexed:
-                self._multiplexing_refused(stream, pair, e)
-            raise
-
-    def _multiplexing_refused(self, stream, pair, reason):
-        """
-        The peer said no (or nothing, or closed) to a multiplexed
-        ``db:result``: the pair falls back to a stream of its own, and new
-        pairs for that address get theirs too for ``no_multiplex_lifetime``.
-        """
-        if self.stopping:
-            return
-        self._no_multiplex[stream.address] = self.clock.seconds() + self.no_multiplex_lifetime
-        log.warn("S2S: {peer} did not accept {local} -> {remote} on a shared stream "
-                 "({reason}); one stream per domain pair there for the next {lifetime:.0f}s",
-                 peer=stream.peer, local=pair[0], remote=pair[1], reason=_describe(reason),
-                 lifetime=self.no_multiplex_lifetime)
-
-    def _connect(self, address, local, remote, direct_tls=False):
-        if self.tls is None:
-            direct_tls = False
-        session = OutgoingStream(self, local, remote, address, direct_tls)
-        self.outgoing.append(session)
-        host, port = address
-        session.connector = self._connect_tcp(
-            host, port, _OutgoingFactory(session), timeout=self.connect_timeout,
-            bindAddress=self._bind_address(host))
-        return session
-
-    def _bind_address(self, host):
-        """Leave from our own address when we listen on one (same family only)."""
-        if not self.interface:
-            return None
-        try:
-            ours, theirs = ipaddress.ip_address(self.interface), ipaddress.ip_address(host)
-        except ValueError:
-            return None
-        if ours.version != theirs.version or ours.is_loopback != theirs.is_loopback:
-            return None
-        return (self.interface, 0)
-
-    def negotiate(self, address, local, remote, direct_tls=False):
-        """
-        A new stream from ``local`` to ``remote`` at ``address`` (host, port),
-        carried through STARTTLS and the check of ``remote``'s certificate
-        exactly as for a route, but not authenticated: what ``wavebox check``
-        tries.  Deferred[OutgoingStream]; close it when done.  Fails with the
-        reason the stream did not get there.
-        """
-        stream = self._connect(tuple(address), local, remote, direct_tls)
-        d = stream.negotiated.wait().addTimeout(self.connect_timeout, self.clock)
-
-        def failed(reason):
-            stream.close()
-            return reason
-        return d.addCallbacks(lambda _: stream, failed)
-
-    def count_failure(self, kind):
-        """A stream failed at ``kind`` ("dialback" or "tls"): tell whoever counts."""
-        for observe in self.failure_observers:
-            observe(kind)
-
-    def describe_streams(self):
-        """Every stream, as plain values (``wavebox status``)."""
-        streams = []
-        for session in list(self.incoming) + list(self.outgoing):
-            streams.append({
-                "direction": session.direction, "peer": session.peer,
-                "tls": session.tls_active, "connected": session.connected,
-                "authenticated": sorted("%s -> %s" % pair if session.direction == "outgoing"
-                                        else "%s <- %s" % (pair[1], pair[0])
-                                        for pair in session.authenticated)})
-        return streams
-
-    def describe_routes(self):
-        """Every (local, remote) route with stanzas waiting or a back-off, as plain values."""
-        now = self.clock.seconds()
-        return [{"local": r.local, "remote": r.remote, "queued": len(r.queue),
-                 "ready": r.ready, "failures": r.failures,
-                 "retry_in": max(0.0, r.retry_at - now) if r.retry_at else None}
-                for (_, _), r in sorted(self.routes.items())
-                if r.queue or r.failures or not r.ready]
-
-    def verify_with_authoritative(self, receiving, originating, stream_id, key):
-        """For the Receiving Server: ask ``originating``'s Authoritative Server about a key."""
-        d = self._stream_to(receiving, originating, authenticate=False)
-
-        def ask(stream):
-            return self.dialback.ask_authoritative(
-                stream, receiving, originating, stream_id, key).addTimeout(
-                    self.dialback_timeout, self.clock)
-        return d.addCallback(ask)
-
-
-def dns_resolve(resolver):
-    """The ``resolve`` callable of :class:`S2SService` over an ``IResolver``: SRV, then A."""
-    from wavebox.xmpp.resolver import Trace, resolve_server
-
-    def resolve(domain):
-        return resolve_server(resolver, domain, Trace(domain))
-    return resolve
-
-
-def service_from_config(config, resolver, port=None, reactor=None, tls_port=None):
-    """
-    An :class:`S2SService` for our configured domains, certificate, secret and
-    authentication policy; listening on ``port`` (and ``tls_port`` for
-    direct TLS) unless None.
-    """
-    from wavebox.xmpp import tls as tlsmodule
-    names = local_names(config)
-    return S2SService(
-        names, db.secret_from_config(config), tlsmodule.policy_from_config(config, names),
-        dns_resolve(resolver), interface=config.s2s_interface, port=port, reactor=reactor,
-        s2s_auth=config.s2s_auth, tls_port=tls_port, **xlimits.options_from_config(config))
-
-
-def make_check_disco(config, reactor=None):
-    """
-    The ``disco`` callable for ``wavebox check``: each call runs a short-lived
-    S2S service with our configured identity (certificate, dialback secret),
-    asks, and stops it again.
-
-    It must listen on the configured S2S address while it asks: a peer
-    answers on its *own* stream to our domain (RFC 6120 streams are one-way),
-    which DNS sends to that address.  When the port is taken (the server is
-    running), the answers would reach the server, not the check, so disco is
-    reported unavailable and the check goes on without it.
-    """
-    from twisted.internet.error import CannotListenError
-
-    from wavebox.xmpp.disco import DiscoUnavailable
-    from wavebox.xmpp.resolver import DnspythonResolver
-
-    resolver = DnspythonResolver(config.nameserver, config.dns_timeout)
-
-    def disco(domain, endpoints):
-        if not config.domains:
-            return defer.fail(DiscoUnavailable(
-                "no hosted domain configured (give --config): disco needs our identity"))
-        try:
-            s2s = service_from_config(config, resolver, port=config.s2s_port, reactor=reactor)
-        except Exception as e:
-            return defer.fail(DiscoUnavailable("cannot set up S2S: %s" % (e,)))
-        try:
-            s2s.startService()
-        except CannotListenError as e:
-            s2s.stopService()
-            return defer.fail(DiscoUnavailable(
-                "cannot listen on %s:%d (%s): peers answer disco on their own stream to "
-                "our domain, so only a check without the running server can ask"
-                % (config.s2s_interface or "*", config.s2s_port, e.socketError)))
-        d = s2s.find_wave_service(domain, endpoints)
-
-        def done(result):
-            return s2s.stopService().addCallback(lambda _: result)
-        return d.addBoth(done)
-    return disco
-
-
-def local_names(config):
-    """Every JID domain we answer for: each hosted domain, then its wave service JID."""
-    names = []
-    for domain in config.domains:
-        names.append(domain)
-        names.append(config.service_jid(domain))
-    return names
