@@ -19,8 +19,9 @@ Originating Server       gets ``<db:result type>``    :meth:`Dialback.result_ans
 =======================  ===========================  =====================================
 
 Session bookkeeping (which domain pairs a stream carries, what it waits for)
-lives on the stream objects of :mod:`wavebox.xmpp.streams`; reaching the
-Authoritative Server is the stream manager's job.  Nothing here ever blocks
+lives on the stream objects of :mod:`wavebox.xmpp.streams`, which also mark
+a pair authenticated when this module says so; reaching the Authoritative
+Server is the stream manager's job.  Nothing here ever blocks
 one stream on another: the Authoritative answer is computed from the key
 alone (XEP-0185), and every wait is a Deferred.  Prosody holds its own
 ``db:verify`` for our key until it has verified *its* key with us, so any
@@ -248,9 +249,9 @@ class Dialback:
     ``db:verify`` with :meth:`ask_authoritative`, return its Deferred).
 
     A stream (see :mod:`wavebox.xmpp.streams`) offers ``sid``, ``send``,
-    ``fail(condition, text)``, ``tls_active``, ``peer_proves(domain)`` and
-    the sets/dicts ``authenticated``, ``verifying``, ``pending_results``,
-    ``pending_verifies``.
+    ``fail(condition, text)``, ``tls_active``, ``peer_proves(domain)``,
+    ``mark_authenticated(pair)``, ``answered_a_verify()`` and the sets/dicts
+    ``authenticated``, ``verifying``, ``pending_results``, ``pending_verifies``.
     """
 
     def __init__(self, secret, server, trust_certificates=True):
@@ -297,7 +298,7 @@ class Dialback:
             return
         answer = result.getAttribute("type")
         if answer == "valid":
-            stream.authenticated.add(pair)
+            stream.mark_authenticated(pair)
             # The stream's own line (wavebox.xmpp.sasl) names the method.
             log.debug("dialback: {originating} -> {receiving} authenticated (our stream)",
                      originating=pair[0], receiving=pair[1])
@@ -346,7 +347,7 @@ class Dialback:
                        callbackArgs=(stream, pair), errbackArgs=(stream, pair))
 
     def _accept(self, stream, pair):
-        stream.authenticated.add(pair)
+        stream.mark_authenticated(pair)
         stream.send(_element("result", pair[1], pair[0], answer="valid"))
         stream.authenticated_changed()
 
@@ -430,6 +431,6 @@ class Dialback:
                                        "item-not-found", stream_id=stream_id))
             return
         valid = key_is_valid(self._secret, receiving, originating, stream_id, str(verify))
-        stream.answered_verifies = getattr(stream, "answered_verifies", 0) + 1
+        stream.answered_a_verify()
         stream.send(_element("verify", originating, receiving, stream_id=stream_id,
                              answer="valid" if valid else "invalid"))

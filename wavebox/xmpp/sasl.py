@@ -278,7 +278,7 @@ class S2SAuthentication:
             return
         pair = (domain, local)
         state["done"] = True
-        stream.authenticated.add(pair)
+        stream.mark_authenticated(pair)
         _record_method(stream, pair, METHOD_EXTERNAL)
         log.info("incoming S2S stream {peer}: {originating} -> {receiving} authenticated "
                  "by SASL EXTERNAL over {tls} (its certificate names {originating})",
@@ -481,7 +481,7 @@ class S2SAuthentication:
         state["restarting"] = False
         waiters = state.pop("waiting", None)
         state["done"] = True
-        stream.authenticated.add((stream.local, stream.remote))
+        stream.mark_authenticated((stream.local, stream.remote))
         if waiters is not None:
             waiters.fire(None)
         return True

@@ -279,6 +279,7 @@ class _Session(xmlstream.Authenticator):
         self.verifying = set()          # pairs whose key the Authoritative Server is checking
         self.pending_results = {}       # pair -> Waiters (we are the Originating Server)
         self.pending_verifies = {}      # (authoritative, receiving, id) -> Waiters
+        self.answered_verifies = 0      # db:verify questions we answered here
         self.closed = db.Waiters()
         self.peer_error = None          # stream error condition the peer sent us
         self.connected = False
@@ -343,6 +344,16 @@ class _Session(xmlstream.Authenticator):
     def send(self, element):
         if self.usable:
             self.xmlstream.send(element)
+
+    # authentication: dialback and SASL decide, the session records -----------
+
+    def mark_authenticated(self, pair):
+        """``pair`` (originating, receiving) is authenticated on this stream."""
+        self.authenticated.add(pair)
+
+    def answered_a_verify(self):
+        """We answered a ``db:verify`` on this stream (a verify-only stream closes quietly)."""
+        self.answered_verifies += 1
 
     def authenticated_changed(self):
         """Hook: a domain pair was authenticated on this stream."""
@@ -477,7 +488,6 @@ class IncomingStream(_Session):
     def __init__(self, server, direct_tls=False):
         _Session.__init__(self, server)
         self._timeout_call = None
-        self.answered_verifies = 0
         self.direct_tls = direct_tls
 
     def associateWithStream(self, xs):
