@@ -264,13 +264,13 @@ class ZoneServer:
         for attempt in range(20 if port == 0 else 1):
             udp = self.reactor.listenUDP(port, dns.DNSDatagramProtocol(self.factory),
                                          interface=self.interface)
-            port = udp.getHost().port
+            got = udp.getHost().port
             try:
-                tcp = self.reactor.listenTCP(port, self.factory, interface=self.interface)
+                tcp = self.reactor.listenTCP(got, self.factory, interface=self.interface)
             except ierror.CannotListenError:
                 udp.stopListening()
                 continue
-            self._udp, self._tcp, self.port = udp, tcp, port
+            self._udp, self._tcp, self.port = udp, tcp, got
             return self
         raise ierror.CannotListenError(self.interface, 0, "no port free for both UDP and TCP")
 
