@@ -48,7 +48,6 @@ cost; this module limits the rest:
 """
 
 import collections
-import ipaddress
 import time
 
 from twisted.internet import tcp
@@ -57,6 +56,9 @@ from twisted.logger import Logger
 from twisted.words.protocols.jabber import error
 from twisted.words.protocols.jabber.xmlstream import toResponse
 from zope.interface import implementer
+
+# Strangers are counted by address as logins are: one rule for both.
+from wavebox.server.login import client_key
 
 #: Incoming S2S streams open at once.
 MAX_STREAMS = 1000
@@ -77,8 +79,6 @@ STRANGER_LOG_WINDOW = 10.0
 ACCEPTS_PER_TURN = 10
 #: Connections the kernel may hold for us meanwhile (it caps this at somaxconn).
 BACKLOG = 511
-#: The prefix an IPv6 client is counted by: one site usually has a /64.
-IPV6_PREFIX = 64
 
 log = Logger()
 
@@ -109,18 +109,6 @@ def options_from_config(config):
             idle_timeout=config.s2s_idle_timeout),
         stranger_share=STRANGER_SHARE)
 
-
-def client_key(host):
-    """The address a client is counted by: IPv4 as it is, IPv6 by its /64."""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return str(host)
-    if address.version == 6:
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.ip_network("%s/%d" % (address, IPV6_PREFIX), strict=False))
-    return str(address)
 
 
 class ConnectionGate:
