@@ -588,13 +588,15 @@ async def main_async(args):
     directory = tempfile.mkdtemp(prefix="bench-capacity-", dir=args.dir)
     plan = Plan(args)
     # The console's limits are for people (20 lines a second each, 20
-    # sessions from one address): the typists here are one program on one
-    # address, typing as fast as their lines come back.
+    # sessions from one address, 20 logins in flight from one address before
+    # they must wait): the typists here are one program on one address,
+    # logging in together and typing as fast as their lines come back.
     sessions = 2 * max([n + plan.waves(n) for n in args.sizes] + [args.per_wave]) + 100
     extra = ["--console-line-rate", "%g" % (args.console_line_rate,),
              "--console-line-burst", "1000",
              "--console-max-sessions", str(sessions),
-             "--console-max-sessions-per-ip", str(sessions)]
+             "--console-max-sessions-per-ip", str(sessions),
+             "--login-ip-failures", str(sessions)]
     deployment = Deployment(directory, plan.accounts, extra)
     try:
         print("machine: %d CPUs (shared with whatever else runs); load average %s"

@@ -69,6 +69,38 @@ class OneServerTests(unittest.TestCase):
         self.assertIsNotNone(sample(body, "wavebox_uptime_seconds"))
 
     @defer.inlineCallbacks
+    def test_web_sessions_are_counted_beside_the_consoles(self):
+        import socket
+        import urllib.parse
+        from twisted.web.client import FileBodyProducer
+        from twisted.web.http_headers import Headers
+        from io import BytesIO
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        web_port = probe.getsockname()[1]
+        probe.close()
+        top = start_wavebox(self, {"domain": ["a.test"], "data_dir": self.mktemp(),
+                                   "s2s_port": "0", "s2s_interface": "127.0.0.2",
+                                   "console_port": "0", "metrics_port": "0",
+                                   "web_port": str(web_port), "store": "memory:"})
+        yield top.wave_server.store.add_account("alice@a.test", quick_hash("secret"))
+        port = top.getServiceNamed("metrics").listening.getHost().port
+        _, _, before = yield get(port, b"/metrics")
+        base = "http://127.0.0.1:%d" % (web_port,)
+        response = yield Agent(reactor).request(
+            b"POST", (base + "/login").encode(),
+            Headers({b"Content-Type": [b"application/x-www-form-urlencoded"],
+                     b"Origin": [base.encode()]}),
+            FileBodyProducer(BytesIO(urllib.parse.urlencode(
+                {"user": "alice", "password": "secret"}).encode())))
+        yield readBody(response)
+        self.assertEqual(response.code, 303)
+        _, _, after = yield get(port, b"/metrics")
+        self.assertEqual([(sample(body, "wavebox_sessions", frontend="web"),
+                           sample(body, "wavebox_sessions", frontend="console"))
+                          for body in (before, after)], [(0, 0), (1, 0)])
+
+    @defer.inlineCallbacks
     def test_health_is_503_naming_what_is_wrong(self):
         top = start_wavebox(self, {"domain": ["a.test"], "data_dir": self.mktemp(),
                                    "s2s_port": "0", "s2s_interface": "127.0.0.2",

@@ -6,16 +6,18 @@ from a configuration; ``twistd -n wavebox`` starts, listens and stops.
 import os
 import re
 import signal
+import socket
 import sys
 
 from twisted.application import service
-from twisted.internet import defer, endpoints, error, protocol, reactor
+from twisted.internet import defer, endpoints, error, protocol, reactor, task
 from twisted.logger import ILogObserver, LogLevel
 from twisted.trial import unittest
 from twisted.words.xish import domish
 
 import wavebox
 from tests.helpers import LogWatch
+from wavebox import ports
 from wavebox import service as wservice
 from wavebox.config import ConfigError, Options, load
 from wavebox.xmpp.disco import NS_WAVE_SERVER
@@ -177,6 +179,71 @@ class MakeServiceTests(unittest.TestCase):
         self.assertIn("something else from Twisted", printed)
         self.assertNotIn("starting on", printed)
         self.assertNotIn("Closed", printed)
+
+
+def free_port(interface="127.0.0.1"):
+    probe = socket.socket()
+    probe.bind((interface, 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    return port
+
+
+class CrowdAtTheDoorTests(unittest.TestCase):
+    """
+    Many people connecting at the same moment (after a restart, or a class
+    logging in together) are all let in: the kernel holds them for us while
+    the reactor accepts a few a turn (wavebox.ports).  With Twisted's
+    default backlog of 50, the connections past it are taken by the client's
+    kernel as made but never reach us: their banner never comes.
+    """
+
+    CROWD = 300
+
+    @defer.inlineCallbacks
+    def test_three_hundred_console_connections_at_once_are_all_greeted(self):
+        top = wservice.makeService(config_for(
+            self, console_max_sessions=str(self.CROWD + 10),
+            console_max_sessions_per_ip=str(self.CROWD + 10)))
+        top.startService()
+        self.addCleanup(top.stopService)
+        port = top.getServiceNamed("console").listening.getHost().port
+        crowd = []
+        self.addCleanup(lambda: [c.close() for c in crowd])
+        for _ in range(self.CROWD):         # all in this one turn: nobody is accepted yet
+            c = socket.socket()
+            c.setblocking(False)
+            c.connect_ex(("127.0.0.1", port))
+            crowd.append(c)
+        greeted = set()
+        for _ in range(int(GUARD / 0.05)):
+            yield task.deferLater(reactor, 0.05, lambda: None)
+            for i, c in enumerate(crowd):
+                if i not in greeted:
+                    try:
+                        if c.recv(4096).startswith(b"wavebox console"):
+                            greeted.add(i)
+                    except BlockingIOError:
+                        pass
+            if len(greeted) == self.CROWD:
+                break
+        self.assertEqual(len(greeted), self.CROWD)
+
+    def test_every_listener_has_the_long_backlog_and_accepts_a_few_a_turn(self):
+        top = wservice.makeService(config_for(
+            self, web_port=str(free_port()), web_interface="127.0.0.1",
+            metrics_port="0", metrics_interface="127.0.0.1",
+            s2s_tls_port="0"))
+        top.startService()
+        self.addCleanup(top.stopService)
+        listeners = {"console": top.getServiceNamed("console").listening,
+                     "web": top.getServiceNamed("web").listening,
+                     "metrics": top.getServiceNamed("metrics").listening,
+                     "s2s": top.s2s._listening,
+                     "s2s direct TLS": top.s2s._listening_tls}
+        self.assertEqual({name: (port.backlog, port.numberAccepts)
+                          for name, port in listeners.items()},
+                         {name: (ports.BACKLOG, ports.ACCEPTS_PER_TURN) for name in listeners})
 
 
 class _Lines:

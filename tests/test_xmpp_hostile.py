@@ -14,6 +14,7 @@ from tests import xmpp_fakes as fx
 from tests.helpers import LogWatch
 from tests.test_xmpp_streams import condition_of, message
 from wavebox import config as wconfig
+from wavebox import ports
 from wavebox.xmpp import component, elementstream, limits, streams
 
 #: Nested internal entities: each level holds ten of the one below.
@@ -376,11 +377,11 @@ class TurnBudgetTests(Base):
 
     def test_the_listening_port_accepts_a_few_connections_a_turn(self):
         from twisted.internet import reactor
-        port = limits.listen_tcp(reactor, 0, streams.IncomingFactory(self.service),
-                                 interface="127.0.0.1")
+        port = ports.listen_tcp(reactor, 0, streams.IncomingFactory(self.service),
+                                interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         port.numberAccepts += 20                            # what Twisted does when busy
-        self.assertEqual(port.numberAccepts, limits.ACCEPTS_PER_TURN)
+        self.assertEqual(port.numberAccepts, ports.ACCEPTS_PER_TURN)
 
     def test_an_authenticated_stream_never_waits(self):
         peer = self.authenticated_peer()

@@ -33,7 +33,7 @@ from twisted.logger import Logger
 from twisted.web import resource, server
 from zope.interface import implementer
 
-from wavebox import __version__
+from wavebox import __version__, ports
 from wavebox.clock import default_clock
 from wavebox.server.interfaces import IWaveletListener
 
@@ -103,10 +103,10 @@ class _StateCollector:
                                      labels=["frontend"])
         for name in ("console", "web"):
             try:
-                factory = top.getServiceNamed(name).factory
+                front_end = top.getServiceNamed(name)
             except KeyError:
                 continue
-            sessions.add_metric([name], len(factory.sessions))
+            sessions.add_metric([name], len(front_end.sessions))
         yield sessions
 
 
@@ -217,7 +217,7 @@ class MetricsService(service.Service):
         site.noisy = False
         self.metrics.attach_store(self.top.wave_server.store)
         try:
-            self.listening = reactor.listenTCP(self.port, site, interface=self.interface)
+            self.listening = ports.listen_tcp(reactor, self.port, site, interface=self.interface)
         except CannotListenError as e:
             raise ConfigError("--metrics-port: cannot listen on %s:%s: %s" % (
                 e.interface or "*", e.port, getattr(e.socketError, "strerror", None)

@@ -27,7 +27,7 @@ from twisted.internet import defer
 from twisted.internet.error import CannotListenError
 from twisted.logger import ILogObserver, Logger
 
-from wavebox import __version__, logsetup, sdnotify
+from wavebox import __version__, logsetup, ports, sdnotify
 from wavebox.config import ConfigError
 
 log = Logger()
@@ -396,11 +396,17 @@ class ConsoleService(service.Service):
         from twisted.internet import reactor
         service.Service.startService(self)
         try:
-            self.listening = reactor.listenTCP(self.port, self.factory, interface=self.interface)
+            self.listening = ports.listen_tcp(reactor, self.port, self.factory,
+                                              interface=self.interface)
         except CannotListenError as e:
             raise listen_error("console", e)
         host = self.listening.getHost()
         log.info("console listening on {host}:{port}", host=host.host, port=host.port)
+
+    @property
+    def sessions(self):
+        """The console sessions open now (what ``wavebox_sessions`` counts)."""
+        return self.factory.sessions
 
     def stopService(self):
         service.Service.stopService(self)
@@ -422,11 +428,17 @@ class WebService(service.Service):
         self.interface = interface
         self.listening = None
 
+    @property
+    def sessions(self):
+        """The browsers logged in now (what ``wavebox_sessions`` counts)."""
+        return self.web.sessions
+
     def startService(self):
         from twisted.internet import reactor
         service.Service.startService(self)
         try:
-            self.listening = reactor.listenTCP(self.port, self.web.site, interface=self.interface)
+            self.listening = ports.listen_tcp(reactor, self.port, self.web.site,
+                                              interface=self.interface)
         except CannotListenError as e:
             raise listen_error("web", e)
         host = self.listening.getHost()

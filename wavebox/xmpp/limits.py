@@ -36,11 +36,8 @@ cost; this module limits the rest:
     them holds the reactor): past ``STRANGER_LOG_BURST`` lines in
     ``STRANGER_LOG_WINDOW`` seconds they are counted, and the next line
     says how many were left out.
-:func:`listen_tcp`
-    A listening port that accepts at most ``ACCEPTS_PER_TURN`` connections
-    each time the reactor turns (Twisted's accepts up to a hundred and more
-    at once, each costing a stream set-up), with a longer backlog, so that
-    a flood of connections waits in the kernel, not in our turn.
+(The S2S ports accept a few connections a turn, with a long backlog, as
+every port of wavebox does: :mod:`wavebox.ports`.)
 :func:`error_reply`
     A stanza error answer that does not echo the payload (RFC 6120 8.3.1
     allows it and we never need it): nothing we send back grows with what a
@@ -50,7 +47,6 @@ cost; this module limits the rest:
 import collections
 import time
 
-from twisted.internet import tcp
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.words.protocols.jabber import error
@@ -75,10 +71,6 @@ STRANGER_SHARE = 0.005
 #: Strangers' stream errors logged per window before they are only counted.
 STRANGER_LOG_BURST = 20
 STRANGER_LOG_WINDOW = 10.0
-#: New connections accepted each time the reactor turns (Twisted's own grows to hundreds).
-ACCEPTS_PER_TURN = 10
-#: Connections the kernel may hold for us meanwhile (it caps this at somaxconn).
-BACKLOG = 511
 
 log = Logger()
 
@@ -305,27 +297,6 @@ class LogThrottle:
         """How many lines were left out since the last call."""
         count, self.suppressed = self.suppressed, 0
         return count
-
-
-class _Port(tcp.Port):
-    """A TCP port that accepts at most ``ACCEPTS_PER_TURN`` connections a turn."""
-
-    _accepts = ACCEPTS_PER_TURN
-
-    @property
-    def numberAccepts(self):
-        return self._accepts
-
-    @numberAccepts.setter
-    def numberAccepts(self, value):
-        self._accepts = max(1, min(value, ACCEPTS_PER_TURN))
-
-
-def listen_tcp(reactor, port, factory, interface=""):
-    """``reactor.listenTCP``, accepting ``ACCEPTS_PER_TURN`` at a time (see the module)."""
-    listening = _Port(port, factory, BACKLOG, interface, reactor)
-    listening.startListening()
-    return listening
 
 
 def error_reply(stanza, condition, kind=None, text=None):

@@ -59,6 +59,7 @@ from twisted.words.protocols.jabber.xmlstream import XMPPHandlerCollection
 from twisted.words.xish import domish
 from twisted.words.xish.utility import XmlPipe
 
+from wavebox import ports
 from wavebox.retry import RetryPolicy
 from wavebox.xmpp import dialback as db
 from wavebox.xmpp import limits as xlimits
@@ -280,15 +281,15 @@ class S2SService(service.Service):
         service.Service.startService(self)
         self.stopping = False
         if self.port is not None:
-            self._listening = xlimits.listen_tcp(
+            self._listening = ports.listen_tcp(
                 self._reactor, self.port, IncomingFactory(self), interface=self.interface)
             host, port = self.listening_address()
             log.info("S2S listening on {host}:{port} for {domains}",
                      host=host or "*", port=port, domains=", ".join(self.domains))
         if self.tls_port is not None:
             try:
-                self._listening_tls = self._reactor.listenTCP(
-                    self.tls_port, IncomingFactory(self, direct_tls=True),
+                self._listening_tls = ports.listen_tcp(
+                    self._reactor, self.tls_port, IncomingFactory(self, direct_tls=True),
                     interface=self.interface)
             except Exception as e:
                 e.wavebox_option = "s2s-tls"    # named in the start-up error
