@@ -16,6 +16,7 @@ from twisted.web.client import Agent, readBody
 from tests import pki
 from tests.dnsserver import ZoneServer, standard_records
 from tests.helpers import console_login, quick_hash, start_twistd_wavebox, start_wavebox
+from tests.processes import free_port
 from wavebox.store import open_store
 
 METRICS = re.compile(rb"metrics and health listening on http://127\.0\.0\.1:(\d+)/metrics")
@@ -70,15 +71,11 @@ class OneServerTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_web_sessions_are_counted_beside_the_consoles(self):
-        import socket
         import urllib.parse
         from twisted.web.client import FileBodyProducer
         from twisted.web.http_headers import Headers
         from io import BytesIO
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        web_port = probe.getsockname()[1]
-        probe.close()
+        web_port = free_port("127.0.0.1")
         top = start_wavebox(self, {"domain": ["a.test"], "data_dir": self.mktemp(),
                                    "s2s_port": "0", "s2s_interface": "127.0.0.2",
                                    "console_port": "0", "metrics_port": "0",

@@ -17,6 +17,7 @@ from twisted.words.xish import domish
 
 import wavebox
 from tests.helpers import LogWatch
+from tests.processes import free_port
 from wavebox import ports
 from wavebox import service as wservice
 from wavebox.config import ConfigError, Options, load
@@ -181,14 +182,6 @@ class MakeServiceTests(unittest.TestCase):
         self.assertNotIn("Closed", printed)
 
 
-def free_port(interface="127.0.0.1"):
-    probe = socket.socket()
-    probe.bind((interface, 0))
-    port = probe.getsockname()[1]
-    probe.close()
-    return port
-
-
 class CrowdAtTheDoorTests(unittest.TestCase):
     """
     Many people connecting at the same moment (after a restart, or a class
@@ -231,7 +224,7 @@ class CrowdAtTheDoorTests(unittest.TestCase):
 
     def test_every_listener_has_the_long_backlog_and_accepts_a_few_a_turn(self):
         top = wservice.makeService(config_for(
-            self, web_port=str(free_port()), web_interface="127.0.0.1",
+            self, web_port=str(free_port("127.0.0.1")), web_interface="127.0.0.1",
             metrics_port="0", metrics_interface="127.0.0.1",
             s2s_tls_port="0"))
         top.startService()
